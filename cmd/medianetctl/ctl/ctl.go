@@ -1,0 +1,215 @@
+// Package ctl is medianetctl's logic: operator commands over the IPAM
+// store (list, verify, release, gc, check). cmd/medianetctl only calls Run.
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/medianet/medianet/cni"
+	"github.com/medianet/medianet/ipam"
+	"github.com/medianet/medianet/ipam/boltstore"
+)
+
+// Exit codes.
+const (
+	ExitOK    = 0
+	ExitError = 1 // runtime error, or verify found a conflict
+	ExitUsage = 2
+)
+
+const usage = `usage:
+  medianetctl [--data-dir DIR] ipam list [--network NAME] [--json]
+  medianetctl [--data-dir DIR] ipam verify CONFIG...
+  medianetctl [--data-dir DIR] ipam release --network NAME --container ID [--ifname IF]
+  medianetctl [--data-dir DIR] ipam gc --network NAME --valid ID:IF[,ID:IF...]
+  medianetctl [--data-dir DIR] ipam check
+`
+
+// Run executes medianetctl with args (without the program name).
+func Run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("medianetctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	dataDir := fs.String("data-dir", cni.DefaultDataDir, "IPAM store directory")
+	timeout := fs.Duration("timeout", boltstore.DefaultTimeout, "how long to wait for a busy store")
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	rest := fs.Args()
+	if len(rest) < 2 || rest[0] != "ipam" {
+		fs.Usage()
+		return ExitUsage
+	}
+	c := &cmd{dataDir: *dataDir, timeout: *timeout, out: stdout, errw: stderr}
+	run, ok := map[string]func([]string) error{
+		"list": c.list, "verify": c.verify, "release": c.release, "gc": c.gc, "check": c.check,
+	}[rest[1]]
+	if !ok {
+		fmt.Fprintf(stderr, "medianetctl: unknown command ipam %q\n%s", rest[1], usage)
+		return ExitUsage
+	}
+	if err := run(rest[2:]); err != nil {
+		if errors.Is(err, errUsage) {
+			fmt.Fprint(stderr, usage)
+			return ExitUsage
+		}
+		fmt.Fprintf(stderr, "medianetctl: %v\n", err)
+		return ExitError
+	}
+	return ExitOK
+}
+
+var errUsage = errors.New("usage")
+
+type cmd struct {
+	dataDir string
+	timeout time.Duration
+	out     io.Writer
+	errw    io.Writer
+}
+
+func (c *cmd) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(c.errw)
+	return fs
+}
+
+func (c *cmd) withStore(fn func(ctx context.Context, st *boltstore.Store) error) error {
+	ctx := context.Background()
+	st, err := boltstore.Open(ctx, c.dataDir, boltstore.Options{Timeout: c.timeout})
+	if err != nil {
+		return fmt.Errorf("--data-dir %s: %w", c.dataDir, err)
+	}
+	defer st.Close()
+	return fn(ctx, st)
+}
+
+// listEntry is one allocation in `ipam list --json`.
+type listEntry struct {
+	Network     string    `json:"network"`
+	ContainerID string    `json:"containerID"`
+	IfName      string    `json:"ifname"`
+	IPs         []string  `json:"ips"`
+	Created     time.Time `json:"created"`
+}
+
+func (c *cmd) list(args []string) error {
+	fs := c.flags("ipam list")
+	network := fs.String("network", "", "only this network")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if fs.Parse(args) != nil || fs.NArg() != 0 {
+		return errUsage
+	}
+	return c.withStore(func(ctx context.Context, st *boltstore.Store) error {
+		allocs, err := ipam.List(ctx, st, *network)
+		if err != nil {
+			return err
+		}
+		entries := make([]listEntry, 0, len(allocs))
+		for _, a := range allocs {
+			e := listEntry{Network: a.Network, ContainerID: a.ContainerID, IfName: a.IfName, Created: a.Created}
+			for _, ip := range a.IPs {
+				e.IPs = append(e.IPs, ip.String())
+			}
+			entries = append(entries, e)
+		}
+		if *asJSON {
+			enc := json.NewEncoder(c.out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(entries)
+		}
+		tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NETWORK\tCONTAINER\tIFNAME\tADDRESSES\tCREATED")
+		for _, e := range entries {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Network, e.ContainerID, e.IfName, strings.Join(e.IPs, ","), e.Created.Format(time.RFC3339))
+		}
+		return tw.Flush()
+	})
+}
+
+func (c *cmd) release(args []string) error {
+	fs := c.flags("ipam release")
+	network := fs.String("network", "", "network name (required)")
+	container := fs.String("container", "", "container ID (required)")
+	ifname := fs.String("ifname", "", "interface; all of the container's when empty")
+	if fs.Parse(args) != nil || fs.NArg() != 0 || *network == "" || *container == "" {
+		return errUsage
+	}
+	return c.withStore(func(ctx context.Context, st *boltstore.Store) error {
+		allocs, err := ipam.List(ctx, st, *network)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, a := range allocs {
+			if a.ContainerID != *container || (*ifname != "" && a.IfName != *ifname) {
+				continue
+			}
+			if _, _, err := ipam.Release(ctx, st, a.Key); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "released %s/%s on %s: %s\n", a.ContainerID, a.IfName, a.Network, joinAddrs(a))
+			n++
+		}
+		if n == 0 {
+			return fmt.Errorf("network %q: no allocation for container %q: %w", *network, *container, ipam.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+func (c *cmd) gc(args []string) error {
+	fs := c.flags("ipam gc")
+	network := fs.String("network", "", "network name (required)")
+	valid := fs.String("valid", "", "attachments to keep, ID:IF[,ID:IF...]")
+	if fs.Parse(args) != nil || fs.NArg() != 0 || *network == "" {
+		return errUsage
+	}
+	var keep []ipam.Attachment
+	for _, v := range strings.Split(*valid, ",") {
+		if v == "" {
+			continue
+		}
+		id, ifn, ok := strings.Cut(v, ":")
+		if !ok || id == "" || ifn == "" {
+			return fmt.Errorf("--valid: %q is not ID:IF", v)
+		}
+		keep = append(keep, ipam.Attachment{ContainerID: id, IfName: ifn})
+	}
+	return c.withStore(func(ctx context.Context, st *boltstore.Store) error {
+		released, err := ipam.GC(ctx, st, *network, keep)
+		for _, a := range released {
+			fmt.Fprintf(c.out, "released %s/%s on %s: %s\n", a.ContainerID, a.IfName, a.Network, joinAddrs(a))
+		}
+		return err
+	})
+}
+
+func (c *cmd) check(args []string) error {
+	if len(args) != 0 {
+		return errUsage
+	}
+	return c.withStore(func(ctx context.Context, st *boltstore.Store) error {
+		if err := st.Check(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "%s: consistent\n", st.Path())
+		return nil
+	})
+}
+
+func joinAddrs(a ipam.Allocation) string {
+	s := make([]string, len(a.IPs))
+	for i, ip := range a.IPs {
+		s[i] = ip.String()
+	}
+	return strings.Join(s, ",")
+}

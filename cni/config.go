@@ -1,0 +1,232 @@
+package cni
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/medianet/medianet/ipam"
+)
+
+// DefaultDataDir is where the store lives when ipam.dataDir is unset.
+const DefaultDataDir = "/var/lib/medianet"
+
+// NetConf is a medianet network configuration as JSON (DESIGN.md). Unknown
+// keys are ignored, as CNI configurations carry other plugins' keys.
+type NetConf struct {
+	CNIVersion string `json:"cniVersion,omitempty"`
+	Name       string `json:"name,omitempty"`
+	Type       string `json:"type,omitempty"`
+	// RawPrevResult is the previous result (CHECK, chained ADD).
+	RawPrevResult map[string]any `json:"prevResult,omitempty"`
+	// ValidAttachments is GC's cni.dev/valid-attachments.
+	ValidAttachments []types.GCAttachment `json:"cni.dev/valid-attachments,omitempty"`
+	Master           string               `json:"master,omitempty"`
+	Mode             string               `json:"mode,omitempty"`
+	MTU              int                  `json:"mtu,omitempty"`
+	VLAN             int                  `json:"vlan,omitempty"`
+	IPAM             IPAMConf             `json:"ipam"`
+	RuntimeConfig    RuntimeConfig        `json:"runtimeConfig,omitempty"`
+	Args             *struct {
+		CNI struct {
+			IPs []string `json:"ips,omitempty"`
+		} `json:"cni"`
+	} `json:"args,omitempty"`
+}
+
+// RuntimeConfig holds the capabilities the runtime passes; "ips" requests
+// specific addresses (as Multus passes them, with or without a prefix length).
+type RuntimeConfig struct {
+	IPs []string `json:"ips,omitempty"`
+}
+
+// IPAMConf is the "ipam" object.
+type IPAMConf struct {
+	Type       string              `json:"type"`
+	Subnet     string              `json:"subnet,omitempty"`
+	Gateway    string              `json:"gateway,omitempty"`
+	Subnets    []SubnetConf        `json:"subnets,omitempty"`
+	Exclude    []string            `json:"exclude,omitempty"`
+	BlockSize  int                 `json:"blockSize,omitempty"`
+	BlockSize6 int                 `json:"blockSize6,omitempty"`
+	Node       string              `json:"node,omitempty"`
+	NodeRanges map[string][]string `json:"nodeRanges,omitempty"`
+	DataDir    string              `json:"dataDir,omitempty"`
+	Etcd       *EtcdConf           `json:"etcd,omitempty"`
+}
+
+// SubnetConf is one element of "subnets": either a string "10.0.0.0/24" or
+// an object {"subnet": "...", "gateway": "..."}.
+type SubnetConf struct {
+	Subnet  string `json:"subnet"`
+	Gateway string `json:"gateway,omitempty"`
+}
+
+// UnmarshalJSON accepts the string form too.
+func (s *SubnetConf) UnmarshalJSON(b []byte) error {
+	var str string
+	if err := json.Unmarshal(b, &str); err == nil {
+		*s = SubnetConf{Subnet: str}
+		return nil
+	}
+	type plain SubnetConf
+	return json.Unmarshal(b, (*plain)(s))
+}
+
+// EtcdConf is the "etcd" object: cluster block claims (ipam/etcdstore).
+type EtcdConf struct {
+	Endpoints []string `json:"endpoints"`
+	Prefix    string   `json:"prefix,omitempty"`
+}
+
+// Config is a parsed and checked configuration.
+type Config struct {
+	// Net is the configuration as given.
+	Net NetConf
+	// IPAM is the ipam configuration; IPAM.Node is set by Plugin.Load.
+	IPAM ipam.Config
+	// DataDir is the store's directory (DefaultDataDir when unset).
+	DataDir string
+	// DataDirDefault reports that DataDir was not configured.
+	DataDirDefault bool
+}
+
+// ParseConfig parses a network configuration and checks its ipam object
+// (everything except what depends on the node name). Errors wrap
+// ipam.ErrConfig and name the JSON field at fault.
+func ParseConfig(data []byte) (*Config, error) {
+	var n NetConf
+	if err := json.Unmarshal(data, &n); err != nil {
+		return nil, jsonError(err)
+	}
+	c := &Config{Net: n, DataDir: n.IPAM.DataDir}
+	if c.DataDir == "" {
+		c.DataDir, c.DataDirDefault = DefaultDataDir, true
+	}
+	c.IPAM = ipam.Config{Network: n.Name, BlockSize: n.IPAM.BlockSize, BlockSize6: n.IPAM.BlockSize6, Node: n.IPAM.Node}
+	if n.Name == "" {
+		return nil, configErr("name is missing: give the network a name")
+	}
+	subnets, err := parseSubnets(&n.IPAM)
+	if err != nil {
+		return nil, err
+	}
+	c.IPAM.Subnets = subnets
+	for i, e := range n.IPAM.Exclude {
+		p, err := ipam.ParseRange(e)
+		if err != nil {
+			return nil, configErr("ipam.exclude[%d]: %v", i, err)
+		}
+		c.IPAM.Exclude = append(c.IPAM.Exclude, p)
+	}
+	if err := parseNodeRanges(&n.IPAM, &c.IPAM); err != nil {
+		return nil, err
+	}
+	if n.IPAM.Etcd != nil && len(n.IPAM.Etcd.Endpoints) == 0 {
+		return nil, configErr("ipam.etcd.endpoints is empty: list the etcd URLs or drop ipam.etcd")
+	}
+	if err := checkIPAM(&c.IPAM); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func parseSubnets(ic *IPAMConf) ([]ipam.Subnet, error) {
+	type field struct{ name, subnet, gwName, gw string }
+	var fields []field
+	if ic.Subnet != "" {
+		fields = append(fields, field{"ipam.subnet", ic.Subnet, "ipam.gateway", ic.Gateway})
+	} else if ic.Gateway != "" {
+		return nil, configErr("ipam.gateway %q is set without ipam.subnet", ic.Gateway)
+	}
+	for i, s := range ic.Subnets {
+		fields = append(fields, field{fmt.Sprintf("ipam.subnets[%d]", i), s.Subnet, fmt.Sprintf("ipam.subnets[%d].gateway", i), s.Gateway})
+	}
+	if len(fields) == 0 {
+		return nil, configErr("ipam.subnet is missing: set ipam.subnet (e.g. \"192.168.100.0/24\") or ipam.subnets")
+	}
+	var out []ipam.Subnet
+	for _, f := range fields {
+		p, err := netip.ParsePrefix(f.subnet)
+		if err != nil {
+			return nil, configErr("%s %q is not a prefix such as \"192.168.100.0/24\"", f.name, f.subnet)
+		}
+		if p.Masked() != p {
+			return nil, configErr("%s %q has host bits set; did you mean %q?", f.name, f.subnet, p.Masked().String())
+		}
+		s := ipam.Subnet{Prefix: p}
+		if f.gw != "" {
+			if s.Gateway, err = netip.ParseAddr(f.gw); err != nil {
+				return nil, configErr("%s %q is not an address", f.gwName, f.gw)
+			}
+			if !p.Contains(s.Gateway) {
+				return nil, configErr("%s %q is outside %s %q", f.gwName, f.gw, f.name, f.subnet)
+			}
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func parseNodeRanges(ic *IPAMConf, c *ipam.Config) error {
+	if ic.NodeRanges == nil {
+		return nil
+	}
+	c.NodeRanges = map[string][]netip.Prefix{}
+	for node, ranges := range ic.NodeRanges {
+		for i, r := range ranges {
+			p, err := ipam.ParseRange(r)
+			if err != nil {
+				return configErr("ipam.nodeRanges[%q][%d]: %v", node, i, err)
+			}
+			c.NodeRanges[node] = append(c.NodeRanges[node], p)
+		}
+	}
+	return nil
+}
+
+// checkIPAM runs ipam's checks that do not need the node name.
+func checkIPAM(c *ipam.Config) error {
+	probe := *c
+	if probe.NodeRanges != nil {
+		if err := ipam.ValidateNodeRanges(c.Subnets, c.NodeRanges); err != nil {
+			return fmt.Errorf("ipam.%w", err)
+		}
+		probe.NodeRanges = nil
+	}
+	if err := probe.Validate(); err != nil {
+		return fmt.Errorf("ipam: %w", err)
+	}
+	return nil
+}
+
+func configErr(format string, args ...any) error {
+	return fmt.Errorf(format+": %w", append(args, ipam.ErrConfig)...)
+}
+
+// jsonError names the field of a JSON type error.
+func jsonError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return configErr("%s: got a JSON %s, want %s", te.Field, te.Value, jsonType(te.Type.Kind().String()))
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return configErr("network configuration is not valid JSON at byte %d: %v", se.Offset, err)
+	}
+	return configErr("network configuration: %v", err)
+}
+
+func jsonType(kind string) string {
+	switch kind {
+	case "int", "int64", "uint", "float64":
+		return "a number"
+	case "slice":
+		return "a list"
+	case "map", "struct", "ptr":
+		return "an object"
+	}
+	return "a " + kind
+}

@@ -1,0 +1,198 @@
+package cni
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/medianet/medianet/ipam"
+	"github.com/medianet/medianet/ipam/boltstore"
+)
+
+// Plugin runs the IPAM verbs. The zero value is ready: bbolt store in the
+// configured dataDir, static or whole-subnet block source.
+type Plugin struct {
+	Env Env
+	// StoreTimeout bounds the wait for a busy store; 0 means env
+	// MEDIANET_STORE_TIMEOUT (a Go duration such as "30s"), else the
+	// boltstore default (10s).
+	StoreTimeout time.Duration
+	// Source returns the block source for c; nil means ipam.NewSource
+	// (nodeRanges or the whole subnet). The etcd source plugs in here.
+	Source func(ctx context.Context, c *Config) (ipam.BlockSource, error)
+}
+
+// Load parses args' configuration and resolves node and requested IPs.
+func (p *Plugin) Load(args *skel.CmdArgs) (*Config, []netip.Addr, error) {
+	c, err := ParseConfig(args.StdinData)
+	if err != nil {
+		return nil, nil, err
+	}
+	kv, err := ParseArgs(args.Args)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.IPAM.Node, err = p.Env.Node(c, kv); err != nil {
+		return nil, nil, err
+	}
+	if err := c.IPAM.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("ipam.%w", err)
+	}
+	ips, err := RequestedIPs(c, kv)
+	return c, ips, err
+}
+
+// open opens the store and an allocator for c. missingOK makes a missing
+// data directory a nil allocator rather than an error (DEL, GC).
+func (p *Plugin) open(ctx context.Context, c *Config, missingOK bool) (*ipam.Allocator, func(), error) {
+	if _, err := os.Stat(c.DataDir); err != nil && os.IsNotExist(err) {
+		if missingOK {
+			return nil, func() {}, nil
+		}
+		if c.DataDirDefault {
+			if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+				return nil, nil, fmt.Errorf("create default data directory %s: %w", c.DataDir, err)
+			}
+		}
+	}
+	src, err := p.source(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	timeout := p.StoreTimeout
+	if v := p.Env.getenv("MEDIANET_STORE_TIMEOUT"); timeout == 0 && v != "" {
+		if timeout, err = time.ParseDuration(v); err != nil {
+			return nil, nil, configErr("env MEDIANET_STORE_TIMEOUT %q is not a duration such as \"30s\"", v)
+		}
+	}
+	st, err := boltstore.Open(ctx, c.DataDir, boltstore.Options{Timeout: timeout})
+	if err != nil {
+		return nil, nil, fmt.Errorf("ipam.dataDir: %w", err)
+	}
+	a, err := ipam.NewAllocator(c.IPAM, st, src)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return a, func() { st.Close() }, nil
+}
+
+func (p *Plugin) source(ctx context.Context, c *Config) (ipam.BlockSource, error) {
+	if p.Source != nil {
+		return p.Source(ctx, c)
+	}
+	if c.Net.IPAM.Etcd != nil && c.IPAM.NodeRanges == nil {
+		return nil, configErr("ipam.etcd: this binary has no etcd block source; use ipam.nodeRanges or drop ipam.etcd")
+	}
+	return ipam.NewSource(&c.IPAM), nil
+}
+
+// Add allocates the attachment's addresses and returns them as a result
+// of the current spec version (convert with GetAsVersion).
+func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs, c *Config, ips []netip.Addr) (*current.Result, error) {
+	a, done, err := p.open(ctx, c, false)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	alloc, err := a.Allocate(ctx, ipam.Request{ContainerID: args.ContainerID, IfName: args.IfName, IPs: ips})
+	if err != nil {
+		return nil, err
+	}
+	return Result(c, alloc), nil
+}
+
+// Result converts an allocation to a CNI result.
+func Result(c *Config, alloc ipam.Allocation) *current.Result {
+	res := &current.Result{CNIVersion: current.ImplementedSpecVersion}
+	for _, ip := range alloc.IPs {
+		s, ok := c.IPAM.SubnetOf(ip)
+		bits := ip.BitLen()
+		if ok {
+			bits = s.Prefix.Bits()
+		}
+		cfg := &current.IPConfig{Address: net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(bits, ip.BitLen())}}
+		if gw := s.GatewayAddr(); ok && gw.IsValid() {
+			cfg.Gateway = gw.AsSlice()
+		}
+		res.IPs = append(res.IPs, cfg)
+	}
+	return res
+}
+
+// Del releases the attachment's addresses. It succeeds when there is
+// nothing to release, including when the data directory does not exist.
+func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs, c *Config) error {
+	a, done, err := p.open(ctx, c, true)
+	if err != nil || a == nil {
+		return err
+	}
+	defer done()
+	_, _, err = a.Release(ctx, args.ContainerID, args.IfName)
+	return err
+}
+
+// Check verifies that the attachment holds its addresses and, when a
+// previous result is given, that it lists them.
+func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs, c *Config) error {
+	a, done, err := p.open(ctx, c, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	alloc, err := a.Get(ctx, args.ContainerID, args.IfName)
+	if err != nil {
+		return err
+	}
+	if c.Net.RawPrevResult == nil {
+		return nil
+	}
+	prev, err := prevResult(c)
+	if err != nil {
+		return err
+	}
+	for _, ip := range alloc.IPs {
+		found := false
+		for _, pc := range prev.IPs {
+			if a, ok := netip.AddrFromSlice(pc.Address.IP); ok && a.Unmap() == ip {
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("check %s/%s: allocated %s is missing from prevResult: %w", args.ContainerID, args.IfName, ip, ipam.ErrCorrupt)
+		}
+	}
+	return nil
+}
+
+// GC releases every allocation of the network not in valid.
+func (p *Plugin) GC(ctx context.Context, c *Config, valid []types.GCAttachment) error {
+	a, done, err := p.open(ctx, c, true)
+	if err != nil || a == nil {
+		return err
+	}
+	defer done()
+	keep := make([]ipam.Attachment, len(valid))
+	for i, v := range valid {
+		keep[i] = ipam.Attachment{ContainerID: v.ContainerID, IfName: v.IfName}
+	}
+	_, err = a.GC(ctx, keep)
+	return err
+}
+
+// Status returns nil when an address can be had, else an error wrapping
+// ipam.ErrExhausted (map with StatusError).
+func (p *Plugin) Status(ctx context.Context, c *Config) error {
+	a, done, err := p.open(ctx, c, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return a.Status(ctx)
+}

@@ -1,0 +1,84 @@
+package cni
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
+	"github.com/medianet/medianet/ipam"
+)
+
+// Versions are the CNI spec versions medianet-ipam speaks.
+var Versions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+
+// Funcs returns the verbs for skel.PluginMainFuncs: each loads the
+// configuration, runs the verb, prints the result (converted to the
+// configuration's cniVersion) and maps errors with Error/StatusError.
+func (p *Plugin) Funcs() skel.CNIFuncs {
+	ctx := context.Background()
+	return skel.CNIFuncs{
+		Add: func(args *skel.CmdArgs) error {
+			c, ips, err := p.Load(args)
+			if err != nil {
+				return Error(err)
+			}
+			res, err := p.Add(ctx, args, c, ips)
+			if err != nil {
+				return Error(err)
+			}
+			return types.PrintResult(res, c.Net.CNIVersion)
+		},
+		Del: func(args *skel.CmdArgs) error {
+			return p.run(args, func(c *Config) error { return p.Del(ctx, args, c) })
+		},
+		Check: func(args *skel.CmdArgs) error {
+			return p.run(args, func(c *Config) error { return p.Check(ctx, args, c) })
+		},
+		GC: func(args *skel.CmdArgs) error {
+			return p.run(args, func(c *Config) error { return p.GC(ctx, c, c.Net.ValidAttachments) })
+		},
+		Status: func(args *skel.CmdArgs) error {
+			c, _, err := p.Load(args)
+			if err != nil {
+				return Error(err)
+			}
+			return StatusError(p.Status(ctx, c))
+		},
+	}
+}
+
+func (p *Plugin) run(args *skel.CmdArgs, fn func(*Config) error) error {
+	c, _, err := p.Load(args)
+	if err != nil {
+		return Error(err)
+	}
+	if err := fn(c); err != nil {
+		return Error(err)
+	}
+	return nil
+}
+
+// prevResult returns the configuration's prevResult in the current version.
+func prevResult(c *Config) (*current.Result, error) {
+	raw, err := json.Marshal(c.Net.RawPrevResult)
+	if err != nil {
+		return nil, fmt.Errorf("prevResult: %w: %w", err, ipam.ErrConfig)
+	}
+	ver := c.Net.CNIVersion
+	if ver == "" {
+		ver = "0.1.0"
+	}
+	res, err := version.NewResult(ver, raw)
+	if err != nil {
+		return nil, fmt.Errorf("prevResult: %w: %w", err, ipam.ErrConfig)
+	}
+	cur, err := current.NewResultFromResult(res)
+	if err != nil {
+		return nil, fmt.Errorf("prevResult: %w: %w", err, ipam.ErrConfig)
+	}
+	return cur, nil
+}
