@@ -1,0 +1,74 @@
+package etcdstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// ReclaimOptions tune Reclaim.
+type ReclaimOptions struct {
+	// Network limits reclaim to one network (empty: every network).
+	Network string
+	// Force frees blocks not marked empty too. Use it only once the node
+	// is known to be gone (see docs: the safe procedure).
+	Force bool
+	// DryRun reports what would be freed without writing.
+	DryRun bool
+}
+
+// ReclaimResult says what Reclaim found and did.
+type ReclaimResult struct {
+	// Freed are the claims deleted (or, with DryRun, that would be).
+	Freed []BlockClaim
+	// Live are the claims not marked empty (refused without Force).
+	Live []BlockClaim
+	// Changed are claims that changed while reclaiming and were left alone.
+	Changed []BlockClaim
+}
+
+// Reclaim frees the blocks node holds, so other nodes can claim them. When
+// any of them is not marked empty (MarkEmpty) and opts.Force is false, it
+// frees nothing and returns an error wrapping ErrLiveBlocks that names
+// those blocks. Each delete compares the claim's ModRevision, so a block
+// the node touched meanwhile is left alone (listed in Changed). Each etcd
+// call is bounded by Config.RequestTimeout.
+func (c *Client) Reclaim(ctx context.Context, node string, opts ReclaimOptions) (ReclaimResult, error) {
+	var res ReclaimResult
+	if node == "" {
+		return res, fmt.Errorf("reclaim: node name is empty: %w", ErrConfig)
+	}
+	claims, err := c.Claims(ctx, opts.Network, node)
+	if err != nil {
+		return res, err
+	}
+	for _, bc := range claims {
+		if !bc.Claim.Empty {
+			res.Live = append(res.Live, bc)
+		}
+	}
+	if len(res.Live) > 0 && !opts.Force {
+		names := make([]string, len(res.Live))
+		for i, bc := range res.Live {
+			names[i] = bc.Network + ":" + bc.Block.String()
+		}
+		return res, fmt.Errorf("reclaim node %q: blocks %s are not marked empty (the node may still have containers using them); "+
+			"make sure the node is gone, then force: %w", node, strings.Join(names, ", "), ErrLiveBlocks)
+	}
+	for _, bc := range claims {
+		if opts.DryRun {
+			res.Freed = append(res.Freed, bc)
+			continue
+		}
+		ok, err := c.ReleaseClaim(ctx, bc)
+		if err != nil {
+			return res, fmt.Errorf("reclaim node %q: %w", node, err)
+		}
+		if ok {
+			res.Freed = append(res.Freed, bc)
+		} else {
+			res.Changed = append(res.Changed, bc)
+		}
+	}
+	return res, nil
+}
