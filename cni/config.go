@@ -29,7 +29,28 @@ type NetConf struct {
 	VLAN             int                  `json:"vlan,omitempty"`
 	IPAM             IPAMConf             `json:"ipam"`
 	RuntimeConfig    RuntimeConfig        `json:"runtimeConfig,omitempty"`
-	Args             *struct {
+
+	// Main plugin (cmd/medianet) keys; medianet-ipam ignores them.
+
+	// MAC fixes the container link's MAC (runtimeConfig.mac wins).
+	MAC string `json:"mac,omitempty"`
+	// Routes are further routes through the container link.
+	Routes []RouteConf `json:"routes,omitempty"`
+	// SkipDAD makes IPv6 addresses usable at once (no duplicate address
+	// detection, which otherwise delays readiness by a second or more).
+	SkipDAD bool `json:"skipDAD,omitempty"`
+	// HostShim keeps a host-side macvlan on the master and a host route
+	// per container through it, so the host can reach its containers.
+	HostShim bool `json:"hostShim,omitempty"`
+	// HostShimName names the shim link (default "mns" + a hash of master).
+	HostShimName string `json:"hostShimName,omitempty"`
+	// HostShimAddresses gives the shim its own /32 or /128 addresses
+	// (needed for IPv6, see macvlan.ShimSpec).
+	HostShimAddresses []string `json:"hostShimAddresses,omitempty"`
+	// LogFile receives the plugin's log lines (env MEDIANET_LOG_FILE
+	// otherwise; without either, failures are logged to stderr).
+	LogFile string `json:"logFile,omitempty"`
+	Args    *struct {
 		CNI struct {
 			IPs []string `json:"ips,omitempty"`
 		} `json:"cni"`
@@ -37,9 +58,18 @@ type NetConf struct {
 }
 
 // RuntimeConfig holds the capabilities the runtime passes; "ips" requests
-// specific addresses (as Multus passes them, with or without a prefix length).
+// specific addresses (as Multus passes them, with or without a prefix length)
+// and "mac" a fixed MAC address.
 type RuntimeConfig struct {
 	IPs []string `json:"ips,omitempty"`
+	// MAC is the "mac" capability: a fixed MAC for the container link.
+	MAC string `json:"mac,omitempty"`
+}
+
+// RouteConf is one element of "routes"; gw empty means on-link.
+type RouteConf struct {
+	Dst string `json:"dst"`
+	GW  string `json:"gw,omitempty"`
 }
 
 // IPAMConf is the "ipam" object.
@@ -79,6 +109,21 @@ func (s *SubnetConf) UnmarshalJSON(b []byte) error {
 type EtcdConf struct {
 	Endpoints []string `json:"endpoints"`
 	Prefix    string   `json:"prefix,omitempty"`
+	// CAFile verifies the server; CertFile and KeyFile add a client
+	// certificate (PEM files).
+	CAFile   string `json:"caFile,omitempty"`
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
+	// Username and Password authenticate to etcd; PasswordFile reads the
+	// password from a file instead of the network configuration.
+	Username     string `json:"username,omitempty"`
+	Password     string `json:"password,omitempty"`
+	PasswordFile string `json:"passwordFile,omitempty"`
+	// RequestTimeout bounds one etcd operation such as a block claim (a Go
+	// duration, default "2s"); IdleRelease is how long an empty block is
+	// kept before it is given back (default "10m", "-1s" never).
+	RequestTimeout string `json:"requestTimeout,omitempty"`
+	IdleRelease    string `json:"idleRelease,omitempty"`
 }
 
 // Config is a parsed and checked configuration.
@@ -91,6 +136,12 @@ type Config struct {
 	DataDir string
 	// DataDirDefault reports that DataDir was not configured.
 	DataDirDefault bool
+}
+
+// UsesEtcd reports whether the node's blocks are claimed in etcd:
+// ipam.etcd is set and no static ipam.nodeRanges take precedence.
+func (c *Config) UsesEtcd() bool {
+	return c.Net.IPAM.Etcd != nil && c.IPAM.NodeRanges == nil
 }
 
 // ParseConfig parses a network configuration and checks its ipam object

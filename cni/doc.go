@@ -1,11 +1,21 @@
-// Package cni adapts medianet's IPAM to the CNI specification (0.3.0 to
-// 1.1.0): it parses the network configuration of DESIGN.md, resolves the
-// node name and requested addresses, runs the IPAM verbs ADD, DEL, CHECK,
-// GC and STATUS against the store, and chooses CNI error codes in one place
-// (errors.go).
+// Package cni adapts medianet to the CNI specification (0.3.0 to 1.1.0).
 //
-// Plugin's verb methods return results and errors instead of printing, so
-// the main medianet plugin can run IPAM in-process; Plugin.Funcs wraps them
-// for skel.PluginMainFuncs in cmd/medianet-ipam. Nothing here writes to
-// stdout except the result and error printing done by skel.
+// Plugin is the IPAM (medianet-ipam): it parses the network configuration
+// of DESIGN.md, resolves the node name and requested addresses, and runs the
+// IPAM verbs ADD, DEL, CHECK, GC and STATUS against the store. Its verb
+// methods return results and errors instead of printing, so the main plugin
+// runs IPAM in-process; Plugin.Funcs wraps them for skel.PluginMainFuncs in
+// cmd/medianet-ipam.
+//
+// Main is the main plugin (cmd/medianet): ParseMainConfig reads the link
+// keys (master, mode, mtu, vlan, mac, routes, skipDAD, hostShim, logFile),
+// and Main's verbs create, configure, check and delete the macvlan link
+// through package macvlan, with IPAM in-process for ipam.type medianet-ipam
+// and by exec (CNI_PATH) for any other type. ADD undoes everything on
+// failure (named result, deferred undo); DEL deletes the link before it
+// releases the addresses and succeeds when things are gone.
+//
+// CNI error codes are chosen in one place (errors.go). Nothing here writes
+// to stdout except the result and error printing done through skel; logs go
+// to logFile or stderr.
 package cni

@@ -6,6 +6,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/medianet/medianet/ipam"
+	"github.com/medianet/medianet/macvlan"
 )
 
 // CodeExhausted is medianet's plugin-specific CNI error code (100 and up
@@ -15,14 +16,26 @@ const CodeExhausted uint = 100
 // Error maps err to a CNI error. This is the one place where codes are
 // chosen:
 //
-//	7   ipam.ErrConfig, ipam.ErrOverlap, ipam.ErrOutOfRange, ipam.ErrTaken
+//	7   ipam.ErrConfig, ipam.ErrOverlap, ipam.ErrOutOfRange, ipam.ErrTaken,
+//	    macvlan.ErrMasterNotFound, macvlan.ErrInvalidSpec
 //	    (the configuration, or an address it requests, cannot work)
-//	11  ipam.ErrBusy, context deadline (try again later)
+//	    (etcdstore.ErrAuth matches ipam.ErrConfig)
+//	11  ipam.ErrBusy (etcdstore.ErrUnavailable matches it), context
+//	    deadline (try again later)
 //	100 ipam.ErrExhausted (no free address)
 //	999 anything else, ipam.ErrCorrupt included
 //
 // An error that already is a *types.Error is returned unchanged.
 func Error(err error) *types.Error {
+	return errorAs("medianet-ipam: ", err)
+}
+
+// MainError is Error for the main plugin (messages start "medianet: ").
+func MainError(err error) *types.Error {
+	return errorAs("medianet: ", err)
+}
+
+func errorAs(prefix string, err error) *types.Error {
 	if err == nil {
 		return nil
 	}
@@ -33,14 +46,15 @@ func Error(err error) *types.Error {
 	code := types.ErrInternal
 	switch {
 	case errors.Is(err, ipam.ErrConfig), errors.Is(err, ipam.ErrOverlap),
-		errors.Is(err, ipam.ErrOutOfRange), errors.Is(err, ipam.ErrTaken):
+		errors.Is(err, ipam.ErrOutOfRange), errors.Is(err, ipam.ErrTaken),
+		errors.Is(err, macvlan.ErrMasterNotFound), errors.Is(err, macvlan.ErrInvalidSpec):
 		code = types.ErrInvalidNetworkConfig
 	case errors.Is(err, ipam.ErrBusy), errors.Is(err, context.DeadlineExceeded):
 		code = types.ErrTryAgainLater
 	case errors.Is(err, ipam.ErrExhausted):
 		code = CodeExhausted
 	}
-	return types.NewError(code, "medianet-ipam: "+err.Error(), "")
+	return types.NewError(code, prefix+err.Error(), "")
 }
 
 // StatusError maps a STATUS failure: no address to be had is 50 ("plugin
@@ -50,4 +64,25 @@ func StatusError(err error) *types.Error {
 		return types.NewError(types.ErrPluginNotAvailable, "medianet-ipam: "+err.Error(), "")
 	}
 	return Error(err)
+}
+
+// MainStatusError maps the main plugin's STATUS failure: a missing master
+// or no address to be had is 50 ("plugin not available"); the rest as
+// MainError.
+func MainStatusError(err error) *types.Error {
+	if err != nil && (errors.Is(err, ipam.ErrExhausted) || errors.Is(err, macvlan.ErrMasterNotFound)) {
+		return types.NewError(types.ErrPluginNotAvailable, "medianet: "+err.Error(), "")
+	}
+	return MainError(err)
+}
+
+// SkelError maps an error skel returned before any verb ran: content that
+// does not decode (code 6, invalid JSON) is a configuration error, 7, naming
+// the JSON; the rest is returned unchanged.
+func SkelError(e *types.Error) *types.Error {
+	if e == nil || e.Code != types.ErrDecodingFailure {
+		return e
+	}
+	return types.NewError(types.ErrInvalidNetworkConfig,
+		"medianet: network configuration is not valid JSON: "+e.Msg+": fix the JSON on stdin", e.Details)
 }

@@ -23,9 +23,12 @@ type Plugin struct {
 	// MEDIANET_STORE_TIMEOUT (a Go duration such as "30s"), else the
 	// boltstore default (10s).
 	StoreTimeout time.Duration
-	// Source returns the block source for c; nil means ipam.NewSource
-	// (nodeRanges or the whole subnet). The etcd source plugs in here.
-	Source func(ctx context.Context, c *Config) (ipam.BlockSource, error)
+	// Source returns the block source for c over the node's open store
+	// st; the returned func releases what the source holds. nil means
+	// nodeRanges, else the whole subnet; cmd/medianet-ipam sets
+	// etcdsource.Source here for ipam.etcd, so that only it links the etcd
+	// client.
+	Source func(ctx context.Context, c *Config, st ipam.Store) (ipam.BlockSource, func(), error)
 }
 
 // Load parses args' configuration and resolves node and requested IPs.
@@ -61,12 +64,9 @@ func (p *Plugin) open(ctx context.Context, c *Config, missingOK bool) (*ipam.All
 			}
 		}
 	}
-	src, err := p.source(ctx, c)
-	if err != nil {
-		return nil, nil, err
-	}
 	timeout := p.StoreTimeout
 	if v := p.Env.getenv("MEDIANET_STORE_TIMEOUT"); timeout == 0 && v != "" {
+		var err error
 		if timeout, err = time.ParseDuration(v); err != nil {
 			return nil, nil, configErr("env MEDIANET_STORE_TIMEOUT %q is not a duration such as \"30s\"", v)
 		}
@@ -75,22 +75,28 @@ func (p *Plugin) open(ctx context.Context, c *Config, missingOK bool) (*ipam.All
 	if err != nil {
 		return nil, nil, fmt.Errorf("ipam.dataDir: %w", err)
 	}
-	a, err := ipam.NewAllocator(c.IPAM, st, src)
+	src, closeSrc, err := p.source(ctx, c, st)
 	if err != nil {
 		st.Close()
 		return nil, nil, err
 	}
-	return a, func() { st.Close() }, nil
+	a, err := ipam.NewAllocator(c.IPAM, st, src)
+	if err != nil {
+		closeSrc()
+		st.Close()
+		return nil, nil, err
+	}
+	return a, func() { closeSrc(); st.Close() }, nil
 }
 
-func (p *Plugin) source(ctx context.Context, c *Config) (ipam.BlockSource, error) {
+func (p *Plugin) source(ctx context.Context, c *Config, st ipam.Store) (ipam.BlockSource, func(), error) {
 	if p.Source != nil {
-		return p.Source(ctx, c)
+		return p.Source(ctx, c, st)
 	}
-	if c.Net.IPAM.Etcd != nil && c.IPAM.NodeRanges == nil {
-		return nil, configErr("ipam.etcd: this binary has no etcd block source; use ipam.nodeRanges or drop ipam.etcd")
+	if c.UsesEtcd() {
+		return nil, nil, configErr("ipam.etcd: this program has no etcd client; run medianet-ipam, or use ipam.nodeRanges")
 	}
-	return ipam.NewSource(&c.IPAM), nil
+	return ipam.NewSource(&c.IPAM), func() {}, nil
 }
 
 // Add allocates the attachment's addresses and returns them as a result
@@ -129,13 +135,18 @@ func Result(c *Config, alloc ipam.Allocation) *current.Result {
 // Del releases the attachment's addresses. It succeeds when there is
 // nothing to release, including when the data directory does not exist.
 func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs, c *Config) error {
+	_, _, err := p.Release(ctx, args, c)
+	return err
+}
+
+// Release is Del returning what it released (ok false: nothing held).
+func (p *Plugin) Release(ctx context.Context, args *skel.CmdArgs, c *Config) (ipam.Allocation, bool, error) {
 	a, done, err := p.open(ctx, c, true)
 	if err != nil || a == nil {
-		return err
+		return ipam.Allocation{}, false, err
 	}
 	defer done()
-	_, _, err = a.Release(ctx, args.ContainerID, args.IfName)
-	return err
+	return a.Release(ctx, args.ContainerID, args.IfName)
 }
 
 // Check verifies that the attachment holds its addresses and, when a

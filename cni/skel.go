@@ -64,11 +64,16 @@ func (p *Plugin) run(args *skel.CmdArgs, fn func(*Config) error) error {
 
 // prevResult returns the configuration's prevResult in the current version.
 func prevResult(c *Config) (*current.Result, error) {
-	raw, err := json.Marshal(c.Net.RawPrevResult)
+	return prevResultOf(&c.Net)
+}
+
+// prevResultOf returns n's prevResult in the current version.
+func prevResultOf(n *NetConf) (*current.Result, error) {
+	raw, err := json.Marshal(n.RawPrevResult)
 	if err != nil {
 		return nil, fmt.Errorf("prevResult: %w: %w", err, ipam.ErrConfig)
 	}
-	ver := c.Net.CNIVersion
+	ver := n.CNIVersion
 	if ver == "" {
 		ver = "0.1.0"
 	}

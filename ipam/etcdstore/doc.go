@@ -33,16 +33,23 @@
 // while a block is not marked empty unless forced.
 package etcdstore
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/medianet/medianet/ipam"
+)
 
 // Sentinel errors; inspect with errors.Is.
 var (
 	// ErrUnavailable: etcd could not be reached or did not answer within
 	// the request timeout. The message names the endpoints. Try again later.
-	ErrUnavailable = errors.New("etcd unavailable, try again later")
+	// It also matches ipam.ErrBusy, so adapters map it without importing
+	// this package (CNI error 11).
+	ErrUnavailable error = &kindError{"etcd unavailable, try again later", ipam.ErrBusy}
 	// ErrAuth: etcd refused the credentials or the user lacks permission on
-	// the prefix. The message names the endpoints and the user.
-	ErrAuth = errors.New("etcd refused the credentials")
+	// the prefix. The message names the endpoints and the user. It also
+	// matches ipam.ErrConfig (CNI error 7).
+	ErrAuth error = &kindError{"etcd refused the credentials", ipam.ErrConfig}
 	// ErrConfigMismatch: the network's config recorded in etcd differs from
 	// this node's. The message names both values.
 	ErrConfigMismatch = errors.New("network config differs from the one recorded in etcd")
@@ -60,3 +67,13 @@ var (
 	// on which the allocator reuses them.
 	ErrHeldNotFull = errors.New("held blocks not full")
 )
+
+// kindError is a sentinel that also matches the ipam sentinel for its kind
+// of failure, keeping its own message.
+type kindError struct {
+	msg  string
+	kind error
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }

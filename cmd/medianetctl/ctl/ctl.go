@@ -31,6 +31,8 @@ const usage = `usage:
   medianetctl [--data-dir DIR] ipam release --network NAME --container ID [--ifname IF]
   medianetctl [--data-dir DIR] ipam gc --network NAME --valid ID:IF[,ID:IF...]
   medianetctl [--data-dir DIR] ipam check
+  medianetctl ipam reclaim --node NAME --etcd-endpoints URLS [--network NAME] [--force] [--dry-run]
+              [--etcd-prefix P] [--etcd-ca F --etcd-cert F --etcd-key F] [--etcd-user U]
 `
 
 // Run executes medianetctl with args (without the program name).
@@ -51,6 +53,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	c := &cmd{dataDir: *dataDir, timeout: *timeout, out: stdout, errw: stderr}
 	run, ok := map[string]func([]string) error{
 		"list": c.list, "verify": c.verify, "release": c.release, "gc": c.gc, "check": c.check,
+		"reclaim": c.reclaim,
 	}[rest[1]]
 	if !ok {
 		fmt.Fprintf(stderr, "medianetctl: unknown command ipam %q\n%s", rest[1], usage)

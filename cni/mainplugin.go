@@ -1,0 +1,330 @@
+package cni
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/medianet/medianet/macvlan"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Main runs the verbs of the main plugin (cmd/medianet): a macvlan link
+// in the container's namespace plus IPAM, in-process for medianet-ipam and
+// by exec (found in CNI_PATH) for any other ipam type. The zero value is ready; the
+// host namespace is the one the process runs in.
+type Main struct {
+	// IPAM runs medianet-ipam in-process.
+	IPAM Plugin
+}
+
+// Add creates the link, gets addresses, configures the link (and the host
+// shim) and returns the result in the current spec version. On any error
+// nothing is left: no link, no allocation, no shim route.
+func (m *Main) Add(ctx context.Context, args *skel.CmdArgs, c *MainConfig) (_ *current.Result, retErr error) {
+	spec, err := m.ensureMaster(c)
+	if err != nil {
+		return nil, err
+	}
+	link, err := macvlan.Create("", spec, args.Netns, args.IfName)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			_ = macvlan.Delete(args.Netns, args.IfName)
+		}
+	}()
+	ipres, err := m.ipamAdd(ctx, args, c)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			_, _ = m.ipamDel(ctx, args, c)
+		}
+	}()
+	cfg, err := l3Config(c, ipres)
+	if err != nil {
+		return nil, err
+	}
+	if err := macvlan.Configure(args.Netns, args.IfName, cfg); err != nil {
+		return nil, err
+	}
+	if c.Shim != nil {
+		if err := m.addShim(c, spec.Master, cfg.Addresses); err != nil {
+			return nil, err
+		}
+	}
+	return buildResult(args, link, ipres, cfg), nil
+}
+
+// addShim ensures the host shim on master and a host route per address;
+// on error the routes it added are removed again.
+func (m *Main) addShim(c *MainConfig, master string, addrs []netip.Prefix) (retErr error) {
+	s := *c.Shim
+	s.Name, s.Master = c.ShimName(master), master
+	if err := macvlan.EnsureShim("", s); err != nil {
+		return fmt.Errorf("hostShim: %w", err)
+	}
+	for _, p := range addrs {
+		if err := macvlan.AddShimRoute("", s.Name, p.Addr()); err != nil {
+			return fmt.Errorf("hostShim: %w", err)
+		}
+		defer func() {
+			if retErr != nil {
+				_ = macvlan.DelShimRoute("", s.Name, p.Addr())
+			}
+		}()
+	}
+	return nil
+}
+
+// Del deletes the link first (an address is never free while a link still
+// carries it), then releases the addresses and removes their shim routes.
+// Everything already gone is success.
+func (m *Main) Del(ctx context.Context, args *skel.CmdArgs, c *MainConfig) error {
+	if args.Netns != "" {
+		if err := macvlan.Delete(args.Netns, args.IfName); err != nil {
+			return err
+		}
+		if err := deleteTempLinks(args.Netns); err != nil {
+			return err
+		}
+	}
+	addrs, err := m.ipamDel(ctx, args, c)
+	if err != nil {
+		return err
+	}
+	if c.Shim == nil {
+		return nil
+	}
+	if c.Net.RawPrevResult != nil {
+		if prev, err := prevResultOf(&c.Net); err == nil {
+			for _, ip := range prev.IPs {
+				if a, ok := netip.AddrFromSlice(ip.Address.IP); ok {
+					addrs = append(addrs, a.Unmap())
+				}
+			}
+		}
+	}
+	master, err := m.masterName(c)
+	if err != nil {
+		return nil // no master, so no shim and no routes through it
+	}
+	shim := c.ShimName(master)
+	for _, a := range addrs {
+		if err := macvlan.DelShimRoute("", shim, a); err != nil {
+			return fmt.Errorf("hostShim: %w", err)
+		}
+	}
+	return nil
+}
+
+// Check verifies the link, its addresses and routes against prevResult,
+// and the IPAM allocation.
+func (m *Main) Check(ctx context.Context, args *skel.CmdArgs, c *MainConfig) error {
+	if c.Net.RawPrevResult == nil {
+		return configErr("prevResult is missing: CHECK needs the result of ADD")
+	}
+	prev, err := prevResultOf(&c.Net)
+	if err != nil {
+		return err
+	}
+	master, err := m.masterName(c)
+	if err != nil {
+		return err
+	}
+	spec := c.Spec
+	spec.Master = master
+	cfg, err := l3Config(c, prev)
+	if err != nil {
+		return err
+	}
+	if err := macvlan.Check("", spec, args.Netns, args.IfName, cfg); err != nil {
+		return err
+	}
+	if c.InProcess() {
+		ic, _, err := m.IPAM.Load(args)
+		if err != nil {
+			return err
+		}
+		return m.IPAM.Check(ctx, args, ic)
+	}
+	_, err = m.delegate(ctx, "CHECK", c.Net.IPAM.Type, c.Raw)
+	return err
+}
+
+// GC forwards cni.dev/valid-attachments to IPAM.
+func (m *Main) GC(ctx context.Context, args *skel.CmdArgs, c *MainConfig) error {
+	if c.InProcess() {
+		ic, _, err := m.IPAM.Load(args)
+		if err != nil {
+			return err
+		}
+		return m.IPAM.GC(ctx, ic, c.Net.ValidAttachments)
+	}
+	_, err := m.delegate(ctx, "GC", c.Net.IPAM.Type, c.Raw)
+	return err
+}
+
+// Status fails (wrapping macvlan.ErrMasterNotFound or ipam.ErrExhausted;
+// map with MainStatusError) when the master is missing or IPAM cannot
+// hand out an address.
+func (m *Main) Status(ctx context.Context, args *skel.CmdArgs, c *MainConfig) error {
+	master := c.Spec.Master
+	if master == "" {
+		var err error
+		if master, err = defaultMaster(); err != nil {
+			return err
+		}
+	}
+	if _, err := netlink.LinkByName(master); err != nil {
+		return fmt.Errorf("master %q: %w (%v): create it or fix the master setting", master, macvlan.ErrMasterNotFound, err)
+	}
+	if c.InProcess() {
+		ic, _, err := m.IPAM.Load(args)
+		if err != nil {
+			return err
+		}
+		return m.IPAM.Status(ctx, ic)
+	}
+	_, err := m.delegate(ctx, "STATUS", c.Net.IPAM.Type, c.Raw)
+	return err
+}
+
+// ipamAdd runs IPAM ADD and returns its result in the current version.
+func (m *Main) ipamAdd(ctx context.Context, args *skel.CmdArgs, c *MainConfig) (*current.Result, error) {
+	if c.InProcess() {
+		ic, ips, err := m.IPAM.Load(args)
+		if err != nil {
+			return nil, err
+		}
+		return m.IPAM.Add(ctx, args, ic, ips)
+	}
+	r, err := m.delegateAdd(ctx, c.Net.IPAM.Type, c.Raw)
+	if err != nil {
+		return nil, err
+	}
+	res, err := current.NewResultFromResult(r)
+	if err != nil {
+		return nil, fmt.Errorf("ipam %s result: %w", c.Net.IPAM.Type, err)
+	}
+	if len(res.IPs) == 0 {
+		return nil, fmt.Errorf("ipam %s returned no address", c.Net.IPAM.Type)
+	}
+	return res, nil
+}
+
+// ipamDel runs IPAM DEL; in-process it returns the released addresses.
+func (m *Main) ipamDel(ctx context.Context, args *skel.CmdArgs, c *MainConfig) ([]netip.Addr, error) {
+	if !c.InProcess() {
+		_, err := m.delegate(ctx, "DEL", c.Net.IPAM.Type, c.Raw)
+		return nil, err
+	}
+	ic, _, err := m.IPAM.Load(args)
+	if err != nil {
+		return nil, err
+	}
+	alloc, _, err := m.IPAM.Release(ctx, args, ic)
+	return alloc.IPs, err
+}
+
+// ensureMaster returns c.Spec with Master resolved: the default-route
+// interface when unset, and the 802.1q parent (created when missing) with
+// a vlan.
+func (m *Main) ensureMaster(c *MainConfig) (macvlan.Spec, error) {
+	spec := c.Spec
+	if spec.Master == "" {
+		var err error
+		if spec.Master, err = defaultMaster(); err != nil {
+			return spec, err
+		}
+	}
+	if c.Net.VLAN != 0 {
+		name, _, err := macvlan.EnsureVLAN("", spec.Master, c.Net.VLAN)
+		if err != nil {
+			return spec, fmt.Errorf("vlan %d on master %q: %w", c.Net.VLAN, spec.Master, err)
+		}
+		spec.Master = name
+	}
+	return spec, nil
+}
+
+// masterName is the containers' master name without creating anything.
+func (m *Main) masterName(c *MainConfig) (string, error) {
+	master := c.Spec.Master
+	if master == "" {
+		var err error
+		if master, err = defaultMaster(); err != nil {
+			return "", err
+		}
+	}
+	if c.Net.VLAN != 0 {
+		return macvlan.VLANName(master, c.Net.VLAN), nil
+	}
+	return master, nil
+}
+
+// defaultMaster returns the interface of the default route (IPv4, then
+// IPv6) in the caller's namespace.
+func defaultMaster() (string, error) {
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		routes, err := netlink.RouteList(nil, fam)
+		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+			continue
+		}
+		for _, r := range routes {
+			if r.Dst != nil && !isDefault(r.Dst) || r.LinkIndex == 0 {
+				continue
+			}
+			if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
+				return l.Attrs().Name, nil
+			}
+		}
+	}
+	return "", configErr("master is not set and there is no default route to take it from: set master")
+}
+
+func isDefault(n *net.IPNet) bool {
+	ones, _ := n.Mask.Size()
+	return ones == 0
+}
+
+// tempPrefix starts the temporary name macvlan.Create gives a link before
+// renaming it to CNI_IFNAME.
+const tempPrefix = "mvtmp"
+
+// deleteTempLinks removes macvlans under a temporary name from the
+// namespace at path: an ADD killed between creating and renaming its link
+// leaves one. A missing namespace is success.
+func deleteTempLinks(path string) error {
+	fd, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil // namespace gone: nothing left in it
+	}
+	defer fd.Close()
+	h, err := netlink.NewHandleAt(fd)
+	if err != nil {
+		return fmt.Errorf("netlink handle in netns %q: %w", path, err)
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return fmt.Errorf("list links in netns %q: %w", path, err)
+	}
+	for _, l := range links {
+		if l.Type() == "macvlan" && strings.HasPrefix(l.Attrs().Name, tempPrefix) {
+			if err := macvlan.Delete(path, l.Attrs().Name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
