@@ -1,0 +1,50 @@
+// Command natprobe probes NAT behaviour with RFC 5780 STUN tests, serves
+// those tests, and predicts ICE between two probed hosts.
+//
+//	natprobe probe --server HOST:PORT [--server HOST:PORT ...] [--netns PATH | --container ID]
+//	               [--local-port N] [--timeout 5s] [--lifetime 3m] [--json]
+//	natprobe serve --primary IP:PORT [--alternate IP:PORT] [--json-log]
+//	natprobe ice A.json B.json [--json]
+//
+// Exit codes: 0 verdict ok (ice: a direct pair forms), 3 needs-turn, 4
+// blocked, 5 unknown (the servers given cannot decide), 1 usage or runtime
+// error.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `usage:
+  natprobe probe --server HOST:PORT [--server HOST:PORT ...] [--netns PATH | --container ID]
+                 [--local-port N] [--timeout 5s] [--lifetime 3m] [--json]
+  natprobe serve --primary IP:PORT [--alternate IP:PORT] [--json-log]
+  natprobe ice A.json B.json [--json]
+exit codes: 0 ok, 3 needs-turn, 4 blocked, 5 unknown, 1 error
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 1
+	}
+	switch args[0] {
+	case "probe":
+		return probeCmd(args[1:], stdout, stderr)
+	case "serve":
+		return serveCmd(args[1:], stderr)
+	case "ice":
+		return iceCmd(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "natprobe: unknown command %q\n%s", args[0], usage)
+	return 1
+}

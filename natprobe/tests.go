@@ -1,0 +1,219 @@
+package natprobe
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pion/stun/v3"
+)
+
+// mapping is RFC 5780 section 4.3 on s0, which has so far sent only test
+// I: test II to the alternate IP and primary port, test III to the
+// alternate IP and port. Without OTHER-ADDRESS it compares the mapped
+// address across the other servers given.
+func (r *run) mapping(s0 *net.UDPConn, mapped netip.AddrPort, rep *Report) {
+	rep.Mapping = Unknown
+	if r.other.IsValid() {
+		m2, ok2 := r.bind(s0, netip.AddrPortFrom(r.other.Addr(), r.primary.Port()), "mapping test II")
+		if !ok2 {
+			return
+		}
+		if m2 == mapped {
+			rep.Mapping = EndpointIndependent
+			return
+		}
+		m3, ok3 := r.bind(s0, r.other, "mapping test III")
+		switch {
+		case !ok3:
+		case m3 == m2:
+			rep.Mapping = AddressDependent
+		default:
+			rep.Mapping = AddressAndPortDependent
+		}
+		return
+	}
+	var varies, samePortOnly, answered bool
+	for _, srv := range r.p.Servers {
+		if srv == r.primary {
+			continue
+		}
+		m, ok := r.bind(s0, srv, "mapping binding")
+		if !ok {
+			continue
+		}
+		answered = true
+		if m != mapped {
+			varies = true
+			samePortOnly = samePortOnly || srv.Addr() == r.primary.Addr()
+		}
+	}
+	switch {
+	case answered && !varies:
+		rep.Mapping = EndpointIndependent
+		rep.MappingVariesByDestination = boolp(false)
+	case varies:
+		rep.MappingVariesByDestination = boolp(true)
+		if samePortOnly {
+			rep.Mapping = AddressAndPortDependent
+		}
+	case !rep.NATPresent:
+		rep.Mapping = EndpointIndependent
+	default:
+		r.note("mapping: the server has no OTHER-ADDRESS and no second server answered; give two or more --server")
+	}
+}
+
+// bind sends a plain Binding from c to dst and returns the mapped address,
+// checking the reply's source and RESPONSE-ORIGIN.
+func (r *run) bind(c packetConn, dst netip.AddrPort, what string) (netip.AddrPort, bool) {
+	rp, err := transact(c, dst, r.p.backoff(), until(r.end))
+	if err == nil {
+		err = checkSource(rp, dst)
+	}
+	if err != nil {
+		r.note("%s to %v: %v", what, dst, err)
+		return netip.AddrPort{}, false
+	}
+	return rp.addrs.reflexive(), true
+}
+
+// outcome of one filtering test.
+type outcome int
+
+const (
+	undecided outcome = iota // evidence does not decide
+	passed                   // the changed-source reply arrived
+	filtered                 // no reply, while the control binding answered
+)
+
+// filterResult combines the two filtering tests and the inbound-first
+// observation made on the first test's socket.
+type filterResult struct {
+	filtering     string
+	beforeInbound netip.AddrPort // mapped towards the primary
+	afterInbound  netip.AddrPort // mapped towards the alternate, after its packet
+}
+
+// filtering is RFC 5780 section 4.4, each test on its own fresh socket so
+// neither biases the other: test II asks for a reply from the other IP and
+// port, test III from the other port only.
+func (r *run) filtering() filterResult {
+	if !r.other.IsValid() {
+		r.note("filtering: the server has no OTHER-ADDRESS (no RFC 5780); filtering cannot be told")
+		return filterResult{filtering: Unknown}
+	}
+	var res filterResult
+	var eif, adf outcome
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		eif = r.filterTest(changeRequest{ip: true, port: true}, r.other, &res)
+	}()
+	go func() {
+		defer wg.Done()
+		adf = r.filterTest(changeRequest{port: true}, netip.AddrPortFrom(r.primary.Addr(), r.other.Port()), nil)
+	}()
+	wg.Wait()
+	switch {
+	case eif == passed:
+		res.filtering = EndpointIndependent
+	case eif == filtered && adf == passed:
+		res.filtering = AddressDependent
+	case eif == filtered && adf == filtered:
+		res.filtering = AddressAndPortDependent
+	default:
+		res.filtering = Unknown
+	}
+	return res
+}
+
+// filterTest runs one filtering test on a fresh socket: test I, then the
+// CHANGE-REQUEST expecting a reply from want; silence counts only when a
+// control binding answers afterwards. With in set, it then sends a binding
+// to the other address, whose packet arrived (or was dropped) first, and
+// records both mappings.
+func (r *run) filterTest(cr changeRequest, want netip.AddrPort, in *filterResult) outcome {
+	c, err := r.listen(0)
+	if err != nil {
+		r.note("filtering: %v", err)
+		return undecided
+	}
+	defer c.Close()
+	before, ok := r.bind(c, r.primary, "filtering test I")
+	if !ok {
+		return undecided
+	}
+	out := undecided
+	rp, err := transact(c, r.primary, r.p.backoff(), r.silence(), cr)
+	switch {
+	case err == nil:
+		if err := checkSource(rp, want); err != nil {
+			r.note("filtering %s: %v (the server ignores CHANGE-REQUEST?)", crName(cr), err)
+		} else {
+			out = passed
+		}
+	case errors.Is(err, ErrNoReply):
+		if _, ok := r.bind(c, r.primary, "filtering control"); ok {
+			out = filtered
+		}
+	default:
+		r.note("filtering %s: %v", crName(cr), err)
+	}
+	if in != nil {
+		if after, ok := r.bind(c, r.other, "inbound-first binding"); ok {
+			in.beforeInbound, in.afterInbound = before, after
+		}
+	}
+	return out
+}
+
+func crName(cr changeRequest) string {
+	if cr.ip {
+		return "change-IP-and-port"
+	}
+	return "change-port"
+}
+
+// hairpin is RFC 5780 section 4.5: a second socket sends to the first
+// socket's mapped address; hairpinning is true when the first receives it,
+// false when it does not while its own binding still answers.
+func (r *run) hairpin() *bool {
+	h1, err := r.listen(0)
+	if err != nil {
+		r.note("hairpin: %v", err)
+		return nil
+	}
+	defer h1.Close()
+	h2, err := r.listen(0)
+	if err != nil {
+		r.note("hairpin: %v", err)
+		return nil
+	}
+	defer h2.Close()
+	m1, ok := r.bind(h1, r.primary, "hairpin binding")
+	if !ok {
+		return nil
+	}
+	req, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
+	if err != nil {
+		return nil
+	}
+	if r.sendWatch(h2, m1, req, h1) {
+		return boolp(true)
+	}
+	if _, ok := r.bind(h1, r.primary, "hairpin control"); ok {
+		return boolp(false)
+	}
+	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
