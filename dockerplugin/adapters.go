@@ -1,0 +1,146 @@
+package dockerplugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/medianet/medianet/ipam"
+	"github.com/medianet/medianet/ipam/boltstore"
+	"github.com/medianet/medianet/macvlan"
+)
+
+// ifName is the interface name of every Docker allocation in the IPAM
+// store; the container ID field holds the allocation's holder
+// ("docker-<random>" or "aux-<address>"), since Docker's IPAM calls name
+// no container.
+const ifName = "docker"
+
+// ipamBook is the addressBook over the IPAM store in dir (ipam.db),
+// opened per call like the CNI plugin does, so medianetctl and the CNI
+// plugin can use the same store.
+//
+// A pool is one ipam network named by the pool ID. Without node ranges, a
+// preferred address outside --ip-range (a static --ip, or an
+// --aux-address) goes to a second ipam network, "<pool ID>/static", whose
+// configuration excludes the range: the two never hand out the same address
+// and the dynamic one never leaves the range.
+type ipamBook struct {
+	dir string
+}
+
+var _ addressBook = (*ipamBook)(nil)
+
+func staticNet(poolID string) string { return poolID + "/static" }
+
+func (b *ipamBook) with(ctx context.Context, fn func(ipam.Store) error) error {
+	st, err := boltstore.Open(ctx, b.dir, boltstore.Options{})
+	if err != nil {
+		return err
+	}
+	err = fn(st)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (b *ipamBook) Allocate(ctx context.Context, p pool, node, holder string, want netip.Addr) (netip.Addr, error) {
+	cfg := ipamConfig(p, node)
+	var src ipam.BlockSource
+	if p.Range.IsValid() && p.Options.NodeRanges == nil {
+		if want.IsValid() && !p.Range.Contains(want) {
+			cfg.Network = staticNet(p.ID)
+			cfg.Exclude = []netip.Prefix{p.Range}
+		} else {
+			src = &ipam.StaticSource{NodeRanges: []netip.Prefix{p.Range}}
+		}
+	}
+	req := ipam.Request{ContainerID: holder, IfName: ifName}
+	if want.IsValid() {
+		req.IPs = []netip.Addr{want}
+	}
+	var got netip.Addr
+	err := b.with(ctx, func(st ipam.Store) error {
+		a, err := ipam.NewAllocator(cfg, st, src)
+		if err != nil {
+			return err
+		}
+		alloc, err := a.Allocate(ctx, req)
+		if err != nil {
+			return err
+		}
+		if len(alloc.IPs) != 1 {
+			return fmt.Errorf("pool %s: got %d addresses, want 1", p.ID, len(alloc.IPs))
+		}
+		got = alloc.IPs[0]
+		return nil
+	})
+	return got, err
+}
+
+func (b *ipamBook) Release(ctx context.Context, p pool, a netip.Addr) error {
+	return b.with(ctx, func(st ipam.Store) error {
+		for _, n := range []string{p.ID, staticNet(p.ID)} {
+			var key ipam.Key
+			var ok bool
+			err := st.View(ctx, func(tx ipam.Tx) error {
+				var err error
+				key, ok, err = tx.Owner(n, a)
+				return err
+			})
+			if err != nil || !ok {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			_, _, err = ipam.Release(ctx, st, key)
+			return err
+		}
+		return nil
+	})
+}
+
+func (b *ipamBook) ReleaseAll(ctx context.Context, p pool) error {
+	return b.with(ctx, func(st ipam.Store) error {
+		for _, n := range []string{p.ID, staticNet(p.ID)} {
+			if _, err := ipam.GC(ctx, st, n, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// hostLinks is the linkMaker in medianetd's own network namespace, which
+// is the host's: a managed plugin runs with network type host.
+type hostLinks struct{}
+
+var _ linkMaker = hostLinks{}
+
+func (hostLinks) ParentExists(name string) error {
+	if _, err := net.InterfaceByName(name); err != nil {
+		return fmt.Errorf("%q: %w", name, ErrParentNotFound)
+	}
+	return nil
+}
+
+func (hostLinks) EnsureVLAN(parent string, vlan int) (bool, error) {
+	_, created, err := macvlan.EnsureVLAN("", parent, vlan)
+	return created, err
+}
+
+func (hostLinks) DeleteVLAN(name string) error { return macvlan.DeleteVLAN("", name) }
+
+func (hostLinks) Create(spec macvlan.Spec, name string) error {
+	_, err := macvlan.CreateInHost("", spec, name)
+	if errors.Is(err, macvlan.ErrMasterNotFound) {
+		return fmt.Errorf("%w: %w", err, ErrParentNotFound)
+	}
+	return err
+}
+
+func (hostLinks) Delete(name string) error { return macvlan.Delete("", name) }

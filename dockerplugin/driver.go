@@ -1,0 +1,102 @@
+package dockerplugin
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+
+	"github.com/medianet/medianet/macvlan"
+)
+
+// Config configures a Driver.
+type Config struct {
+	// DataDir holds StateFile and the IPAM store (ipam.db).
+	DataDir string
+	// Scope is ScopeLocal (standalone hosts) or ScopeGlobal (Swarm).
+	Scope string
+	// Node names this host in --ipam-opt node-ranges; empty means the
+	// hostname.
+	Node string
+	// Log receives one line per failed call; nil discards.
+	Log *slog.Logger
+}
+
+// addressBook is what the IPAM driver needs from the address store:
+// allocate (a wanted address, or any free one) and release by address,
+// since Docker's ReleaseAddress names only the address.
+type addressBook interface {
+	Allocate(ctx context.Context, p pool, node, holder string, want netip.Addr) (netip.Addr, error)
+	Release(ctx context.Context, p pool, a netip.Addr) error
+	ReleaseAll(ctx context.Context, p pool) error
+}
+
+// linkMaker is the netlink work of the network driver, all in the host
+// namespace medianetd runs in.
+type linkMaker interface {
+	ParentExists(name string) error
+	EnsureVLAN(parent string, vlan int) (created bool, err error)
+	DeleteVLAN(name string) error
+	Create(spec macvlan.Spec, name string) error
+	Delete(name string) error
+}
+
+// Driver is medianet's Docker network driver and IPAM driver. Every call
+// is idempotent, and its state is persisted before the call returns.
+type Driver struct {
+	// mu serialises calls: each pairs netlink or IPAM work with a state
+	// update, and Docker's calls for one network must not interleave.
+	mu    sync.Mutex
+	st    *state
+	addrs addressBook
+	links linkMaker
+	scope string
+	node  string
+	log   *slog.Logger
+}
+
+// Open opens the driver's state in cfg.DataDir with the real IPAM store
+// (ipam/boltstore) and netlink (macvlan).
+func Open(cfg Config) (*Driver, error) {
+	switch cfg.Scope {
+	case "":
+		cfg.Scope = ScopeLocal
+	case ScopeLocal, ScopeGlobal:
+	default:
+		return nil, fmt.Errorf("dockerplugin: scope %q: %w: use local or global", cfg.Scope, ErrBadOption)
+	}
+	if cfg.Node == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("dockerplugin: node name: %w", err)
+		}
+		cfg.Node = h
+	}
+	st, err := openState(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return newDriver(cfg, st, &ipamBook{dir: cfg.DataDir}, hostLinks{}), nil
+}
+
+func newDriver(cfg Config, st *state, addrs addressBook, links linkMaker) *Driver {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Driver{st: st, addrs: addrs, links: links, scope: cfg.Scope, node: cfg.Node, log: log}
+}
+
+// Close closes the state file.
+func (d *Driver) Close() error { return d.st.close() }
+
+// randomID returns n random bytes in hex.
+func randomID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,159 @@
+package dockerplugin
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/medianet/medianet/macvlan"
+)
+
+// CreateEndpoint records the endpoint's addresses (allocated before by the
+// IPAM driver) and picks its MAC when Docker did not. Repeating it returns
+// the same answer.
+func (d *networkDriver) CreateEndpoint(req *createEndpointRequest) (createEndpointResponse, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, _, err := d.lookup(req.NetworkID, ""); err != nil {
+		return createEndpointResponse{}, err
+	}
+	var e endpoint
+	if ok, err := d.view(bucketEndpoints, req.EndpointID, &e); err != nil {
+		return createEndpointResponse{}, err
+	} else if ok {
+		return endpointResponse(e, req.Interface), nil
+	}
+	e = endpoint{ID: req.EndpointID, NetworkID: req.NetworkID}
+	in := req.Interface
+	if in == nil {
+		in = &endpointInterface{}
+	}
+	var err error
+	if e.Addr, err = parseOptionalPrefix(in.Address); err != nil {
+		return createEndpointResponse{}, err
+	}
+	if e.Addr6, err = parseOptionalPrefix(in.AddressIPv6); err != nil {
+		return createEndpointResponse{}, err
+	}
+	if !e.Addr.IsValid() && !e.Addr6.IsValid() {
+		return createEndpointResponse{}, fmt.Errorf("medianet: endpoint %s has no address: %w: use --ipam-driver medianet or give --subnet", e.ID, ErrBadOption)
+	}
+	switch {
+	case in.MacAddress != "":
+		if _, err := net.ParseMAC(in.MacAddress); err != nil {
+			return createEndpointResponse{}, fmt.Errorf("medianet: --mac-address %q: %w: %w", in.MacAddress, ErrBadOption, err)
+		}
+		e.MAC = in.MacAddress
+	case e.Addr.IsValid():
+		e.MAC = macFromIP(e.Addr.Addr()).String()
+	default:
+		e.MAC = macFromIP(e.Addr6.Addr()).String()
+	}
+	err = d.st.db.Update(func(tx *bolt.Tx) error { return put(tx, bucketEndpoints, e.ID, e) })
+	if err != nil {
+		return createEndpointResponse{}, err
+	}
+	return endpointResponse(e, req.Interface), nil
+}
+
+// endpointResponse fills only what Docker left empty (it refuses a driver
+// that changes a field it set).
+func endpointResponse(e endpoint, in *endpointInterface) createEndpointResponse {
+	if in != nil && in.MacAddress != "" {
+		return createEndpointResponse{}
+	}
+	return createEndpointResponse{Interface: &endpointInterface{MacAddress: e.MAC}}
+}
+
+func parseOptionalPrefix(s string) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return p, fmt.Errorf("medianet: endpoint address %q: %w: %w", s, ErrBadOption, err)
+	}
+	return p, nil
+}
+
+// DeleteEndpoint forgets the endpoint and removes its link, which Docker
+// has moved back to the host namespace by now. An unknown endpoint is
+// success.
+func (d *networkDriver) DeleteEndpoint(req *endpointRequest) (empty, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var e endpoint
+	if ok, err := d.view(bucketEndpoints, req.EndpointID, &e); err != nil || !ok {
+		return empty{}, err
+	}
+	if err := d.links.Delete(linkName(e.ID)); err != nil {
+		return empty{}, fmt.Errorf("medianet: endpoint %s: %w", e.ID, err)
+	}
+	err := d.st.db.Update(func(tx *bolt.Tx) error { return del(tx, bucketEndpoints, e.ID) })
+	return empty{}, err
+}
+
+func (d *networkDriver) EndpointInfo(req *endpointRequest) (endpointInfoResponse, error) {
+	n, e, err := d.lookup(req.NetworkID, req.EndpointID)
+	if err != nil {
+		return endpointInfoResponse{}, err
+	}
+	v := map[string]string{"mac": e.MAC, "parent": n.Options.master(), "mode": string(n.Options.Mode)}
+	if e.Addr.IsValid() {
+		v["address"] = e.Addr.String()
+	}
+	if e.Addr6.IsValid() {
+		v["addressIPv6"] = e.Addr6.String()
+	}
+	return endpointInfoResponse{Value: v}, nil
+}
+
+// Join creates the endpoint's macvlan in the host namespace under a
+// temporary name derived from the endpoint ID (so nothing needs storing);
+// Docker moves it into the container, renames it and sets its addresses.
+// Joining again replaces a link left by a failed attempt.
+func (d *networkDriver) Join(req *joinRequest) (joinResponse, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, e, err := d.lookup(req.NetworkID, req.EndpointID)
+	if err != nil {
+		return joinResponse{}, err
+	}
+	mac, err := net.ParseMAC(e.MAC)
+	if err != nil {
+		return joinResponse{}, fmt.Errorf("medianet: endpoint %s: mac %q: %w", e.ID, e.MAC, err)
+	}
+	name := linkName(e.ID)
+	if err := d.links.Delete(name); err != nil {
+		return joinResponse{}, fmt.Errorf("medianet: endpoint %s: %w", e.ID, err)
+	}
+	spec := macvlan.Spec{Master: n.Options.master(), Mode: n.Options.Mode, MAC: mac}
+	if err := d.links.Create(spec, name); err != nil {
+		return joinResponse{}, fmt.Errorf("medianet: endpoint %s on -o %s=%s: %w", e.ID, optParent, spec.Master, err)
+	}
+	resp := joinResponse{
+		InterfaceName:         interfaceName{SrcName: name, DstPrefix: dstPrefix},
+		DisableGatewayService: true,
+	}
+	if n.Gateway.IsValid() && e.Addr.IsValid() {
+		resp.Gateway = n.Gateway.String()
+	}
+	if n.Gateway6.IsValid() && e.Addr6.IsValid() {
+		resp.GatewayIPv6 = n.Gateway6.String()
+	}
+	return resp, nil
+}
+
+// Leave deletes the endpoint's link if it is still in the host namespace.
+// Docker calls Leave before it moves the link back out of the container
+// under its temporary name, so DeleteEndpoint deletes it again.
+func (d *networkDriver) Leave(req *endpointRequest) (empty, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.links.Delete(linkName(req.EndpointID)); err != nil {
+		return empty{}, fmt.Errorf("medianet: endpoint %s: %w", req.EndpointID, err)
+	}
+	return empty{}, nil
+}

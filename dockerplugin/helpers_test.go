@@ -1,0 +1,212 @@
+package dockerplugin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/medianet/medianet/macvlan"
+)
+
+// fakeLinks is a linkMaker over a map, for tests without root.
+type fakeLinks struct {
+	mu      sync.Mutex
+	parents map[string]bool         // existing parent links
+	links   map[string]macvlan.Spec // macvlans by name
+	vlans   map[string]bool         // vlan links created
+	failOn  string                  // Create of this name fails
+}
+
+func newFakeLinks(parents ...string) *fakeLinks {
+	f := &fakeLinks{parents: map[string]bool{}, links: map[string]macvlan.Spec{}, vlans: map[string]bool{}}
+	for _, p := range parents {
+		f.parents[p] = true
+	}
+	return f
+}
+
+func (f *fakeLinks) ParentExists(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.parents[name] {
+		return fmt.Errorf("%q: %w", name, ErrParentNotFound)
+	}
+	return nil
+}
+
+func (f *fakeLinks) EnsureVLAN(parent string, vlan int) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	name := macvlan.VLANName(parent, vlan)
+	if f.parents[name] {
+		return false, nil
+	}
+	f.parents[name], f.vlans[name] = true, true
+	return true, nil
+}
+
+func (f *fakeLinks) DeleteVLAN(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.parents, name)
+	delete(f.vlans, name)
+	return nil
+}
+
+func (f *fakeLinks) Create(spec macvlan.Spec, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.parents[spec.Master] {
+		return fmt.Errorf("master %q: %w", spec.Master, ErrParentNotFound)
+	}
+	if name == f.failOn {
+		return errors.New("injected failure")
+	}
+	if _, ok := f.links[name]; ok {
+		return macvlan.ErrLinkExists
+	}
+	f.links[name] = spec
+	return nil
+}
+
+func (f *fakeLinks) Delete(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.links, name)
+	return nil
+}
+
+func (f *fakeLinks) names() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for n := range f.links {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// harness is a Driver behind its HTTP handler, on a temporary data dir.
+type harness struct {
+	t     *testing.T
+	dir   string
+	links *fakeLinks
+	d     *Driver
+	srv   *httptest.Server
+}
+
+func newHarness(t *testing.T, cfg Config, links *fakeLinks) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: t.TempDir(), links: links}
+	h.start(cfg)
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *harness) start(cfg Config) {
+	h.t.Helper()
+	cfg.DataDir = h.dir
+	if cfg.Scope == "" {
+		cfg.Scope = ScopeLocal
+	}
+	if cfg.Node == "" {
+		cfg.Node = "node-a"
+	}
+	st, err := openState(h.dir)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.d = newDriver(cfg, st, &ipamBook{dir: h.dir}, h.links)
+	h.srv = httptest.NewServer(Handler(h.d, nil))
+}
+
+func (h *harness) stop() {
+	if h.srv != nil {
+		h.srv.Close()
+		h.d.Close()
+		h.srv = nil
+	}
+}
+
+// restart is medianetd stopping and starting on the same data dir.
+func (h *harness) restart(cfg Config) {
+	h.stop()
+	h.start(cfg)
+}
+
+// call posts req to /method and decodes the answer into resp; a non-200
+// answer is returned as an error holding Docker's "Err" text.
+func (h *harness) call(method string, req, resp any) error {
+	h.t.Helper()
+	var body bytes.Buffer
+	if req != nil {
+		if err := json.NewEncoder(&body).Encode(req); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	r, err := http.Post(h.srv.URL+"/"+method, contentType, &body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer r.Body.Close()
+	if r.StatusCode != http.StatusOK {
+		var e errorResponse
+		if err := json.NewDecoder(r.Body).Decode(&e); err != nil {
+			h.t.Fatalf("%s: status %d, undecodable error: %v", method, r.StatusCode, err)
+		}
+		return errors.New(e.Err)
+	}
+	if resp == nil {
+		return nil
+	}
+	return json.NewDecoder(r.Body).Decode(resp)
+}
+
+func (h *harness) must(method string, req, resp any) {
+	h.t.Helper()
+	if err := h.call(method, req, resp); err != nil {
+		h.t.Fatalf("%s: %v", method, err)
+	}
+}
+
+// pool requests a pool and its gateway as Docker does at network create.
+func (h *harness) pool(subnet, ipRange, gateway string, opts map[string]string) string {
+	h.t.Helper()
+	var p requestPoolResponse
+	h.must("IpamDriver.RequestPool", requestPoolRequest{AddressSpace: LocalAddressSpace, Pool: subnet, SubPool: ipRange, Options: opts, V6: strings.Contains(subnet, ":")}, &p)
+	h.must("IpamDriver.RequestAddress", requestAddressRequest{PoolID: p.PoolID, Address: gateway, Options: map[string]string{requestAddressType: gatewayRequest}}, nil)
+	return p.PoolID
+}
+
+// addr requests a container address (with the MAC option, as Docker sends
+// when RequiresMACAddress is set).
+func (h *harness) addr(poolID, want string) (string, error) {
+	var r requestAddressResponse
+	err := h.call("IpamDriver.RequestAddress", requestAddressRequest{PoolID: poolID, Address: want, Options: map[string]string{macAddressOption: "02:42:00:00:00:01"}}, &r)
+	return r.Address, err
+}
+
+func (h *harness) mustAddr(poolID, want string) string {
+	h.t.Helper()
+	a, err := h.addr(poolID, want)
+	if err != nil {
+		h.t.Fatalf("request address %q: %v", want, err)
+	}
+	return a
+}
+
+func generic(opts map[string]string) map[string]any {
+	m := map[string]any{}
+	for k, v := range opts {
+		m[k] = v
+	}
+	return map[string]any{genericOptions: m}
+}

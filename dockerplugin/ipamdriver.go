@@ -1,0 +1,158 @@
+package dockerplugin
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"reflect"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/medianet/medianet/ipam"
+)
+
+// ipamDriver is the IpamDriver face of a Driver.
+type ipamDriver Driver
+
+// Address spaces answered by GetDefaultAddressSpaces. Overlap is checked
+// within one space: on a Swarm manager that is also a node, the manager's
+// global pool and the node's local pool of one network may coincide.
+const (
+	LocalAddressSpace  = "medianet-local"
+	GlobalAddressSpace = "medianet-global"
+)
+
+// GetCapabilities asks for the endpoint's MAC with every address request:
+// requests without one (the network's --aux-address) are told apart from
+// containers' --ip by it.
+func (d *ipamDriver) GetCapabilities() (ipamCapabilitiesResponse, error) {
+	return ipamCapabilitiesResponse{RequiresMACAddress: true}, nil
+}
+
+func (d *ipamDriver) GetDefaultAddressSpaces() (addressSpacesResponse, error) {
+	return addressSpacesResponse{LocalDefaultAddressSpace: LocalAddressSpace, GlobalDefaultAddressSpace: GlobalAddressSpace}, nil
+}
+
+// RequestPool validates --subnet, --ip-range and --ipam-opt and registers
+// the pool. The same request again returns the same pool (counted); a
+// different pool overlapping one of the same address space is refused.
+func (d *ipamDriver) RequestPool(req *requestPoolRequest) (requestPoolResponse, error) {
+	p, err := d.newPool(req)
+	if err != nil {
+		return requestPoolResponse{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err = d.st.db.Update(func(tx *bolt.Tx) error {
+		var same *pool
+		err := each(tx, bucketPools, func(o pool) error {
+			switch {
+			case o.Space != p.Space || !o.Prefix.Overlaps(p.Prefix):
+			case o.Prefix == p.Prefix && o.Range == p.Range && reflect.DeepEqual(o.Options, p.Options):
+				same = &o
+			default:
+				return fmt.Errorf("medianet: --subnet %s overlaps %s of another network: %w", p.Prefix, o.Prefix, ErrPoolOverlap)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if same != nil {
+			p = *same
+		}
+		p.Refs++
+		return put(tx, bucketPools, p.ID, p)
+	})
+	if err != nil {
+		return requestPoolResponse{}, err
+	}
+	return requestPoolResponse{PoolID: p.ID, Pool: p.Prefix.String()}, nil
+}
+
+// newPool parses and validates a pool request.
+func (d *ipamDriver) newPool(req *requestPoolRequest) (pool, error) {
+	if req.Pool == "" {
+		return pool{}, fmt.Errorf("medianet: --subnet is required: %w: medianet does not pick subnets; give the LAN's, e.g. --subnet 192.168.100.0/24", ErrBadOption)
+	}
+	prefix, err := netip.ParsePrefix(req.Pool)
+	if err != nil || prefix.Masked() != prefix || prefix.Addr().Is6() != req.V6 {
+		return pool{}, fmt.Errorf("medianet: --subnet %q: %w: give a network address and prefix length, e.g. 192.168.100.0/24", req.Pool, ErrBadOption)
+	}
+	p := pool{Space: req.AddressSpace, Prefix: prefix}
+	if p.Space == "" {
+		p.Space = LocalAddressSpace
+	}
+	if req.SubPool != "" {
+		r, err := netip.ParsePrefix(req.SubPool)
+		if err != nil || r.Masked() != r || !ipam.Covers(prefix, r) {
+			return pool{}, fmt.Errorf("medianet: --ip-range %q: %w: give a prefix inside --subnet %s", req.SubPool, ErrBadOption, prefix)
+		}
+		p.Range = r
+	}
+	if p.Options, err = parsePoolOptions(req.Options); err != nil {
+		return pool{}, err
+	}
+	for node, rs := range p.Options.NodeRanges {
+		for _, r := range rs {
+			if p.Range.IsValid() && !ipam.Covers(p.Range, r) {
+				return pool{}, fmt.Errorf("medianet: --ipam-opt %s: %s of node %q is outside --ip-range %s: %w", optNodeRanges, r, node, p.Range, ErrBadOption)
+			}
+		}
+	}
+	// The ipam package has the last word on block sizes and node ranges.
+	cfg := ipamConfig(p, d.node)
+	if err := cfg.Validate(); err != nil {
+		return pool{}, fmt.Errorf("medianet: --subnet %s with --ipam-opt %s: %w: %w", prefix, optionList(req.Options), ErrBadOption, err)
+	}
+	p.ID = fmt.Sprintf("%s/%s/%s", p.Space, prefix, randomID(4))
+	return p, nil
+}
+
+func optionList(opts map[string]string) string {
+	if len(opts) == 0 {
+		return "(none)"
+	}
+	s := ""
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
+		if s != "" {
+			s += ","
+		}
+		s += k + "=" + opts[k]
+	}
+	return s
+}
+
+// ReleasePool drops one reference; the last frees every address of the
+// pool. An unknown pool is success.
+func (d *ipamDriver) ReleasePool(req *releasePoolRequest) (empty, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, ok, err := d.pool(req.PoolID)
+	if err != nil || !ok {
+		return empty{}, err
+	}
+	p.Refs--
+	if p.Refs <= 0 {
+		if err := d.addrs.ReleaseAll(context.Background(), p); err != nil {
+			return empty{}, fmt.Errorf("medianet: release pool %s: %w", p.ID, err)
+		}
+	}
+	err = d.st.db.Update(func(tx *bolt.Tx) error {
+		if p.Refs <= 0 {
+			return del(tx, bucketPools, p.ID)
+		}
+		return put(tx, bucketPools, p.ID, p)
+	})
+	return empty{}, err
+}
+
+func (d *ipamDriver) pool(id string) (p pool, ok bool, err error) {
+	err = d.st.db.View(func(tx *bolt.Tx) error {
+		ok, err = get(tx, bucketPools, id, &p)
+		return err
+	})
+	return p, ok, err
+}

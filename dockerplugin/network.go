@@ -1,0 +1,207 @@
+package dockerplugin
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/medianet/medianet/macvlan"
+)
+
+// networkDriver is the NetworkDriver face of a Driver.
+type networkDriver Driver
+
+// dstPrefix is the prefix of the container-side interface name: Docker
+// renames the link to eth0, eth1, ...
+const dstPrefix = "eth"
+
+func (d *networkDriver) GetCapabilities() (capabilitiesResponse, error) {
+	// Connectivity is global either way: the containers sit on the LAN.
+	return capabilitiesResponse{Scope: d.scope, ConnectivityScope: ScopeGlobal}, nil
+}
+
+// AllocateNetwork runs on the Swarm manager for a global-scope driver. The
+// options it returns are the only driver options the nodes receive, so it
+// validates and echoes them.
+func (d *networkDriver) AllocateNetwork(req *allocateNetworkRequest) (allocateNetworkResponse, error) {
+	if _, err := parseNetOptions(req.Options); err != nil {
+		return allocateNetworkResponse{}, err
+	}
+	return allocateNetworkResponse{Options: maps.Clone(req.Options)}, nil
+}
+
+func (d *networkDriver) FreeNetwork(*networkIDRequest) (empty, error) { return empty{}, nil }
+
+// CreateNetwork validates the options, checks the parent, creates the VLAN
+// link when asked, and records the network. Repeating it is a no-op.
+func (d *networkDriver) CreateNetwork(req *createNetworkRequest) (_ empty, retErr error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var have network
+	if ok, err := d.view(bucketNetworks, req.NetworkID, &have); err != nil || ok {
+		return empty{}, err
+	}
+	opts, err := stringOptions(req.Options[genericOptions])
+	if err != nil {
+		return empty{}, err
+	}
+	o, err := parseNetOptions(opts)
+	if err != nil {
+		return empty{}, err
+	}
+	n := network{ID: req.NetworkID, Options: o}
+	if n.Gateway, err = gatewayOf(req.IPv4Data); err != nil {
+		return empty{}, err
+	}
+	if n.Gateway6, err = gatewayOf(req.IPv6Data); err != nil {
+		return empty{}, err
+	}
+	if err := d.links.ParentExists(o.Parent); err != nil {
+		return empty{}, fmt.Errorf("medianet: -o %s=%s: %w: create the interface first or name another one", optParent, o.Parent, err)
+	}
+	if o.VLAN != 0 {
+		if n.CreatedVLAN, err = d.links.EnsureVLAN(o.Parent, o.VLAN); err != nil {
+			return empty{}, fmt.Errorf("medianet: -o %s=%d on %s: %w", optVLAN, o.VLAN, o.Parent, err)
+		}
+		if n.CreatedVLAN {
+			defer func() {
+				if retErr != nil {
+					_ = d.links.DeleteVLAN(o.master())
+				}
+			}()
+		}
+	}
+	err = d.st.db.Update(func(tx *bolt.Tx) error { return put(tx, bucketNetworks, n.ID, n) })
+	return empty{}, err
+}
+
+// gatewayOf returns one family's gateway (sent in CIDR form), if any.
+func gatewayOf(data []ipamData) (netip.Addr, error) {
+	for _, d := range data {
+		if d.Gateway == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(d.Gateway)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("medianet: --gateway %q: %w: %w", d.Gateway, ErrBadOption, err)
+		}
+		return p.Addr(), nil
+	}
+	return netip.Addr{}, nil
+}
+
+// DeleteNetwork removes the network, any endpoint links Docker left, and
+// the VLAN link when this network created it and no other network uses it.
+func (d *networkDriver) DeleteNetwork(req *networkIDRequest) (empty, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var n network
+	if ok, err := d.view(bucketNetworks, req.NetworkID, &n); err != nil || !ok {
+		return empty{}, err
+	}
+	var eps []endpoint
+	var heir *network // another network on the same VLAN link
+	err := d.st.db.View(func(tx *bolt.Tx) error {
+		if err := each(tx, bucketEndpoints, func(e endpoint) error {
+			if e.NetworkID == n.ID {
+				eps = append(eps, e)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return each(tx, bucketNetworks, func(o network) error {
+			if o.ID != n.ID && o.Options.master() == n.Options.master() && heir == nil {
+				heir = &o
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return empty{}, err
+	}
+	for _, e := range eps {
+		if err := d.links.Delete(linkName(e.ID)); err != nil {
+			return empty{}, fmt.Errorf("medianet: network %s: endpoint %s: %w", n.ID, e.ID, err)
+		}
+	}
+	if n.CreatedVLAN && heir == nil {
+		if err := d.links.DeleteVLAN(n.Options.master()); err != nil && !errors.Is(err, macvlan.ErrInUse) {
+			return empty{}, fmt.Errorf("medianet: network %s: %w", n.ID, err)
+		}
+	}
+	err = d.st.db.Update(func(tx *bolt.Tx) error {
+		for _, e := range eps {
+			if err := del(tx, bucketEndpoints, e.ID); err != nil {
+				return err
+			}
+		}
+		if n.CreatedVLAN && heir != nil {
+			heir.CreatedVLAN = true // the last network on the VLAN removes it
+			if err := put(tx, bucketNetworks, heir.ID, *heir); err != nil {
+				return err
+			}
+		}
+		return del(tx, bucketNetworks, n.ID)
+	})
+	return empty{}, err
+}
+
+// view reads one record in a read transaction.
+func (d *networkDriver) view(bucket []byte, key string, v any) (ok bool, err error) {
+	err = d.st.db.View(func(tx *bolt.Tx) error {
+		ok, err = get(tx, bucket, key, v)
+		return err
+	})
+	return ok, err
+}
+
+func (d *networkDriver) lookup(networkID, endpointID string) (network, endpoint, error) {
+	var n network
+	var e endpoint
+	err := d.st.db.View(func(tx *bolt.Tx) error {
+		if ok, err := get(tx, bucketNetworks, networkID, &n); err != nil || !ok {
+			if err == nil {
+				err = fmt.Errorf("medianet: network %s: %w", networkID, ErrUnknown)
+			}
+			return err
+		}
+		if endpointID == "" {
+			return nil
+		}
+		ok, err := get(tx, bucketEndpoints, endpointID, &e)
+		if err == nil && !ok {
+			err = fmt.Errorf("medianet: endpoint %s: %w", endpointID, ErrUnknown)
+		}
+		return err
+	})
+	return n, e, err
+}
+
+// macFromIP is Docker's own choice of MAC for an IPv4 address, 02:42 and
+// the four address bytes, so a container's MAC follows its address.
+func macFromIP(a netip.Addr) net.HardwareAddr {
+	if !a.Is4() {
+		b := net.HardwareAddr{0x02, 0x42, 0, 0, 0, 0}
+		_, _ = rand.Read(b[2:])
+		return b
+	}
+	v := a.As4()
+	return net.HardwareAddr{0x02, 0x42, v[0], v[1], v[2], v[3]}
+}
+
+// linkName is the temporary host-side name of an endpoint's macvlan until
+// Docker moves it: "mn" and the endpoint ID's first 11 characters.
+func linkName(endpointID string) string {
+	id := strings.ToLower(endpointID)
+	if len(id) > 11 {
+		id = id[:11]
+	}
+	return "mn" + id
+}

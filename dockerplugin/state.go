@@ -1,0 +1,136 @@
+package dockerplugin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// StateFile is the driver's own bbolt file in the data directory, apart
+// from the IPAM store (ipam.db), which holds the addresses.
+const StateFile = "docker.db"
+
+// stateVersion is the schema of StateFile, kept under meta/schema.
+const stateVersion = "1"
+
+var (
+	bucketMeta      = []byte("meta")
+	bucketNetworks  = []byte("networks")
+	bucketEndpoints = []byte("endpoints")
+	bucketPools     = []byte("pools")
+)
+
+// network is a created Docker network.
+type network struct {
+	ID          string     `json:"id"`
+	Options     netOptions `json:"options"`
+	CreatedVLAN bool       `json:"createdVlan,omitempty"`
+	Gateway     netip.Addr `json:"gateway,omitzero"`
+	Gateway6    netip.Addr `json:"gateway6,omitzero"`
+}
+
+// endpoint is a created endpoint; its link's temporary name is
+// linkName(ID).
+type endpoint struct {
+	ID        string       `json:"id"`
+	NetworkID string       `json:"networkId"`
+	Addr      netip.Prefix `json:"addr,omitzero"`
+	Addr6     netip.Prefix `json:"addr6,omitzero"`
+	MAC       string       `json:"mac"`
+}
+
+// pool is an IPAM pool (one address family of one network).
+type pool struct {
+	ID      string       `json:"id"`
+	Space   string       `json:"space"`
+	Prefix  netip.Prefix `json:"prefix"`
+	Range   netip.Prefix `json:"range,omitzero"` // --ip-range
+	Options poolOptions  `json:"options"`
+	Gateway netip.Addr   `json:"gateway,omitzero"`
+	Refs    int          `json:"refs"`
+}
+
+// state is the driver's persisted state: networks, endpoints and pools,
+// one bbolt Update per Docker call.
+type state struct {
+	db *bolt.DB
+}
+
+// openState opens (creating) StateFile in dir. A second medianetd on the
+// same directory fails after a second rather than waiting forever.
+func openState(dir string) (*state, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("dockerplugin: data dir %q: %w", dir, err)
+	}
+	path := filepath.Join(dir, StateFile)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("dockerplugin: %s is locked by another medianetd: %w", path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dockerplugin: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketNetworks, bucketEndpoints, bucketPools} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get([]byte("schema")); {
+		case v == nil:
+			return meta.Put([]byte("schema"), []byte(stateVersion))
+		case string(v) != stateVersion:
+			return fmt.Errorf("schema version %q, want %q", v, stateVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("dockerplugin: init %s: %w", path, err)
+	}
+	return &state{db: db}, nil
+}
+
+func (s *state) close() error { return s.db.Close() }
+
+// get reads key of bucket into v and reports whether it was there.
+func get(tx *bolt.Tx, bucket []byte, key string, v any) (bool, error) {
+	raw := tx.Bucket(bucket).Get([]byte(key))
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("dockerplugin: decode %s/%s: %w", bucket, key, err)
+	}
+	return true, nil
+}
+
+func put(tx *bolt.Tx, bucket []byte, key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucket).Put([]byte(key), raw)
+}
+
+func del(tx *bolt.Tx, bucket []byte, key string) error {
+	return tx.Bucket(bucket).Delete([]byte(key))
+}
+
+// each calls fn for every record of bucket, decoded into a fresh T.
+func each[T any](tx *bolt.Tx, bucket []byte, fn func(T) error) error {
+	return tx.Bucket(bucket).ForEach(func(k, raw []byte) error {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("dockerplugin: decode %s/%s: %w", bucket, k, err)
+		}
+		return fn(v)
+	})
+}

@@ -1,0 +1,260 @@
+// Package docker holds medianetd's end-to-end tests against a real dockerd:
+// the legacy socket plugin on standalone Docker, the managed plugin on a
+// one-node Swarm, restarts of medianetd and of dockerd, bad input, and a
+// benchmark against Docker's built-in macvlan driver. Every macvlan parent
+// is a veth the test creates in the root namespace whose peer sits in a
+// namespace the test creates (internal/nstest); no test touches eth0.
+//
+// The tests share dockerd and the plugin name medianet, so they run one at
+// a time (go test -p 1, no t.Parallel).
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/medianet/medianet/internal/dockertest"
+	"github.com/medianet/medianet/internal/nstest"
+	"github.com/medianet/medianet/ipam"
+	"github.com/medianet/medianet/ipam/boltstore"
+)
+
+// socket is where Docker looks for the legacy plugin medianet.
+const socket = "/run/docker/plugins/medianet.sock"
+
+var binDir string // holds medianetd
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if dir := os.Getenv("MEDIANET_BIN"); dir != "" {
+			binDir = dir
+			return m.Run()
+		}
+		dir, err := os.MkdirTemp("", "medianet-docker-bin")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		goBin := "go"
+		if _, err := exec.LookPath(goBin); err != nil {
+			goBin = "/usr/local/go/bin/go"
+		}
+		cmd := exec.Command(goBin, "build", "-o", filepath.Join(dir, "medianetd"), "github.com/medianet/medianet/cmd/medianetd")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build medianetd: %v\n%s", err, out)
+			return 1
+		}
+		binDir = dir
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// require skips when root, dockerd or busybox is missing, and fails when a
+// managed plugin named medianet would shadow the legacy socket.
+func require(t testing.TB) {
+	t.Helper()
+	nstest.SkipUnlessRoot(t)
+	dockertest.Require(t)
+	if _, err := dockertest.Docker("plugin", "inspect", "medianet"); err == nil {
+		t.Fatal("a managed plugin named medianet is installed; remove it (docker plugin rm -f medianet) to run the legacy-plugin tests")
+	}
+}
+
+// medianetd is a legacy-plugin medianetd process run by a test.
+type medianetd struct {
+	t       testing.TB
+	dataDir string
+	args    []string
+	cmd     *exec.Cmd
+	log     *os.File
+}
+
+func startMedianetd(t testing.TB, args ...string) *medianetd {
+	t.Helper()
+	d := &medianetd{t: t, dataDir: t.TempDir(), args: args}
+	log, err := os.Create(filepath.Join(t.TempDir(), "medianetd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.log = log
+	d.start()
+	t.Cleanup(func() {
+		d.stop()
+		if t.Failed() {
+			out, _ := os.ReadFile(log.Name())
+			t.Logf("medianetd log:\n%s", out)
+		}
+		log.Close()
+	})
+	return d
+}
+
+func (d *medianetd) start() {
+	d.t.Helper()
+	args := append([]string{"--socket", socket, "--data-dir", d.dataDir, "--debug"}, d.args...)
+	d.cmd = exec.Command(filepath.Join(binDir, "medianetd"), args...)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	for range 100 {
+		if _, err := os.Stat(socket); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.t.Fatalf("medianetd did not create %s", socket)
+}
+
+// stop ends medianetd with SIGTERM, as a service manager does.
+func (d *medianetd) stop() {
+	if d.cmd == nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	_ = d.cmd.Wait()
+	d.cmd = nil
+}
+
+func (d *medianetd) restart() {
+	d.t.Helper()
+	d.stop()
+	d.start()
+}
+
+// allocations lists the Docker addresses held in medianetd's IPAM store.
+func (d *medianetd) allocations(t testing.TB) []ipam.Allocation {
+	t.Helper()
+	ctx := context.Background()
+	st, err := boltstore.Open(ctx, d.dataDir, boltstore.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Check(ctx); err != nil {
+		t.Errorf("ipam store: %v", err)
+	}
+	all, err := ipam.List(ctx, st, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+// stateCounts stops medianetd and counts the records of its docker.db.
+func (d *medianetd) stateCounts(t testing.TB) map[string]int {
+	t.Helper()
+	d.stop()
+	db, err := bolt.Open(filepath.Join(d.dataDir, "docker.db"), 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	out := map[string]int{}
+	err = db.View(func(tx *bolt.Tx) error {
+		for _, b := range []string{"networks", "endpoints", "pools"} {
+			if bk := tx.Bucket([]byte(b)); bk != nil {
+				out[b] = bk.Stats().KeyN
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// docker runs the docker CLI, failing t on error.
+func docker(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := dockertest.Docker(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// network creates a Docker network removed when t ends.
+func network(t testing.TB, name string, args ...string) {
+	t.Helper()
+	docker(t, append(append([]string{"network", "create"}, args...), name)...)
+	t.Cleanup(func() { dockertest.Docker("network", "rm", name) })
+}
+
+func uniqueName(prefix string) string { return nstest.UniqueName(prefix) }
+
+// addr4 returns the IPv4 address of eth0 inside a container, read from
+// the kernel rather than from Docker's records.
+func addr4(t testing.TB, id string) netip.Prefix {
+	t.Helper()
+	out := docker(t, "exec", id, "ip", "-4", "-o", "addr", "show", "eth0")
+	for f := range strings.FieldsSeq(out) {
+		if p, err := netip.ParsePrefix(f); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("no IPv4 address on eth0 of %s: %q", id, out)
+	return netip.Prefix{}
+}
+
+// ping checks that container id reaches dst.
+func ping(t testing.TB, id string, dst netip.Addr) {
+	t.Helper()
+	var err error
+	for range 3 {
+		if _, err = dockertest.Docker("exec", id, "ping", "-c", "1", "-W", "2", dst.String()); err == nil {
+			return
+		}
+	}
+	t.Errorf("%.12s cannot reach %s: %v", id, dst, err)
+}
+
+// macvlansOn lists the macvlan links on master left in the root namespace.
+func macvlansOn(t testing.TB, master string) []string {
+	t.Helper()
+	m, err := netlink.LinkByName(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range links {
+		if l.Type() == "macvlan" && l.Attrs().ParentIndex == m.Attrs().Index {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out
+}
+
+// waitFor polls cond for up to d.
+func waitFor(d time.Duration, cond func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+var errNotYet = errors.New("not yet")
