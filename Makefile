@@ -60,5 +60,14 @@ fuzz:
 		done; \
 	done
 
+# demo: the whole story in namespaces it creates and removes (root).
+demo: build
+	scripts/deps.sh demo
+	scripts/demo.sh
+
+# docker-plugin: the managed (v2) plugin, built from a local directory.
+docker-plugin:
+	scripts/docker-plugin.sh
+
 clean:
 	rm -rf $(BIN)

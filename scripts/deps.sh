@@ -7,6 +7,7 @@
 #   scripts/deps.sh            install packages, configure podman, start dockerd
 #   scripts/deps.sh packages   only the Debian packages
 #   scripts/deps.sh dockerd    only make sure dockerd is running
+#   scripts/deps.sh demo       packages and podman, what make demo needs
 set -euo pipefail
 
 PKGS=(
@@ -88,6 +89,10 @@ need_root
 case "${1:-all}" in
 packages) install_packages ;;
 dockerd) ensure_dockerd ;;
+demo)
+	install_packages
+	configure_podman
+	;;
 all)
 	install_packages
 	configure_podman
