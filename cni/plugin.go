@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -51,16 +52,55 @@ func (p *Plugin) Load(args *skel.CmdArgs) (*Config, []netip.Addr, error) {
 	return c, ips, err
 }
 
+// session is an open store with its block source and allocator.
+type session struct {
+	*ipam.Allocator
+	st    ipam.Store
+	src   ipam.BlockSource
+	close func()
+}
+
+// tidier is a block source that gives empty blocks back and fails when a
+// held block was lost to another node (etcdsource's). Tidy must not fail
+// because the source's backend is unreachable.
+type tidier interface {
+	Tidy(ctx context.Context, st ipam.Store) error
+}
+
+// tidy runs the source's Tidy, if it has one.
+func (s *session) tidy(ctx context.Context) error {
+	if t, ok := s.src.(tidier); ok {
+		return t.Tidy(ctx, s.st)
+	}
+	return nil
+}
+
+// emptied reports whether a held block that contained one of ips has no
+// allocation left.
+func (s *session) emptied(ctx context.Context, network string, ips []netip.Addr) bool {
+	empty := false
+	_ = s.st.View(ctx, func(tx ipam.Tx) error {
+		for _, ip := range ips {
+			b, ok, err := tx.BlockContaining(network, ip)
+			if err == nil && ok && !slices.ContainsFunc(b.Used, func(w uint64) bool { return w != 0 }) {
+				empty = true
+			}
+		}
+		return nil
+	})
+	return empty
+}
+
 // open opens the store and an allocator for c. missingOK makes a missing
-// data directory a nil allocator rather than an error (DEL, GC).
-func (p *Plugin) open(ctx context.Context, c *Config, missingOK bool) (*ipam.Allocator, func(), error) {
+// data directory a nil session rather than an error (DEL, GC).
+func (p *Plugin) open(ctx context.Context, c *Config, missingOK bool) (*session, error) {
 	if _, err := os.Stat(c.DataDir); err != nil && os.IsNotExist(err) {
 		if missingOK {
-			return nil, func() {}, nil
+			return nil, nil
 		}
 		if c.DataDirDefault {
 			if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
-				return nil, nil, fmt.Errorf("create default data directory %s: %w", c.DataDir, err)
+				return nil, fmt.Errorf("create default data directory %s: %w", c.DataDir, err)
 			}
 		}
 	}
@@ -68,25 +108,25 @@ func (p *Plugin) open(ctx context.Context, c *Config, missingOK bool) (*ipam.All
 	if v := p.Env.getenv("MEDIANET_STORE_TIMEOUT"); timeout == 0 && v != "" {
 		var err error
 		if timeout, err = time.ParseDuration(v); err != nil {
-			return nil, nil, configErr("env MEDIANET_STORE_TIMEOUT %q is not a duration such as \"30s\"", v)
+			return nil, configErr("env MEDIANET_STORE_TIMEOUT %q is not a duration such as \"30s\"", v)
 		}
 	}
 	st, err := boltstore.Open(ctx, c.DataDir, boltstore.Options{Timeout: timeout})
 	if err != nil {
-		return nil, nil, fmt.Errorf("ipam.dataDir: %w", err)
+		return nil, fmt.Errorf("ipam.dataDir: %w", err)
 	}
 	src, closeSrc, err := p.source(ctx, c, st)
 	if err != nil {
 		st.Close()
-		return nil, nil, err
+		return nil, err
 	}
 	a, err := ipam.NewAllocator(c.IPAM, st, src)
 	if err != nil {
 		closeSrc()
 		st.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return a, func() { closeSrc(); st.Close() }, nil
+	return &session{Allocator: a, st: st, src: src, close: func() { closeSrc(); st.Close() }}, nil
 }
 
 func (p *Plugin) source(ctx context.Context, c *Config, st ipam.Store) (ipam.BlockSource, func(), error) {
@@ -102,12 +142,12 @@ func (p *Plugin) source(ctx context.Context, c *Config, st ipam.Store) (ipam.Blo
 // Add allocates the attachment's addresses and returns them as a result
 // of the current spec version (convert with GetAsVersion).
 func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs, c *Config, ips []netip.Addr) (*current.Result, error) {
-	a, done, err := p.open(ctx, c, false)
+	s, err := p.open(ctx, c, false)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
-	alloc, err := a.Allocate(ctx, ipam.Request{ContainerID: args.ContainerID, IfName: args.IfName, IPs: ips})
+	defer s.close()
+	alloc, err := s.Allocate(ctx, ipam.Request{ContainerID: args.ContainerID, IfName: args.IfName, IPs: ips})
 	if err != nil {
 		return nil, err
 	}
@@ -141,23 +181,29 @@ func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs, c *Config) error {
 
 // Release is Del returning what it released (ok false: nothing held).
 func (p *Plugin) Release(ctx context.Context, args *skel.CmdArgs, c *Config) (ipam.Allocation, bool, error) {
-	a, done, err := p.open(ctx, c, true)
-	if err != nil || a == nil {
+	s, err := p.open(ctx, c, true)
+	if err != nil || s == nil {
 		return ipam.Allocation{}, false, err
 	}
-	defer done()
-	return a.Release(ctx, args.ContainerID, args.IfName)
+	defer s.close()
+	alloc, ok, err := s.Allocator.Release(ctx, args.ContainerID, args.IfName)
+	if err == nil && ok && s.emptied(ctx, c.IPAM.Network, alloc.IPs) {
+		// Best effort: mark the block empty so that it is given back
+		// after its idle time; a failure here must not fail DEL.
+		_ = s.tidy(ctx)
+	}
+	return alloc, ok, err
 }
 
 // Check verifies that the attachment holds its addresses and, when a
 // previous result is given, that it lists them.
 func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs, c *Config) error {
-	a, done, err := p.open(ctx, c, false)
+	s, err := p.open(ctx, c, false)
 	if err != nil {
 		return err
 	}
-	defer done()
-	alloc, err := a.Get(ctx, args.ContainerID, args.IfName)
+	defer s.close()
+	alloc, err := s.Get(ctx, args.ContainerID, args.IfName)
 	if err != nil {
 		return err
 	}
@@ -184,26 +230,30 @@ func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs, c *Config) error
 
 // GC releases every allocation of the network not in valid.
 func (p *Plugin) GC(ctx context.Context, c *Config, valid []types.GCAttachment) error {
-	a, done, err := p.open(ctx, c, true)
-	if err != nil || a == nil {
+	s, err := p.open(ctx, c, true)
+	if err != nil || s == nil {
 		return err
 	}
-	defer done()
+	defer s.close()
 	keep := make([]ipam.Attachment, len(valid))
 	for i, v := range valid {
 		keep[i] = ipam.Attachment{ContainerID: v.ContainerID, IfName: v.IfName}
 	}
-	_, err = a.GC(ctx, keep)
-	return err
+	if _, err := s.GC(ctx, keep); err != nil {
+		return err
+	}
+	// GC is the runtime's periodic cleanup: give back blocks empty for
+	// their idle time, and fail on a block lost to another node.
+	return s.tidy(ctx)
 }
 
 // Status returns nil when an address can be had, else an error wrapping
 // ipam.ErrExhausted (map with StatusError).
 func (p *Plugin) Status(ctx context.Context, c *Config) error {
-	a, done, err := p.open(ctx, c, false)
+	s, err := p.open(ctx, c, false)
 	if err != nil {
 		return err
 	}
-	defer done()
-	return a.Status(ctx)
+	defer s.close()
+	return s.Allocator.Status(ctx)
 }

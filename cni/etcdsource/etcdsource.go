@@ -7,6 +7,7 @@ package etcdsource
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -38,7 +39,29 @@ func Source(_ context.Context, c *cni.Config, st ipam.Store) (ipam.BlockSource, 
 		cli.Close()
 		return nil, nil, fmt.Errorf("ipam.etcd: %w", err)
 	}
-	return src, func() { cli.Close() }, nil
+	return source{src}, func() { cli.Close() }, nil
+}
+
+// source adds Tidy, which the cni package calls after GC and after a DEL
+// that emptied a block.
+type source struct{ *etcdstore.Source }
+
+// Tidy gives back blocks empty for their idle time and brings the empty
+// marks in etcd in line with the store. etcd being unreachable is no
+// failure (the next Tidy catches up); a held block now claimed by another
+// node is, since its addresses may be in use twice.
+func (s source) Tidy(ctx context.Context, st ipam.Store) error {
+	res, err := s.SyncIdle(ctx, st, time.Now())
+	if errors.Is(err, etcdstore.ErrUnavailable) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ipam.etcd: %w", err)
+	}
+	if len(res.Lost) > 0 {
+		return fmt.Errorf("ipam.etcd: blocks %v held by this node are now claimed by another node, so their addresses may be in use twice: release this node's allocations in them (medianetctl ipam release) and find out who reclaimed them: %w", res.Lost, ipam.ErrCorrupt)
+	}
+	return nil
 }
 
 // ClientConfig turns the "ipam.etcd" object into an etcdstore.Config;

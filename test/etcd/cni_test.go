@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -11,8 +12,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/medianet/medianet/internal/etcdtest"
+	"github.com/medianet/medianet/ipam/etcdstore"
 )
 
 var (
@@ -80,12 +83,17 @@ func (n cniNode) conf() []byte {
 
 func (n cniNode) run(t *testing.T, command, cid string) cniOutcome {
 	t.Helper()
+	return n.runConf(t, command, cid, n.conf())
+}
+
+func (n cniNode) runConf(t *testing.T, command, cid string, conf []byte) cniOutcome {
+	t.Helper()
 	cmd := exec.Command(binary(t, "medianet-ipam"))
 	cmd.Env = []string{
 		"CNI_COMMAND=" + command, "CNI_CONTAINERID=" + cid, "CNI_IFNAME=net1",
 		"CNI_NETNS=/var/run/netns/medianet-etcd-none", "CNI_PATH=/nonexistent", "PATH=/usr/bin:/bin",
 	}
-	cmd.Stdin = bytes.NewReader(n.conf())
+	cmd.Stdin = bytes.NewReader(conf)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	_ = cmd.Run() // the outcome is judged from stdout: a result or a CNI error
@@ -221,5 +229,67 @@ func checkReclaim(t *testing.T, srv *etcdtest.Server, block netip.Prefix) {
 	}
 	if out, err = ctl("--force"); err != nil || strings.Contains(out, "freed") {
 		t.Errorf("second reclaim: err %v, output %q; want nothing left to free", err, out)
+	}
+}
+
+// TestPluginGivesEmptyBlocksBack: a DEL that empties a block marks it
+// empty in etcd, and the runtime's GC gives it back once idle, so other
+// nodes can claim it; a block with an allocation is kept.
+func TestPluginGivesEmptyBlocksBack(t *testing.T) {
+	etcdtest.SkipUnlessAvailable(t)
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	ek := etcdKeys(srv)
+	ek["idleRelease"] = "1ms"
+	a := cniNode{name: "node-a", dir: t.TempDir(), etcd: ek, blockSize: 28}
+
+	claims := func() []netip.Prefix {
+		cli, err := etcdstore.New(etcdstore.Config{Endpoints: srv.Endpoints(), Prefix: "/medianet-cni"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cli.Close()
+		cs, err := cli.Claims(context.Background(), "media-cni", "node-a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []netip.Prefix
+		for _, c := range cs {
+			out = append(out, c.Block)
+		}
+		return out
+	}
+	p := a.add(t, "c0")
+	if got := claims(); len(got) != 1 || !got[0].Contains(p.Addr()) {
+		t.Fatalf("after one ADD node-a claims %v, want the one block holding %s", got, p.Addr())
+	}
+	gc := func() {
+		t.Helper()
+		conf := a.conf()
+		var m map[string]any
+		json.Unmarshal(conf, &m)
+		m["cni.dev/valid-attachments"] = []map[string]string{}
+		b, _ := json.Marshal(m)
+		if o := a.runConf(t, "GC", "", b); o.Code != 0 {
+			t.Fatalf("GC: code %d %q", o.Code, o.Msg)
+		}
+	}
+	a.add(t, "c1")
+	if o := a.run(t, "DEL", "c0"); o.Code != 0 {
+		t.Fatalf("DEL c0: code %d %q", o.Code, o.Msg)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if got := claims(); len(got) != 1 {
+		t.Fatalf("block still holding c1 was given back: claims %v", got)
+	}
+	if o := a.run(t, "DEL", "c1"); o.Code != 0 {
+		t.Fatalf("DEL c1: code %d %q", o.Code, o.Msg)
+	}
+	time.Sleep(5 * time.Millisecond)
+	gc()
+	if got := claims(); len(got) != 0 {
+		t.Fatalf("after the last DEL and GC node-a still claims %v, want none", got)
+	}
+	if p2 := a.add(t, "c2"); !p2.IsValid() {
+		t.Fatal("ADD after give-back failed")
 	}
 }
