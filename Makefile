@@ -46,9 +46,11 @@ fmt:
 vet: fmt
 	$(GO) vet ./...
 
+STATICCHECK = $(shell $(GO) env GOPATH)/bin/staticcheck
+
 lint: vet
-	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@latest
-	staticcheck ./...
+	@[ -x $(STATICCHECK) ] || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+	$(STATICCHECK) ./...
 
 # fuzz: a short run of every FuzzXxx in every package.
 fuzz:

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/medianet/medianet/internal/nstest"
@@ -339,8 +338,6 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
-
-func hasWord(s, w string) bool { return strings.Contains(s, w) }
 
 // skipWithoutRef skips t unless Debian's reference plugin name is installed.
 func skipWithoutRef(t testing.TB, names ...string) {
