@@ -2,7 +2,6 @@ package cni_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -14,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medianet/medianet/internal/cnitest"
+
 	"github.com/medianet/medianet/internal/nstest"
-	"github.com/medianet/medianet/ipam"
-	"github.com/medianet/medianet/ipam/boltstore"
 	"github.com/medianet/medianet/macvlan"
 )
 
@@ -40,8 +39,8 @@ func newBenchPair(b *testing.B, existing int) benchPair {
 		"ipam":{"type":"medianet-ipam","subnet":"10.80.0.0/16","node":"bench-node","dataDir":%q}}`, lan.Master, mnDir))
 	ref := []byte(fmt.Sprintf(`{"cniVersion":"1.0.0","name":"bench","type":"macvlan","master":%q,
 		"ipam":{"type":"host-local","ranges":[[{"subnet":"10.80.0.0/16"}]],"dataDir":%q}}`, lan.Master, refDir))
-	fillMedianet(b, mnDir, existing)
-	fillHostLocal(b, filepath.Join(refDir, "bench"), existing)
+	cnitest.FillMedianet(b, mnDir, existing)
+	cnitest.FillHostLocal(b, filepath.Join(refDir, "bench"), existing)
 	return benchPair{
 		ours:   inv{host: nstest.Root(), conf: ours},
 		ref:    inv{host: nstest.Root(), plugin: filepath.Join(refPlugins, "macvlan"), conf: ref},
@@ -185,46 +184,4 @@ func peakRSS(b *testing.B, base inv, netns string) (int64, bool) {
 		b.Fatalf("parse /usr/bin/time output %q: %v", errb.String(), err)
 	}
 	return kb, true
-}
-
-// fillMedianet allocates n addresses in the store as the plugin would.
-func fillMedianet(b *testing.B, dir string, n int) {
-	b.Helper()
-	st, err := boltstore.Open(context.Background(), dir, boltstore.Options{NoSync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	cfg := ipam.Config{Network: "bench", Node: "bench-node", Subnets: []ipam.Subnet{{Prefix: netip.MustParsePrefix("10.80.0.0/16")}}}
-	a, err := ipam.NewAllocator(cfg, st, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := range n {
-		if _, err := a.Allocate(context.Background(), ipam.Request{ContainerID: fmt.Sprintf("fill-%d", i), IfName: "eth0"}); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// fillHostLocal writes n reservations in host-local's on-disk format (one
-// file per address holding "containerID\r\nifname", plus the round-robin
-// marker), which is what n host-local ADDs leave behind.
-func fillHostLocal(b *testing.B, dir string, n int) {
-	b.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		b.Fatal(err)
-	}
-	ip := netip.MustParseAddr("10.80.0.1")
-	for i := range n {
-		ip = ip.Next()
-		if err := os.WriteFile(filepath.Join(dir, ip.String()), fmt.Appendf(nil, "fill-%d\r\neth0", i), 0o600); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if n > 0 {
-		if err := os.WriteFile(filepath.Join(dir, "last_reserved_ip.0"), []byte(ip.String()), 0o600); err != nil {
-			b.Fatal(err)
-		}
-	}
 }

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/medianet/medianet/internal/cnitest"
+
 	"github.com/medianet/medianet/internal/nstest"
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/boltstore"
@@ -26,29 +28,7 @@ import (
 var bins string
 
 func TestMain(m *testing.M) {
-	bins = os.Getenv("MEDIANET_BIN")
-	if bins != "" {
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "medianet-cni-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	for _, c := range []string{"medianet", "medianet-ipam", "medianetctl"} {
-		// As `make build` does: static, so startup and RSS match what ships.
-		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, c), "github.com/medianet/medianet/cmd/"+c)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", c, err, out)
-			os.Exit(1)
-		}
-	}
-	bins = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(cnitest.Main(m, &bins, "medianet", "medianet-ipam", "medianetctl"))
 }
 
 func bin(name string) string { return filepath.Join(bins, name) }

@@ -10,44 +10,24 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/medianet/medianet/internal/cnitest"
 
 	"github.com/medianet/medianet/internal/etcdtest"
 	"github.com/medianet/medianet/ipam/etcdstore"
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
+// bins holds medianet-ipam and medianetctl: $MEDIANET_BIN, or built by
+// TestMain.
+var bins string
 
-// binary returns one of medianet's binaries from $MEDIANET_BIN, or builds
-// medianet-ipam and medianetctl once into a temporary directory.
-func binary(t *testing.T, name string) string {
-	t.Helper()
-	if dir := os.Getenv("MEDIANET_BIN"); dir != "" {
-		return filepath.Join(dir, name)
-	}
-	buildOnce.Do(func() {
-		if buildDir, buildErr = os.MkdirTemp("", "medianet-etcd-cni-"); buildErr != nil {
-			return
-		}
-		for _, c := range []string{"medianet-ipam", "medianetctl"} {
-			out, err := exec.Command("go", "build", "-o", filepath.Join(buildDir, c), "github.com/medianet/medianet/cmd/"+c).CombinedOutput()
-			if err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", c, err, out)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(buildDir, name)
+func TestMain(m *testing.M) {
+	os.Exit(cnitest.Main(m, &bins, "medianet-ipam", "medianetctl"))
 }
+
+func binary(name string) string { return filepath.Join(bins, name) }
 
 type cniOutcome struct {
 	IPs []struct {
@@ -88,7 +68,7 @@ func (n cniNode) run(t *testing.T, command, cid string) cniOutcome {
 
 func (n cniNode) runConf(t *testing.T, command, cid string, conf []byte) cniOutcome {
 	t.Helper()
-	cmd := exec.Command(binary(t, "medianet-ipam"))
+	cmd := exec.Command(binary("medianet-ipam"))
 	cmd.Env = []string{
 		"CNI_COMMAND=" + command, "CNI_CONTAINERID=" + cid, "CNI_IFNAME=net1",
 		"CNI_NETNS=/var/run/netns/medianet-etcd-none", "CNI_PATH=/nonexistent", "PATH=/usr/bin:/bin",
@@ -214,7 +194,7 @@ func checkReclaim(t *testing.T, srv *etcdtest.Server, block netip.Prefix) {
 		env = append(env, "MEDIANET_ETCD_PASSWORD="+srv.Password)
 	}
 	ctl := func(extra ...string) (string, error) {
-		cmd := exec.Command(binary(t, "medianetctl"), append(args, extra...)...)
+		cmd := exec.Command(binary("medianetctl"), append(args, extra...)...)
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
 		return string(out), err

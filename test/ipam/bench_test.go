@@ -2,9 +2,7 @@ package ipam_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medianet/medianet/ipam"
-	"github.com/medianet/medianet/ipam/boltstore"
+	"github.com/medianet/medianet/internal/cnitest"
 )
 
 const hostLocal = "/usr/lib/cni/host-local"
@@ -31,8 +28,8 @@ func BenchmarkExecAddDel(b *testing.B) {
 	mnDir, hlDir := b.TempDir(), b.TempDir()
 	mnConf := fmt.Appendf(nil, `{"cniVersion":"1.0.0","name":"bench","type":"medianet-ipam","ipam":{"type":"medianet-ipam","subnet":"10.80.0.0/16","node":"bench-node","dataDir":%q}}`, mnDir)
 	hlConf := fmt.Appendf(nil, `{"cniVersion":"1.0.0","name":"bench","type":"host-local","ipam":{"type":"host-local","ranges":[[{"subnet":"10.80.0.0/16"}]],"dataDir":%q}}`, hlDir)
-	fillMedianet(b, mnDir, existing)
-	fillHostLocal(b, filepath.Join(hlDir, "bench"), existing)
+	cnitest.FillMedianet(b, mnDir, existing)
+	cnitest.FillHostLocal(b, filepath.Join(hlDir, "bench"), existing)
 	mn, hl := bin("medianet-ipam"), hostLocal
 	var mnTime, hlTime time.Duration
 	pairs := 0
@@ -92,44 +89,4 @@ func addDel(b *testing.B, plug, cid string, conf []byte) time.Duration {
 		b.Fatalf("%s DEL: %v %s", plug, err, del.stdout)
 	}
 	return time.Since(start)
-}
-
-// fillMedianet allocates n addresses in the store as the plugin would.
-func fillMedianet(b *testing.B, dir string, n int) {
-	b.Helper()
-	st, err := boltstore.Open(context.Background(), dir, boltstore.Options{NoSync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	cfg := ipam.Config{Network: "bench", Node: "bench-node", Subnets: []ipam.Subnet{{Prefix: netip.MustParsePrefix("10.80.0.0/16")}}}
-	a, err := ipam.NewAllocator(cfg, st, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := range n {
-		if _, err := a.Allocate(context.Background(), ipam.Request{ContainerID: fmt.Sprintf("fill-%d", i), IfName: "eth0"}); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// fillHostLocal writes n reservations in host-local's on-disk format (one
-// file per address holding "containerID\r\nifname", plus the round-robin
-// marker), which is what n host-local ADDs leave behind.
-func fillHostLocal(b *testing.B, dir string, n int) {
-	b.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		b.Fatal(err)
-	}
-	ip := netip.MustParseAddr("10.80.0.1")
-	for i := range n {
-		ip = ip.Next()
-		if err := os.WriteFile(filepath.Join(dir, ip.String()), fmt.Appendf(nil, "fill-%d\r\neth0", i), 0o600); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "last_reserved_ip.0"), []byte(ip.String()), 0o600); err != nil {
-		b.Fatal(err)
-	}
 }

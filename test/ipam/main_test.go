@@ -7,12 +7,13 @@ package ipam_test
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/medianet/medianet/internal/cnitest"
 )
 
 // bins holds the binaries under test: $MEDIANET_BIN, or built into a
@@ -20,26 +21,7 @@ import (
 var bins string
 
 func TestMain(m *testing.M) {
-	bins = os.Getenv("MEDIANET_BIN")
-	if bins == "" {
-		dir, err := os.MkdirTemp("", "medianet-ipam-test-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		for _, c := range []string{"medianet-ipam", "medianetctl"} {
-			out, err := exec.Command("go", "build", "-o", filepath.Join(dir, c), "github.com/medianet/medianet/cmd/"+c).CombinedOutput()
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", c, err, out)
-				os.Exit(1)
-			}
-		}
-		bins = dir
-		code := m.Run()
-		os.RemoveAll(dir)
-		os.Exit(code)
-	}
-	os.Exit(m.Run())
+	os.Exit(cnitest.Main(m, &bins, "medianet-ipam", "medianetctl"))
 }
 
 func bin(name string) string { return filepath.Join(bins, name) }
