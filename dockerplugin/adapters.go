@@ -9,6 +9,7 @@ import (
 
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/boltstore"
+	"github.com/medianet/medianet/ipam/etcdstore"
 	"github.com/medianet/medianet/macvlan"
 )
 
@@ -27,8 +28,14 @@ const ifName = "docker"
 // --aux-address) goes to a second ipam network, "<pool ID>/static", whose
 // configuration excludes the range: the two never hand out the same address
 // and the dynamic one never leaves the range.
+//
+// A pool with Etcd set (medianetd --etcd-endpoints, no node ranges) is the
+// ipam network "docker-<subnet>" on every host, and its blocks come from
+// etcd (etcdstore.Source): a new block is claimed only when the held ones
+// are full, so allocation from held blocks never waits for etcd.
 type ipamBook struct {
-	dir string
+	dir  string
+	etcd *etcdstore.Client // nil without --etcd-endpoints
 }
 
 var _ addressBook = (*ipamBook)(nil)
@@ -50,9 +57,12 @@ func (b *ipamBook) with(ctx context.Context, fn func(ipam.Store) error) error {
 func (b *ipamBook) Allocate(ctx context.Context, p pool, node, holder string, want netip.Addr) (netip.Addr, error) {
 	cfg := ipamConfig(p, node)
 	var src ipam.BlockSource
+	if p.Etcd && b.etcd == nil {
+		return netip.Addr{}, fmt.Errorf("pool %s claims its blocks in etcd: %w: start medianetd with --etcd-endpoints", p.ID, ErrEtcdRequired)
+	}
 	if p.Range.IsValid() && p.Options.NodeRanges == nil {
 		if want.IsValid() && !p.Range.Contains(want) {
-			cfg.Network = staticNet(p.ID)
+			cfg.Network = staticNet(p.ipamNet())
 			cfg.Exclude = []netip.Prefix{p.Range}
 		} else {
 			src = &ipam.StaticSource{NodeRanges: []netip.Prefix{p.Range}}
@@ -64,6 +74,13 @@ func (b *ipamBook) Allocate(ctx context.Context, p pool, node, holder string, wa
 	}
 	var got netip.Addr
 	err := b.with(ctx, func(st ipam.Store) error {
+		if p.Etcd {
+			es, err := etcdstore.NewSource(b.etcd, &cfg, st)
+			if err != nil {
+				return err
+			}
+			src = es
+		}
 		a, err := ipam.NewAllocator(cfg, st, src)
 		if err != nil {
 			return err
@@ -83,7 +100,7 @@ func (b *ipamBook) Allocate(ctx context.Context, p pool, node, holder string, wa
 
 func (b *ipamBook) Release(ctx context.Context, p pool, a netip.Addr) error {
 	return b.with(ctx, func(st ipam.Store) error {
-		for _, n := range []string{p.ID, staticNet(p.ID)} {
+		for _, n := range []string{p.ipamNet(), staticNet(p.ipamNet())} {
 			var key ipam.Key
 			var ok bool
 			err := st.View(ctx, func(tx ipam.Tx) error {
@@ -106,7 +123,7 @@ func (b *ipamBook) Release(ctx context.Context, p pool, a netip.Addr) error {
 
 func (b *ipamBook) ReleaseAll(ctx context.Context, p pool) error {
 	return b.with(ctx, func(st ipam.Store) error {
-		for _, n := range []string{p.ID, staticNet(p.ID)} {
+		for _, n := range []string{p.ipamNet(), staticNet(p.ipamNet())} {
 			if _, err := ipam.GC(ctx, st, n, nil); err != nil {
 				return err
 			}

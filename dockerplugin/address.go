@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/medianet/medianet/ipam"
+	"github.com/medianet/medianet/ipam/etcdstore"
 )
 
 // ranges returns the prefixes of p that node hands out: its node ranges,
@@ -28,7 +30,7 @@ func (p pool) ranges(node string) []netip.Prefix {
 // ipamConfig is the ipam configuration of pool p as seen by node.
 func ipamConfig(p pool, node string) ipam.Config {
 	cfg := ipam.Config{
-		Network:    p.ID,
+		Network:    p.ipamNet(),
 		Subnets:    []ipam.Subnet{{Prefix: p.Prefix, Gateway: p.Gateway}},
 		Node:       node,
 		NodeRanges: p.Options.NodeRanges,
@@ -86,6 +88,9 @@ func (d *ipamDriver) RequestAddress(req *requestAddressRequest) (requestAddressR
 		return requestAddressResponse{}, fmt.Errorf("medianet: --ip %s is the network or broadcast address of --subnet %s: %w", want, p.Prefix, ErrOutOfPool)
 	}
 	got, err := d.addrs.Allocate(context.Background(), p, d.node, holder, want)
+	if p.Etcd && strings.HasPrefix(holder, "aux-") && errors.Is(err, ipam.ErrOutOfRange) {
+		return answer(p, want), nil // in another host's block: that host reserves it
+	}
 	if err != nil {
 		return requestAddressResponse{}, addressError(p, want, err)
 	}
@@ -118,6 +123,10 @@ func (d *ipamDriver) gateway(p pool, want netip.Addr) (requestAddressResponse, e
 // addressError says what to do about an allocation failure.
 func addressError(p pool, want netip.Addr, err error) error {
 	switch {
+	case errors.Is(err, etcdstore.ErrUnavailable):
+		return fmt.Errorf("medianet: --subnet %s: this host's blocks have no free address and no new block can be claimed: %w; try again when etcd is reachable", p.Prefix, err)
+	case errors.Is(err, etcdstore.ErrConfigMismatch):
+		return fmt.Errorf("medianet: --subnet %s: give every host the same --subnet and --ipam-opt %s: %w", p.Prefix, optBlockSize, err)
 	case errors.Is(err, ipam.ErrTaken):
 		return fmt.Errorf("medianet: --ip %s is already in use on --subnet %s: %w", want, p.Prefix, err)
 	case errors.Is(err, ipam.ErrOutOfRange):

@@ -15,6 +15,10 @@
 // --gateway, --aux-address and --ipam-opt block-size= and node-ranges=;
 // addresses live in the IPAM store (ipam.db, package ipam/boltstore) of the
 // data directory, one ipam network per pool, so medianetctl lists them.
+// With Config.Etcd (medianetd --etcd-endpoints) a local pool without node
+// ranges is the ipam network "docker-<subnet>" on every host and claims its
+// blocks in etcd (ipam/etcdstore) only when the held ones are full;
+// Driver.SyncEtcd, on medianetd's timer, gives idle blocks back.
 //
 // State: networks, endpoints and pools are kept in StateFile (docker.db, a
 // bbolt file of its own) in the data directory and written before a call

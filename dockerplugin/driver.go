@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/medianet/medianet/ipam/etcdstore"
 	"github.com/medianet/medianet/macvlan"
 )
 
@@ -24,6 +25,10 @@ type Config struct {
 	Node string
 	// Log receives one line per failed call; nil discards.
 	Log *slog.Logger
+	// Etcd, when set (medianetd --etcd-endpoints), makes every local pool
+	// without --ipam-opt node-ranges claim its blocks in etcd, so hosts
+	// sharing the etcd never hand out the same address.
+	Etcd *etcdstore.Config
 }
 
 // addressBook is what the IPAM driver needs from the address store:
@@ -57,6 +62,7 @@ type Driver struct {
 	scope string
 	node  string
 	log   *slog.Logger
+	etcd  *etcdstore.Client // nil without Config.Etcd
 }
 
 // Open opens the driver's state in cfg.DataDir with the real IPAM store
@@ -76,11 +82,23 @@ func Open(cfg Config) (*Driver, error) {
 		}
 		cfg.Node = h
 	}
+	var cli *etcdstore.Client
+	if cfg.Etcd != nil {
+		var err error
+		if cli, err = etcdstore.New(*cfg.Etcd); err != nil {
+			return nil, fmt.Errorf("dockerplugin: --etcd-endpoints: %w", err)
+		}
+	}
 	st, err := openState(cfg.DataDir)
 	if err != nil {
+		if cli != nil {
+			cli.Close()
+		}
 		return nil, err
 	}
-	return newDriver(cfg, st, &ipamBook{dir: cfg.DataDir}, hostLinks{}), nil
+	d := newDriver(cfg, st, &ipamBook{dir: cfg.DataDir, etcd: cli}, hostLinks{})
+	d.etcd = cli
+	return d, nil
 }
 
 func newDriver(cfg Config, st *state, addrs addressBook, links linkMaker) *Driver {
@@ -91,8 +109,15 @@ func newDriver(cfg Config, st *state, addrs addressBook, links linkMaker) *Drive
 	return &Driver{st: st, addrs: addrs, links: links, scope: cfg.Scope, node: cfg.Node, log: log}
 }
 
-// Close closes the state file.
-func (d *Driver) Close() error { return d.st.close() }
+// Close closes the state file and the etcd connection.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.etcd != nil {
+		d.etcd.Close()
+	}
+	return d.st.close()
+}
 
 // randomID returns n random bytes in hex.
 func randomID(n int) string {

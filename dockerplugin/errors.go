@@ -21,4 +21,7 @@ var (
 	// ErrUnknown: a network, endpoint or pool ID that medianetd does not
 	// know (never created, or already deleted).
 	ErrUnknown = errors.New("unknown object")
+	// ErrEtcdRequired: a pool created with --etcd-endpoints is used by a
+	// medianetd started without it.
+	ErrEtcdRequired = errors.New("pool needs etcd")
 )

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/medianet/medianet/ipam/etcdstore"
 	"github.com/medianet/medianet/macvlan"
 )
 
@@ -124,7 +125,14 @@ func (h *harness) start(cfg Config) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	h.d = newDriver(cfg, st, &ipamBook{dir: h.dir}, h.links)
+	book := &ipamBook{dir: h.dir}
+	if cfg.Etcd != nil {
+		if book.etcd, err = etcdstore.New(*cfg.Etcd); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	h.d = newDriver(cfg, st, book, h.links)
+	h.d.etcd = book.etcd
 	h.srv = httptest.NewServer(Handler(h.d, nil))
 }
 

@@ -64,6 +64,11 @@ func (d *ipamDriver) RequestPool(req *requestPoolRequest) (requestPoolResponse, 
 			p = *same
 		}
 		p.Refs++
+		if p.Etcd {
+			if err := put(tx, bucketEtcdNets, p.Net, p); err != nil {
+				return err
+			}
+		}
 		return put(tx, bucketPools, p.ID, p)
 	})
 	if err != nil {
@@ -108,6 +113,12 @@ func (d *ipamDriver) newPool(req *requestPoolRequest) (pool, error) {
 		return pool{}, fmt.Errorf("medianet: --subnet %s with --ipam-opt %s: %w: %w", prefix, optionList(req.Options), ErrBadOption, err)
 	}
 	p.ID = fmt.Sprintf("%s/%s/%s", p.Space, prefix, randomID(4))
+	if d.etcd != nil && p.Space == LocalAddressSpace && p.Options.NodeRanges == nil {
+		if p.Range.IsValid() {
+			return pool{}, fmt.Errorf("medianet: --ip-range %s: %w: not supported when medianetd claims blocks in etcd (--etcd-endpoints); drop --ip-range, or give --ipam-opt %s", p.Range, ErrBadOption, optNodeRanges)
+		}
+		p.Etcd, p.Net = true, etcdNetName(prefix)
+	}
 	return p, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // StateFile is the driver's own bbolt file in the data directory, apart
@@ -24,6 +25,10 @@ var (
 	bucketNetworks  = []byte("networks")
 	bucketEndpoints = []byte("endpoints")
 	bucketPools     = []byte("pools")
+	// bucketEtcdNets holds, by ipam network name, a copy of every pool
+	// whose blocks are claimed in etcd, kept after the pool is released
+	// until its blocks are given back (Driver.SyncEtcd).
+	bucketEtcdNets = []byte("etcdnets")
 )
 
 // network is a created Docker network.
@@ -54,6 +59,19 @@ type pool struct {
 	Options poolOptions  `json:"options"`
 	Gateway netip.Addr   `json:"gateway,omitzero"`
 	Refs    int          `json:"refs"`
+	// Net is the ipam network name when it is not ID: "docker-<subnet>"
+	// for a pool whose blocks are claimed in etcd, the same on every host.
+	Net string `json:"net,omitempty"`
+	// Etcd: the pool's blocks are claimed in etcd (--etcd-endpoints).
+	Etcd bool `json:"etcd,omitempty"`
+}
+
+// ipamNet is the name of the pool's network in the IPAM store.
+func (p pool) ipamNet() string {
+	if p.Net != "" {
+		return p.Net
+	}
+	return p.ID
 }
 
 // state is the driver's persisted state: networks, endpoints and pools,
@@ -70,14 +88,14 @@ func openState(dir string) (*state, error) {
 	}
 	path := filepath.Join(dir, StateFile)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("dockerplugin: %s is locked by another medianetd: %w", path, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("dockerplugin: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketNetworks, bucketEndpoints, bucketPools} {
+		for _, b := range [][]byte{bucketMeta, bucketNetworks, bucketEndpoints, bucketPools, bucketEtcdNets} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -3,6 +3,14 @@
 //
 //	medianetd --socket /run/docker/plugins/medianet.sock --data-dir /var/lib/medianet
 //	          [--scope local|global] [--node NAME] [--etcd-endpoints URLS]
+//	          [--etcd-prefix P] [--etcd-ca F] [--etcd-cert F] [--etcd-key F] [--etcd-user U]
+//	          [--etcd-sync-interval 1m] [--etcd-idle-release 10m]
+//
+// With --etcd-endpoints, every local pool without --ipam-opt node-ranges
+// claims its blocks in etcd, as the CNI plugin's ipam.etcd does; the etcd
+// password comes from env MEDIANET_ETCD_PASSWORD (never a flag: flags
+// show in ps). A timer marks empty blocks in etcd and gives back those
+// empty for --etcd-idle-release.
 //
 // It runs as a legacy plugin (Docker finds the socket in
 // /run/docker/plugins) or inside the managed plugin built by
@@ -48,7 +56,8 @@ func run(args []string) error {
 	dataDir := fs.String("data-dir", "/var/lib/medianet", "directory of docker.db and ipam.db")
 	scope := fs.String("scope", firstEnv("SCOPE", "MEDIANET_SCOPE"), "local (standalone hosts) or global (Swarm); default $SCOPE or local")
 	node := fs.String("node", firstEnv("NODE", "MEDIANET_NODE", "NODE_NAME"), "this host's name in --ipam-opt node-ranges; default $NODE, $MEDIANET_NODE, $NODE_NAME or the hostname")
-	etcd := fs.String("etcd-endpoints", "", "etcd URLs for cluster-wide blocks (not yet supported by medianetd)")
+	var ef etcdFlags
+	ef.register(fs)
 	debug := fs.Bool("debug", os.Getenv("DEBUG") != "", "log every call")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -61,16 +70,16 @@ func run(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if *etcd != "" {
-		// TODO(etcd): claim blocks through ipam/etcdstore as the CNI plugin does.
-		return fmt.Errorf("--etcd-endpoints %s: not supported by medianetd yet; use --ipam-opt node-ranges=... or --scope global with Swarm", *etcd)
+	etcdCfg, err := ef.config()
+	if err != nil {
+		return err
 	}
 	level := slog.LevelInfo
 	if *debug {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	d, err := dockerplugin.Open(dockerplugin.Config{DataDir: *dataDir, Scope: *scope, Node: *node, Log: log})
+	d, err := dockerplugin.Open(dockerplugin.Config{DataDir: *dataDir, Scope: *scope, Node: *node, Log: log, Etcd: etcdCfg})
 	if err != nil {
 		return err
 	}
@@ -89,7 +98,10 @@ func run(args []string) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	log.Info("serving", "socket", *socket, "dataDir", *dataDir, "scope", *scope, "node", *node)
+	if etcdCfg != nil {
+		go syncEtcd(ctx, d, ef.syncInterval)
+	}
+	log.Info("serving", "socket", *socket, "dataDir", *dataDir, "scope", *scope, "node", *node, "etcd", ef.endpoints)
 	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
