@@ -12,9 +12,8 @@ import (
 // default bridge, probed with --container against a natprobe server the
 // host routes to through a veth of the test's own, says NAT, needs-turn,
 // and flags the remap that breaks ICE when the container sends the offer.
-//
-// TODO(medianet network): the other half, the same probe from a container
-// on a medianet network saying no NAT and ok, needs the Docker plugin.
+// TestMedianetContainer (medianet_test.go) is the other half: the same
+// probe from a container on a medianet network says no NAT and ok.
 func TestDockerBridgeContainer(t *testing.T) {
 	dockertest.Require(t)
 	h := natlab.NewHostServer(t)
