@@ -177,21 +177,23 @@ func (r *run) probe() (*Report, error) {
 	}
 
 	var wg sync.WaitGroup
-	var filt filterResult
+	var filt string
+	var in inbound
 	var hair *bool
 	if r.p.Lifetime > 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); rep.BindingLifetimeAtLeastMs, rep.BindingLifetimeAtMostMs = r.lifetime() }()
 	}
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); filt = r.filtering() }()
+	go func() { defer wg.Done(); in = r.inboundFirst() }()
 	go func() { defer wg.Done(); hair = r.hairpin() }()
 	go func() { defer wg.Done(); r.mapping(s0, mapped, rep) }()
 	wg.Wait()
 
-	rep.Filtering = filt.filtering
+	rep.Filtering = filt
 	rep.Hairpinning = hair
-	rep.UnsolicitedInboundRemaps = remaps(rep, filt)
+	rep.UnsolicitedInboundRemaps = remaps(rep, in)
 	decide(rep)
 	rep.Notes = r.notes
 	return rep, nil
@@ -217,12 +219,12 @@ func (r *run) basic(s0 *net.UDPConn) (reply, bool) {
 
 // remaps reads the inbound-first test: on an endpoint-independent mapping,
 // a new public port towards a peer whose packet arrived first is a remap.
-func remaps(rep *Report, f filterResult) *bool {
+func remaps(rep *Report, in inbound) *bool {
 	switch {
-	case !rep.NATPresent && f.beforeInbound.IsValid():
+	case !rep.NATPresent && in.before.IsValid():
 		return boolp(false)
-	case rep.Mapping != EndpointIndependent || !f.beforeInbound.IsValid() || !f.afterInbound.IsValid():
+	case rep.Mapping != EndpointIndependent || !in.before.IsValid() || !in.after.IsValid():
 		return nil
 	}
-	return boolp(f.afterInbound != f.beforeInbound)
+	return boolp(in.after != in.before)
 }

@@ -89,62 +89,48 @@ const (
 	filtered                 // no reply, while the control binding answered
 )
 
-// filterResult combines the two filtering tests and the inbound-first
-// observation made on the first test's socket.
-type filterResult struct {
-	filtering     string
-	beforeInbound netip.AddrPort // mapped towards the primary
-	afterInbound  netip.AddrPort // mapped towards the alternate, after its packet
-}
-
 // filtering is RFC 5780 section 4.4, each test on its own fresh socket so
 // neither biases the other: test II asks for a reply from the other IP and
 // port, test III from the other port only.
-func (r *run) filtering() filterResult {
+func (r *run) filtering() string {
 	if !r.other.IsValid() {
 		r.note("filtering: the server has no OTHER-ADDRESS (no RFC 5780); filtering cannot be told")
-		return filterResult{filtering: Unknown}
+		return Unknown
 	}
-	var res filterResult
 	var eif, adf outcome
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		eif = r.filterTest(changeRequest{ip: true, port: true}, r.other, &res)
+		eif = r.filterTest(changeRequest{ip: true, port: true}, r.other)
 	}()
 	go func() {
 		defer wg.Done()
-		adf = r.filterTest(changeRequest{port: true}, netip.AddrPortFrom(r.primary.Addr(), r.other.Port()), nil)
+		adf = r.filterTest(changeRequest{port: true}, netip.AddrPortFrom(r.primary.Addr(), r.other.Port()))
 	}()
 	wg.Wait()
 	switch {
 	case eif == passed:
-		res.filtering = EndpointIndependent
+		return EndpointIndependent
 	case eif == filtered && adf == passed:
-		res.filtering = AddressDependent
+		return AddressDependent
 	case eif == filtered && adf == filtered:
-		res.filtering = AddressAndPortDependent
-	default:
-		res.filtering = Unknown
+		return AddressAndPortDependent
 	}
-	return res
+	return Unknown
 }
 
 // filterTest runs one filtering test on a fresh socket: test I, then the
 // CHANGE-REQUEST expecting a reply from want; silence counts only when a
-// control binding answers afterwards. With in set, it then sends a binding
-// to the other address, whose packet arrived (or was dropped) first, and
-// records both mappings.
-func (r *run) filterTest(cr changeRequest, want netip.AddrPort, in *filterResult) outcome {
+// control binding answers afterwards.
+func (r *run) filterTest(cr changeRequest, want netip.AddrPort) outcome {
 	c, err := r.listen(0)
 	if err != nil {
 		r.note("filtering: %v", err)
 		return undecided
 	}
 	defer c.Close()
-	before, ok := r.bind(c, r.primary, "filtering test I")
-	if !ok {
+	if _, ok := r.bind(c, r.primary, "filtering test I"); !ok {
 		return undecided
 	}
 	out := undecided
@@ -162,11 +148,6 @@ func (r *run) filterTest(cr changeRequest, want netip.AddrPort, in *filterResult
 		}
 	default:
 		r.note("filtering %s: %v", crName(cr), err)
-	}
-	if in != nil {
-		if after, ok := r.bind(c, r.other, "inbound-first binding"); ok {
-			in.beforeInbound, in.afterInbound = before, after
-		}
 	}
 	return out
 }
