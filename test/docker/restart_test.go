@@ -101,11 +101,17 @@ func assertUnique(t *testing.T, ids ...string) {
 	}
 }
 
-// restartDockerd stops the running dockerd (the only one: its PID from
-// /var/run/docker.pid) with SIGTERM and starts it again the way
-// scripts/deps.sh does. dockerd is running again when this returns, also
-// when the test fails afterwards.
+// restartDockerd stops the running dockerd and starts it again the way
+// scripts/deps.sh does. dockerd is running again when this returns.
 func restartDockerd(t *testing.T) {
+	t.Helper()
+	stopDockerd(t)
+	startDockerdDeps(t)
+}
+
+// stopDockerd stops the running dockerd (the only one: its PID from
+// /var/run/docker.pid) with SIGTERM and waits for it to exit.
+func stopDockerd(t *testing.T) {
 	t.Helper()
 	raw, err := os.ReadFile("/var/run/docker.pid")
 	if err != nil {
@@ -130,9 +136,94 @@ func restartDockerd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dockerd %d did not exit within 90s", pid)
 	}
+}
+
+// startDockerdDeps starts dockerd as scripts/deps.sh does.
+func startDockerdDeps(t *testing.T) {
+	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	deps := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "deps.sh")
 	if out, err := exec.Command(deps, "dockerd").CombinedOutput(); err != nil {
 		t.Fatalf("restart dockerd with %s: %v\n%s", deps, err, out)
 	}
+}
+
+// startDockerdLiveRestore starts dockerd with --live-restore, which keeps
+// containers running while dockerd itself restarts (what operators of
+// media servers run, and what Docker documents for daemon upgrades).
+func startDockerdLiveRestore(t *testing.T) {
+	t.Helper()
+	logf, err := os.OpenFile("/var/log/medianet-dockerd-live-restore.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command("dockerd", "--host", "unix:///var/run/docker.sock", "--live-restore")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start dockerd --live-restore: %v", err)
+	}
+	go cmd.Wait() // reap it when a later stopDockerd ends it
+	err = waitFor(60*time.Second, func() error {
+		if _, err := dockertest.Docker("info"); err != nil {
+			return errNotYet
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("dockerd --live-restore did not answer within 60s (log: %s)", logf.Name())
+	}
+}
+
+// TestRestartLiveRestore: with dockerd's --live-restore, a restart of
+// dockerd leaves the containers running, and they keep every address,
+// dynamic ones included: medianetd keeps its pools and allocations, and
+// dockerd restores its endpoints without asking for new addresses.
+func TestRestartLiveRestore(t *testing.T) {
+	require(t)
+	if out, _ := dockertest.Docker("info", "-f", "{{.Swarm.LocalNodeState}}"); out == "active" {
+		t.Fatal("dockerd is in swarm mode, which --live-restore refuses; a swarm test left it behind")
+	}
+	stopDockerd(t)
+	t.Cleanup(func() {
+		// Containers were removed by their own cleanups (registered later,
+		// so run first); bring back the ordinary dockerd.
+		stopDockerd(t)
+		startDockerdDeps(t)
+	})
+	startDockerdLiveRestore(t)
+
+	lan := nstest.NewRootLAN(t, "dl")
+	lan.AddPeer(t, netip.MustParsePrefix("10.231.6.254/24"))
+	d := startMedianetd(t)
+	net := uniqueName("mnL")
+	network(t, net, "-d", "medianet", "--ipam-driver", "medianet", "--subnet", "10.231.6.0/24", "--gateway", "10.231.6.254",
+		"-o", "parent="+lan.Master)
+	dyn := dockertest.Run(t, []string{"--network", net})
+	static := dockertest.Run(t, []string{"--network", net, "--ip", "10.231.6.77"})
+	before := map[string]netip.Prefix{dyn: addr4(t, dyn), static: addr4(t, static)}
+
+	stopDockerd(t)
+	startDockerdLiveRestore(t)
+	for id, want := range before {
+		if err := running(id); err != nil {
+			t.Fatalf("%.12s after a live-restore dockerd restart: %v", id, err)
+		}
+		if got := addr4(t, id); got != want {
+			t.Errorf("after a live-restore dockerd restart %.12s has %s, want %s", id, got, want)
+		}
+	}
+	ping(t, dyn, netip.MustParseAddr("10.231.6.254"))
+	ping(t, dyn, before[static].Addr())
+	newer := dockertest.Run(t, []string{"--network", net})
+	assertUnique(t, dyn, static, newer)
+	if got, want := len(d.allocations(t)), 3; got != want {
+		t.Errorf("allocations with 3 running containers = %d, want %d: %v", got, want, d.allocations(t))
+	}
+	docker(t, "rm", "-f", dyn, static, newer)
+	if got := d.allocations(t); len(got) != 0 {
+		t.Errorf("allocations after removal = %v, want none", got)
+	}
+	docker(t, "network", "rm", net)
 }
