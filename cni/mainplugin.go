@@ -114,6 +114,12 @@ func (m *Main) Del(ctx context.Context, args *skel.CmdArgs, c *MainConfig) error
 			}
 		}
 	}
+	return m.delShimRoutes(c, addrs)
+}
+
+// delShimRoutes removes the host shim's routes to addrs; a route or shim
+// already gone is success.
+func (m *Main) delShimRoutes(c *MainConfig, addrs []netip.Addr) error {
 	master, err := m.masterName(c)
 	if err != nil {
 		return nil // no master, so no shim and no routes through it
@@ -161,17 +167,26 @@ func (m *Main) Check(ctx context.Context, args *skel.CmdArgs, c *MainConfig) err
 	return err
 }
 
-// GC forwards cni.dev/valid-attachments to IPAM.
+// GC forwards cni.dev/valid-attachments to IPAM and, with the host shim,
+// removes the routes to the addresses it released.
 func (m *Main) GC(ctx context.Context, args *skel.CmdArgs, c *MainConfig) error {
-	if c.InProcess() {
-		ic, _, err := m.IPAM.Load(args)
-		if err != nil {
-			return err
-		}
-		return m.IPAM.GC(ctx, ic, c.Net.ValidAttachments)
+	if !c.InProcess() {
+		_, err := m.delegate(ctx, "GC", c.Net.IPAM.Type, c.Raw)
+		return err
 	}
-	_, err := m.delegate(ctx, "GC", c.Net.IPAM.Type, c.Raw)
-	return err
+	ic, _, err := m.IPAM.Load(args)
+	if err != nil {
+		return err
+	}
+	gone, err := m.IPAM.Collect(ctx, ic, c.Net.ValidAttachments)
+	if err != nil || c.Shim == nil {
+		return err
+	}
+	var addrs []netip.Addr
+	for _, a := range gone {
+		addrs = append(addrs, a.IPs...)
+	}
+	return m.delShimRoutes(c, addrs)
 }
 
 // Status fails (wrapping macvlan.ErrMasterNotFound or ipam.ErrExhausted;

@@ -230,21 +230,28 @@ func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs, c *Config) error
 
 // GC releases every allocation of the network not in valid.
 func (p *Plugin) GC(ctx context.Context, c *Config, valid []types.GCAttachment) error {
+	_, err := p.Collect(ctx, c, valid)
+	return err
+}
+
+// Collect is GC returning the allocations it released.
+func (p *Plugin) Collect(ctx context.Context, c *Config, valid []types.GCAttachment) ([]ipam.Allocation, error) {
 	s, err := p.open(ctx, c, true)
 	if err != nil || s == nil {
-		return err
+		return nil, err
 	}
 	defer s.close()
 	keep := make([]ipam.Attachment, len(valid))
 	for i, v := range valid {
 		keep[i] = ipam.Attachment{ContainerID: v.ContainerID, IfName: v.IfName}
 	}
-	if _, err := s.GC(ctx, keep); err != nil {
-		return err
+	gone, err := s.GC(ctx, keep)
+	if err != nil {
+		return gone, err
 	}
 	// GC is the runtime's periodic cleanup: give back blocks empty for
 	// their idle time, and fail on a block lost to another node.
-	return s.tidy(ctx)
+	return gone, s.tidy(ctx)
 }
 
 // Status returns nil when an address can be had, else an error wrapping

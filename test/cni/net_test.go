@@ -123,18 +123,44 @@ func TestHostShim(t *testing.T) {
 			t.Errorf("host -> container %s through the shim: %v", p.Addr(), err)
 		}
 	}
+	// GC keeping only shim-a removes shim-b's routes with its addresses.
+	_, rb, _, _ := addContainer(t, lan, "shim-b", conf)
+	gc := inv{host: lan.Host, verb: "GC", conf: setKey(t, conf, "cni.dev/valid-attachments",
+		[]map[string]string{{"containerID": "shim-a", "ifname": "eth0"}})}
+	gc.mustRun(t)
+	for _, p := range rb.prefixes(t) {
+		if shim := shimRoute(t, lan.Host, p.Addr()); shim != "" {
+			t.Errorf("after GC released shim-b, %s is still routed through shim %s", p.Addr(), shim)
+		}
+	}
+	for _, p := range r.prefixes(t) {
+		if shimRoute(t, lan.Host, p.Addr()) == "" {
+			t.Errorf("GC removed the shim route of shim-a's %s, which it kept", p.Addr())
+		}
+	}
 	del := i0
 	del.verb, del.conf = "DEL", withPrev(t, conf, addOut.stdout)
 	del.mustRun(t)
-	h := lan.Host.Handle(t)
 	for _, p := range r.prefixes(t) {
-		rs, err := h.RouteGet(p.Addr().AsSlice())
-		if err == nil && len(rs) > 0 {
-			if l, err := h.LinkByIndex(rs[0].LinkIndex); err == nil && strings.HasPrefix(l.Attrs().Name, "mns") {
-				t.Errorf("after DEL, %s is still routed through shim %s", p.Addr(), l.Attrs().Name)
-			}
+		if shim := shimRoute(t, lan.Host, p.Addr()); shim != "" {
+			t.Errorf("after DEL, %s is still routed through shim %s", p.Addr(), shim)
 		}
 	}
+}
+
+// shimRoute returns the name of the shim link (mns...) that host routes
+// addr through, or "" when it does not.
+func shimRoute(t *testing.T, host *nstest.NS, addr netip.Addr) string {
+	t.Helper()
+	h := host.Handle(t)
+	rs, err := h.RouteGet(addr.AsSlice())
+	if err != nil || len(rs) == 0 {
+		return ""
+	}
+	if l, err := h.LinkByIndex(rs[0].LinkIndex); err == nil && strings.HasPrefix(l.Attrs().Name, "mns") {
+		return l.Attrs().Name
+	}
+	return ""
 }
 
 // TestMACAndRoutes checks the mac capability, configured routes, mtu and
