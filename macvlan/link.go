@@ -102,18 +102,11 @@ func tempName() string {
 // to ifname there, so nothing ever appears in the host namespace. The link
 // is left down. On any error no link is left.
 func Create(hostNS string, spec Spec, targetNS, ifname string) (_ Link, retErr error) {
-	if err := validName("ifname", ifname); err != nil {
-		return Link{}, err
-	}
-	hh, err := handleAt(hostNS)
+	hh, m, err := openMaster(hostNS, spec, "ifname", ifname)
 	if err != nil {
 		return Link{}, err
 	}
 	defer hh.Close()
-	m, err := master(hh, spec)
-	if err != nil {
-		return Link{}, err
-	}
 	tfd, err := openNS(targetNS)
 	if err != nil {
 		return Link{}, err
@@ -131,47 +124,68 @@ func Create(hostNS string, spec Spec, targetNS, ifname string) (_ Link, retErr e
 	if err := hh.LinkAdd(mv); err != nil {
 		return Link{}, fmt.Errorf("macvlan: create %q on %q: %w", ifname, spec.Master, err)
 	}
+	// Undo whatever name the link has reached; never delete a link of
+	// that name that was there before (a clash on rename).
+	name := tmp
+	defer func() {
+		if retErr != nil {
+			_ = deleteLink(th, name)
+		}
+	}()
 	link, err := th.LinkByName(tmp)
 	if err != nil {
 		return Link{}, fmt.Errorf("macvlan: create %q on %q: find %q: %w", ifname, spec.Master, tmp, err)
 	}
-	defer func() {
-		if retErr != nil {
-			_ = th.LinkDel(link)
-		}
-	}()
 	if err := th.LinkSetName(link, ifname); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			err = ErrLinkExists
 		}
 		return Link{}, fmt.Errorf("macvlan: create %q on %q: rename in netns %q: %w", ifname, spec.Master, targetNS, err)
 	}
+	name = ifname
 	return readLink(th, ifname)
 }
 
 // CreateInHost makes a macvlan called name on spec.Master in hostNS itself
 // ("" for the caller's namespace), left down, for Docker's Join, which
 // moves and renames the link. On any error no link is left.
-func CreateInHost(hostNS string, spec Spec, name string) (Link, error) {
-	if err := validName("name", name); err != nil {
-		return Link{}, err
-	}
-	hh, err := handleAt(hostNS)
+func CreateInHost(hostNS string, spec Spec, name string) (_ Link, retErr error) {
+	hh, m, err := openMaster(hostNS, spec, "name", name)
 	if err != nil {
 		return Link{}, err
 	}
 	defer hh.Close()
-	m, err := master(hh, spec)
-	if err != nil {
-		return Link{}, err
-	}
 	if err := hh.LinkAdd(newMacvlan(spec, m, name)); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			err = ErrLinkExists
 		}
 		return Link{}, fmt.Errorf("macvlan: create %q on %q: %w", name, spec.Master, err)
 	}
+	defer func() {
+		if retErr != nil {
+			_ = deleteLink(hh, name)
+		}
+	}()
 	return readLink(hh, name)
+}
+
+// openMaster checks the new link's name (field names it in errors), and
+// returns a handle in hostNS with spec.Master found and spec validated
+// against it. The caller closes the handle.
+func openMaster(hostNS string, spec Spec, field, name string) (handle, netlink.Link, error) {
+	if err := validName(field, name); err != nil {
+		return handle{}, nil, err
+	}
+	hh, err := handleAt(hostNS)
+	if err != nil {
+		return handle{}, nil, err
+	}
+	m, err := master(hh, spec)
+	if err != nil {
+		hh.Close()
+		return handle{}, nil, err
+	}
+	return hh, m, nil
 }
 
 func readLink(h handle, name string) (Link, error) {

@@ -6,6 +6,7 @@ package cnitest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -98,4 +99,27 @@ func FillHostLocal(tb testing.TB, dir string, n int) {
 			tb.Fatal(err)
 		}
 	}
+}
+
+// Call is the outcome of one plugin execution.
+type Call struct {
+	Stdout, Stderr string
+	Exit           int
+}
+
+// CNIError is a CNI error object as a plugin prints it on stdout.
+type CNIError struct {
+	Code uint   `json:"code"`
+	Msg  string `json:"msg"`
+}
+
+// Err decodes the CNI error on c's stdout (zero when there is none).
+func (c Call) Err() CNIError {
+	var e CNIError
+	_ = json.Unmarshal([]byte(c.Stdout), &e)
+	return e
+}
+
+func (c Call) String() string {
+	return fmt.Sprintf("exit %d, stdout %q, stderr %q", c.Exit, c.Stdout, c.Stderr)
 }

@@ -113,7 +113,7 @@ func burstAddDel(b *testing.B, base inv, prefix string, ctrs []string) time.Dura
 			i := base
 			i.verb, i.cid, i.netns = verb, fmt.Sprintf("%s-%d", prefix, j), ns
 			wg.Go(func() {
-				if c := i.run(b); c.exit != 0 {
+				if c := i.run(b); c.Exit != 0 {
 					errs <- fmt.Sprintf("%s %s: %v", verb, i.cid, c)
 				}
 			})

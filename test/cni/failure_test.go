@@ -46,8 +46,8 @@ func TestBadInput(t *testing.T) {
 			ctr := nstest.NewNS(t, "mncc")
 			conf := fmt.Sprintf(tc.conf, lan.Master, dataDir)
 			c := inv{host: lan.Host, verb: "ADD", cid: fmt.Sprintf("bad-%d", i), netns: ctr.Path, conf: []byte(conf)}.run(t)
-			e := c.err()
-			if c.exit == 0 || e.Code != 7 || !strings.Contains(e.Msg, tc.field) {
+			e := c.Err()
+			if c.Exit == 0 || e.Code != 7 || !strings.Contains(e.Msg, tc.field) {
 				t.Errorf("ADD: %v; want CNI error 7 naming %q", c, tc.field)
 			}
 			if names := macvlans(t, ctr); len(names) != 0 {
@@ -76,7 +76,7 @@ func TestStatus(t *testing.T) {
 
 	missing := st
 	missing.conf = netConf{version: "1.1.0", name: "small", master: "mnnosuch0", dataDir: dataDir, subnets: subnet}.json()
-	if c := missing.run(t); c.exit == 0 || c.err().Code != 50 || !strings.Contains(c.err().Msg, "mnnosuch0") {
+	if c := missing.run(t); c.Exit == 0 || c.Err().Code != 50 || !strings.Contains(c.Err().Msg, "mnnosuch0") {
 		t.Errorf("STATUS with a missing master: %v, want code 50 naming it", c)
 	}
 
@@ -85,8 +85,8 @@ func TestStatus(t *testing.T) {
 		ctr := nstest.NewNS(t, "mncc")
 		add := inv{host: lan.Host, verb: "ADD", cid: fmt.Sprintf("status-%d", i), netns: ctr.Path, conf: conf}
 		c := add.run(t)
-		if c.exit != 0 {
-			if c.err().Code != 100 {
+		if c.Exit != 0 {
+			if c.Err().Code != 100 {
 				t.Fatalf("ADD on a full subnet: %v, want code 100", c)
 			}
 			break
@@ -96,7 +96,7 @@ func TestStatus(t *testing.T) {
 	if len(added) == 0 || len(added) == 10 {
 		t.Fatalf("%d ADDs succeeded on a /29, want between 1 and 9", len(added))
 	}
-	if c := st.run(t); c.exit == 0 || c.err().Code != 50 {
+	if c := st.run(t); c.Exit == 0 || c.Err().Code != 50 {
 		t.Errorf("STATUS with every address taken: %v, want code 50", c)
 	}
 	del := added[0]
@@ -152,7 +152,7 @@ func TestCrashDuringAdd(t *testing.T) {
 		}
 		del := add
 		del.verb = "DEL"
-		if c := del.run(t); c.exit != 0 {
+		if c := del.run(t); c.Exit != 0 {
 			t.Fatalf("DEL after killed ADD %d: %v", i, c)
 		}
 		if names := macvlans(t, lan.Host); len(names) != 0 {

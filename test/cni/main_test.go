@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -35,28 +34,6 @@ func bin(name string) string { return filepath.Join(bins, name) }
 
 // refPlugins is where Debian's containernetworking-plugins live.
 const refPlugins = "/usr/lib/cni"
-
-// call is one plugin execution's outcome.
-type call struct {
-	stdout, stderr string
-	exit           int
-}
-
-// cniError is a CNI error object printed on stdout.
-type cniError struct {
-	Code uint   `json:"code"`
-	Msg  string `json:"msg"`
-}
-
-func (c call) err() cniError {
-	var e cniError
-	json.Unmarshal([]byte(c.stdout), &e)
-	return e
-}
-
-func (c call) String() string {
-	return fmt.Sprintf("exit %d, stdout %q, stderr %q", c.exit, c.stdout, c.stderr)
-}
 
 // inv is one plugin invocation as a runtime makes it.
 type inv struct {
@@ -102,7 +79,7 @@ func (i inv) cmd() *exec.Cmd {
 }
 
 // run executes i and returns its outcome; only a failure to start is fatal.
-func (i inv) run(t testing.TB) call {
+func (i inv) run(t testing.TB) cnitest.Call {
 	t.Helper()
 	cmd := i.cmd()
 	var out, errb bytes.Buffer
@@ -111,14 +88,14 @@ func (i inv) run(t testing.TB) call {
 	if _, isExit := err.(*exec.ExitError); err != nil && !isExit {
 		t.Fatalf("run %s %s: %v", i.plugin, i.verb, err)
 	}
-	return call{stdout: out.String(), stderr: errb.String(), exit: cmd.ProcessState.ExitCode()}
+	return cnitest.Call{Stdout: out.String(), Stderr: errb.String(), Exit: cmd.ProcessState.ExitCode()}
 }
 
 // mustRun is run that fails the test unless the plugin exits 0.
-func (i inv) mustRun(t testing.TB) call {
+func (i inv) mustRun(t testing.TB) cnitest.Call {
 	t.Helper()
 	c := i.run(t)
-	if c.exit != 0 {
+	if c.Exit != 0 {
 		t.Fatalf("%s %s: %v", i.verb, i.cid, c)
 	}
 	return c
@@ -204,10 +181,10 @@ type result struct {
 	} `json:"routes"`
 }
 
-func parseResult(t testing.TB, c call) result {
+func parseResult(t testing.TB, c cnitest.Call) result {
 	t.Helper()
 	var r result
-	if c.exit != 0 || json.Unmarshal([]byte(c.stdout), &r) != nil || len(r.IPs) == 0 {
+	if c.Exit != 0 || json.Unmarshal([]byte(c.Stdout), &r) != nil || len(r.IPs) == 0 {
 		t.Fatalf("ADD: %v", c)
 	}
 	return r

@@ -7,13 +7,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/medianet/medianet/internal/cnitest"
 	"github.com/medianet/medianet/internal/nstest"
 	"github.com/vishvananda/netlink"
 )
 
 // addContainer runs ADD for a fresh container namespace and returns it
 // with the result and the invocation (for CHECK/DEL).
-func addContainer(t *testing.T, lan *nstest.LAN, cid string, conf []byte) (*nstest.NS, result, call, inv) {
+func addContainer(t *testing.T, lan *nstest.LAN, cid string, conf []byte) (*nstest.NS, result, cnitest.Call, inv) {
 	t.Helper()
 	ctr := nstest.NewNS(t, "mncc")
 	i := inv{host: lan.Host, verb: "ADD", cid: cid, netns: ctr.Path, conf: conf}
@@ -88,14 +89,14 @@ func TestCheckDetectsDamage(t *testing.T) {
 		t.Run(d.name, func(t *testing.T) {
 			ctr, r, addOut, i0 := addContainer(t, lan, fmt.Sprintf("check-%d", i), conf)
 			chk := i0
-			chk.verb, chk.conf = "CHECK", withPrev(t, conf, addOut.stdout)
+			chk.verb, chk.conf = "CHECK", withPrev(t, conf, addOut.Stdout)
 			chk.mustRun(t)
 			h := ctr.Handle(t)
 			l, err := h.LinkByName("eth0")
 			must(t, err)
 			must(t, d.do(h, l, r))
 			c := chk.run(t)
-			if c.exit == 0 || !strings.Contains(c.err().Msg, d.want) {
+			if c.Exit == 0 || !strings.Contains(c.Err().Msg, d.want) {
 				t.Errorf("CHECK after removing the %s: %v, want an error naming %q", d.name, c, d.want)
 			}
 			del := i0
@@ -139,7 +140,7 @@ func TestHostShim(t *testing.T) {
 		}
 	}
 	del := i0
-	del.verb, del.conf = "DEL", withPrev(t, conf, addOut.stdout)
+	del.verb, del.conf = "DEL", withPrev(t, conf, addOut.Stdout)
 	del.mustRun(t)
 	for _, p := range r.prefixes(t) {
 		if shim := shimRoute(t, lan.Host, p.Addr()); shim != "" {
@@ -195,7 +196,7 @@ func TestMACAndRoutes(t *testing.T) {
 		t.Errorf("result routes %+v lack %v", r.Routes, want)
 	}
 	chk := i0
-	chk.verb, chk.conf = "CHECK", withPrev(t, conf, addOut.stdout)
+	chk.verb, chk.conf = "CHECK", withPrev(t, conf, addOut.Stdout)
 	chk.mustRun(t)
 }
 
@@ -214,7 +215,7 @@ func TestDelegatedIPAM(t *testing.T) {
 		t.Fatalf("eth0: %v, want %v", got, r.prefixes(t))
 	}
 	chk := i0
-	chk.verb, chk.conf = "CHECK", withPrev(t, conf, addOut.stdout)
+	chk.verb, chk.conf = "CHECK", withPrev(t, conf, addOut.Stdout)
 	chk.mustRun(t)
 	del := i0
 	del.verb, del.conf = "DEL", chk.conf
@@ -246,7 +247,7 @@ func TestRequestedIPAndLog(t *testing.T) {
 	ctr2 := nstest.NewNS(t, "mncc")
 	taken := add
 	taken.cid, taken.netns = "ip-b", ctr2.Path
-	if c := taken.run(t); c.exit == 0 || c.err().Code != 7 || !strings.Contains(c.err().Msg, "10.91.0.33") {
+	if c := taken.run(t); c.Exit == 0 || c.Err().Code != 7 || !strings.Contains(c.Err().Msg, "10.91.0.33") {
 		t.Errorf("ADD of a taken address: %v, want error 7 naming it", c)
 	}
 	if names := macvlans(t, ctr2); len(names) != 0 {

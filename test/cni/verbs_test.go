@@ -86,7 +86,7 @@ func runVerbs(t *testing.T, lan *nstest.LAN, ctr *nstest.NS, cid string, conf []
 	}
 	// A repeated ADD of the same attachment fails (the link name is taken)
 	// and must leave the first one intact.
-	if again := add.run(t); again.exit == 0 {
+	if again := add.run(t); again.Exit == 0 {
 		t.Errorf("second ADD of %s succeeded, want an error: %v", cid, again)
 	}
 	if got, ok := linkAddrs(t, ctr, "eth0"); !ok || !containsAll(got, r.prefixes(t)) {
@@ -94,7 +94,7 @@ func runVerbs(t *testing.T, lan *nstest.LAN, ctr *nstest.NS, cid string, conf []
 	}
 	if check {
 		c := base
-		c.verb, c.conf = "CHECK", withPrev(t, conf, addOut.stdout)
+		c.verb, c.conf = "CHECK", withPrev(t, conf, addOut.Stdout)
 		c.mustRun(t)
 	}
 	if gcStat {

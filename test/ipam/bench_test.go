@@ -81,12 +81,12 @@ func addDel(b *testing.B, plug, cid string, conf []byte) time.Duration {
 	b.Helper()
 	start := time.Now()
 	add, err := plugin(plug, "ADD", cid, "eth0", conf)
-	if err != nil || add.exit != 0 {
-		b.Fatalf("%s ADD: %v %s %s", plug, err, add.stdout, add.stderr)
+	if err != nil || add.Exit != 0 {
+		b.Fatalf("%s ADD: %v %s %s", plug, err, add.Stdout, add.Stderr)
 	}
 	del, err := plugin(plug, "DEL", cid, "eth0", conf)
-	if err != nil || del.exit != 0 {
-		b.Fatalf("%s DEL: %v %s", plug, err, del.stdout)
+	if err != nil || del.Exit != 0 {
+		b.Fatalf("%s DEL: %v %s", plug, err, del.Stdout)
 	}
 	return time.Since(start)
 }

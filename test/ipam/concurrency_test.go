@@ -29,8 +29,8 @@ func TestMultiProcess(t *testing.T) {
 				cid := fmt.Sprintf("mp-%d-%d", w, i)
 				c, err := plugin(p, "ADD", cid, "eth0", conf)
 				var r result
-				if err == nil && (c.exit != 0 || json.Unmarshal([]byte(c.stdout), &r) != nil) {
-					err = fmt.Errorf("ADD %s: exit %d: %s %s", cid, c.exit, c.stdout, c.stderr)
+				if err == nil && (c.Exit != 0 || json.Unmarshal([]byte(c.Stdout), &r) != nil) {
+					err = fmt.Errorf("ADD %s: exit %d: %s %s", cid, c.Exit, c.Stdout, c.Stderr)
 				}
 				if err != nil {
 					errs <- err
@@ -125,8 +125,8 @@ func TestCrash(t *testing.T) {
 	// DEL of every killed container succeeds (allocated or not); the store
 	// stays consistent and only reported ADDs remain.
 	for cid := range killed {
-		if c := must(t)(plugin(p, "DEL", cid, "eth0", conf)); c.exit != 0 {
-			t.Errorf("DEL %s: %s", cid, c.stdout)
+		if c := must(t)(plugin(p, "DEL", cid, "eth0", conf)); c.Exit != 0 {
+			t.Errorf("DEL %s: %s", cid, c.Stdout)
 		}
 	}
 	if n := len(list(t, dir, "media")); n != len(reported) {

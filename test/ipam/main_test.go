@@ -26,26 +26,8 @@ func TestMain(m *testing.M) {
 
 func bin(name string) string { return filepath.Join(bins, name) }
 
-// call is one plugin execution's outcome.
-type call struct {
-	stdout, stderr string
-	exit           int
-}
-
-// cniError is a CNI error object printed on stdout.
-type cniError struct {
-	Code uint   `json:"code"`
-	Msg  string `json:"msg"`
-}
-
-func (c call) err() cniError {
-	var e cniError
-	json.Unmarshal([]byte(c.stdout), &e)
-	return e
-}
-
 // plugin execs a CNI plugin with the CNI environment and conf on stdin.
-func plugin(path, command, cid, ifname string, conf []byte, extraEnv ...string) (call, error) {
+func plugin(path, command, cid, ifname string, conf []byte, extraEnv ...string) (cnitest.Call, error) {
 	cmd := exec.Command(path)
 	cmd.Env = append([]string{
 		"CNI_COMMAND=" + command,
@@ -59,9 +41,9 @@ func plugin(path, command, cid, ifname string, conf []byte, extraEnv ...string) 
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	c := call{stdout: out.String(), stderr: errb.String()}
+	c := cnitest.Call{Stdout: out.String(), Stderr: errb.String()}
 	if cmd.ProcessState != nil {
-		c.exit = cmd.ProcessState.ExitCode()
+		c.Exit = cmd.ProcessState.ExitCode()
 	}
 	if _, isExit := err.(*exec.ExitError); isExit {
 		err = nil
@@ -118,11 +100,11 @@ type result struct {
 	} `json:"ips"`
 }
 
-func parseResult(t *testing.T, c call) result {
+func parseResult(t *testing.T, c cnitest.Call) result {
 	t.Helper()
 	var r result
-	if c.exit != 0 || json.Unmarshal([]byte(c.stdout), &r) != nil || len(r.IPs) == 0 {
-		t.Fatalf("ADD: exit %d, stdout %q, stderr %q", c.exit, c.stdout, c.stderr)
+	if c.Exit != 0 || json.Unmarshal([]byte(c.Stdout), &r) != nil || len(r.IPs) == 0 {
+		t.Fatalf("ADD: exit %d, stdout %q, stderr %q", c.Exit, c.Stdout, c.Stderr)
 	}
 	return r
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/medianet/medianet/internal/cnitest"
 	"github.com/medianet/medianet/ipam/boltstore"
 )
 
@@ -39,26 +40,26 @@ func TestVerbsEveryVersion(t *testing.T) {
 			if addrs(again) != addrs(r) {
 				t.Errorf("second ADD = %s, want %s", addrs(again), addrs(r))
 			}
-			withPrev := addPrev(t, conf, c.stdout)
+			withPrev := addPrev(t, conf, c.Stdout)
 			check := must(t)(plugin(p, "CHECK", "ctr-1", "eth0", withPrev))
 			if ver < "0.4.0" {
-				if check.err().Code != 1 { // skel refuses CHECK before 0.4.0
-					t.Errorf("CHECK at %s: %s, want code 1", ver, check.stdout)
+				if check.Err().Code != 1 { // skel refuses CHECK before 0.4.0
+					t.Errorf("CHECK at %s: %s, want code 1", ver, check.Stdout)
 				}
-			} else if check.exit != 0 {
-				t.Errorf("CHECK: exit %d %s", check.exit, check.stdout)
+			} else if check.Exit != 0 {
+				t.Errorf("CHECK: exit %d %s", check.Exit, check.Stdout)
 			}
 			parseResult(t, must(t)(plugin(p, "ADD", "ctr-2", "eth0", conf)))
 			if ver == "1.1.0" {
 				gcVerbs(t, p, conf, dir)
 			}
 			for range 2 { // DEL is idempotent
-				if d := must(t)(plugin(p, "DEL", "ctr-1", "eth0", conf)); d.exit != 0 || d.stdout != "" {
-					t.Errorf("DEL: exit %d, stdout %q", d.exit, d.stdout)
+				if d := must(t)(plugin(p, "DEL", "ctr-1", "eth0", conf)); d.Exit != 0 || d.Stdout != "" {
+					t.Errorf("DEL: exit %d, stdout %q", d.Exit, d.Stdout)
 				}
 			}
 			if ver >= "0.4.0" {
-				if c := must(t)(plugin(p, "CHECK", "ctr-1", "eth0", conf)); c.exit == 0 {
+				if c := must(t)(plugin(p, "CHECK", "ctr-1", "eth0", conf)); c.Exit == 0 {
 					t.Errorf("CHECK after DEL succeeded")
 				}
 			}
@@ -73,15 +74,15 @@ func TestVerbsEveryVersion(t *testing.T) {
 
 func gcVerbs(t *testing.T, p string, conf []byte, dir string) {
 	t.Helper()
-	if s := must(t)(plugin(p, "STATUS", "", "", conf)); s.exit != 0 {
-		t.Errorf("STATUS: exit %d %s", s.exit, s.stdout)
+	if s := must(t)(plugin(p, "STATUS", "", "", conf)); s.Exit != 0 {
+		t.Errorf("STATUS: exit %d %s", s.Exit, s.Stdout)
 	}
 	var m map[string]any
 	json.Unmarshal(conf, &m)
 	m["cni.dev/valid-attachments"] = []map[string]string{{"containerID": "ctr-1", "ifname": "eth0"}}
 	gcConf, _ := json.Marshal(m)
-	if g := must(t)(plugin(p, "GC", "", "", gcConf)); g.exit != 0 {
-		t.Fatalf("GC: exit %d %s", g.exit, g.stdout)
+	if g := must(t)(plugin(p, "GC", "", "", gcConf)); g.Exit != 0 {
+		t.Fatalf("GC: exit %d %s", g.Exit, g.Stdout)
 	}
 	entries := list(t, dir, "media")
 	if len(entries) != 1 || entries[0].ContainerID != "ctr-1" {
@@ -101,8 +102,8 @@ func addPrev(t *testing.T, conf []byte, res string) []byte {
 	return out
 }
 
-func must(t *testing.T) func(call, error) call {
-	return func(c call, err error) call {
+func must(t *testing.T) func(cnitest.Call, error) cnitest.Call {
+	return func(c cnitest.Call, err error) cnitest.Call {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
@@ -119,15 +120,15 @@ func TestStatusExhausted(t *testing.T) {
 		parseResult(t, must(t)(plugin(p, "ADD", fmt.Sprintf("c%d", i), "eth0", conf)))
 	}
 	s := must(t)(plugin(p, "STATUS", "", "", conf))
-	if s.err().Code != 50 || !strings.Contains(s.err().Msg, "10.60.0.0/29") {
-		t.Errorf("STATUS of a full network: %s, want code 50 naming the range", s.stdout)
+	if s.Err().Code != 50 || !strings.Contains(s.Err().Msg, "10.60.0.0/29") {
+		t.Errorf("STATUS of a full network: %s, want code 50 naming the range", s.Stdout)
 	}
 	a := must(t)(plugin(p, "ADD", "c9", "eth0", conf))
-	if a.err().Code != 100 || !strings.Contains(a.err().Msg, `network "media"`) {
-		t.Errorf("ADD to a full network: %s", a.stdout)
+	if a.Err().Code != 100 || !strings.Contains(a.Err().Msg, `network "media"`) {
+		t.Errorf("ADD to a full network: %s", a.Stdout)
 	}
-	if a.stderr != "" {
-		t.Errorf("plugin wrote to stderr: %q", a.stderr)
+	if a.Stderr != "" {
+		t.Errorf("plugin wrote to stderr: %q", a.Stderr)
 	}
 }
 
@@ -160,8 +161,8 @@ func TestBadInput(t *testing.T) {
 			dir := t.TempDir()
 			conf := []byte(strings.ReplaceAll(tt.conf, "DIR", dir))
 			c := must(t)(plugin(p, "ADD", "c1", "eth0", conf))
-			if e := c.err(); c.exit == 0 || e.Code != 7 || !strings.Contains(e.Msg, tt.msg) {
-				t.Errorf("ADD: exit %d, stdout %s; want code 7 naming %q", c.exit, c.stdout, tt.msg)
+			if e := c.Err(); c.Exit == 0 || e.Code != 7 || !strings.Contains(e.Msg, tt.msg) {
+				t.Errorf("ADD: exit %d, stdout %s; want code 7 naming %q", c.Exit, c.Stdout, tt.msg)
 			}
 			if ents, _ := os.ReadDir(dir); len(ents) > 0 && tt.name != "IP outside node" {
 				t.Errorf("bad input wrote %d files into %s", len(ents), dir)
@@ -188,8 +189,8 @@ func TestBusy(t *testing.T) {
 	}
 	c := must(t)(plugin(p, "ADD", "second", "eth0", conf, "MEDIANET_STORE_TIMEOUT=300ms"))
 	st.Close()
-	if e := c.err(); e.Code != 11 || !strings.Contains(e.Msg, "try again later") {
-		t.Errorf("ADD against a held store: %s, want code 11 try again later", c.stdout)
+	if e := c.Err(); e.Code != 11 || !strings.Contains(e.Msg, "try again later") {
+		t.Errorf("ADD against a held store: %s, want code 11 try again later", c.Stdout)
 	}
 	if e := list(t, dir, "media"); len(e) != 1 {
 		t.Errorf("after busy ADD, %d allocations, want 1", len(e))

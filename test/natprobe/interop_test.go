@@ -9,20 +9,23 @@ import (
 	"github.com/medianet/medianet/natprobe/natlab"
 )
 
+// basicNATs are the four NATs that the interop and IPv6 tests run on,
+// with what a probe must report behind each.
+var basicNATs = []struct {
+	name string
+	kind natlab.Kind
+	want want
+}{
+	{"no nat", natlab.NoNAT, wantOpen},
+	{"masquerade", natlab.Masquerade, wantMasquerade},
+	{"masquerade random-fully", natlab.MasqueradeRandomFully, wantRandomFully},
+	{"one-to-one", natlab.OneToOne, wantFullCone},
+}
+
 // TestProbeAgainstCoturn runs natprobe probe against coturn's turnserver in
 // RFC 5780 mode (two listening IPs; alternate port = port + 1).
 func TestProbeAgainstCoturn(t *testing.T) {
-	tests := []struct {
-		name string
-		kind natlab.Kind
-		want want
-	}{
-		{"no nat", natlab.NoNAT, wantOpen},
-		{"masquerade", natlab.Masquerade, wantMasquerade},
-		{"masquerade random-fully", natlab.MasqueradeRandomFully, wantRandomFully},
-		{"one-to-one", natlab.OneToOne, wantFullCone},
-	}
-	for _, tt := range tests {
+	for _, tt := range basicNATs {
 		t.Run(tt.name, func(t *testing.T) {
 			l := natlab.New(t, tt.kind, 0)
 			srv := serveCoturn(t, l)

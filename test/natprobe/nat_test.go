@@ -119,17 +119,7 @@ func bstr64(v *int64) string {
 
 // TestProbeIPv6 runs the same NATs over IPv6 (ip6tables).
 func TestProbeIPv6(t *testing.T) {
-	tests := []struct {
-		name string
-		kind natlab.Kind
-		want want
-	}{
-		{"no nat", natlab.NoNAT, wantOpen},
-		{"masquerade", natlab.Masquerade, wantMasquerade},
-		{"masquerade random-fully", natlab.MasqueradeRandomFully, wantRandomFully},
-		{"one-to-one", natlab.OneToOne, wantFullCone},
-	}
-	for _, tt := range tests {
+	for _, tt := range basicNATs {
 		t.Run(tt.name, func(t *testing.T) {
 			l := natlab.New(t, tt.kind, 0)
 			startInNS(t, l.Server, []string{"[fd18::10]:3478", "[fd18::11]:3479"},
