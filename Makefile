@@ -8,7 +8,7 @@ PKGS_UNIT  = $(shell $(GO) list ./... | grep -v '/test')
 FUZZTIME  ?= 10s
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps test test-unit test-e2e bench fmt vet lint fuzz clean demo docker-plugin
+.PHONY: all build deps test test-unit test-e2e bench fmt vet lint fuzz clean demo docker-plugin image
 
 all: build
 
@@ -71,6 +71,10 @@ fuzz:
 demo: build
 	scripts/deps.sh demo
 	scripts/demo.sh
+
+# image: the installer image of deploy/kubernetes/daemonset.yaml.
+image: build
+	scripts/image.sh
 
 # docker-plugin: the managed (v2) plugin, built from a local directory.
 docker-plugin:

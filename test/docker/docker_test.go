@@ -12,7 +12,6 @@ package docker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -21,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/medianet/medianet/internal/cnitest"
 
 	"github.com/vishvananda/netlink"
 	bolt "go.etcd.io/bbolt"
@@ -34,34 +35,12 @@ import (
 // socket is where Docker looks for the legacy plugin medianet.
 const socket = "/run/docker/plugins/medianet.sock"
 
-var binDir string // holds medianetd
+// binDir holds medianetd and the CNI binaries the installer image packs:
+// $MEDIANET_BIN, or built by TestMain.
+var binDir string
 
 func TestMain(m *testing.M) {
-	code := func() int {
-		if dir := os.Getenv("MEDIANET_BIN"); dir != "" {
-			binDir = dir
-			return m.Run()
-		}
-		dir, err := os.MkdirTemp("", "medianet-docker-bin")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		goBin := "go"
-		if _, err := exec.LookPath(goBin); err != nil {
-			goBin = "/usr/local/go/bin/go"
-		}
-		cmd := exec.Command(goBin, "build", "-o", filepath.Join(dir, "medianetd"), "github.com/medianet/medianet/cmd/medianetd")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build medianetd: %v\n%s", err, out)
-			return 1
-		}
-		binDir = dir
-		return m.Run()
-	}()
-	os.Exit(code)
+	os.Exit(cnitest.Main(m, &binDir, "medianetd", "medianet", "medianet-ipam", "medianetctl"))
 }
 
 // require skips when root, dockerd or busybox is missing, and fails when a
