@@ -37,7 +37,8 @@ install_packages() {
 	log "installing: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a NEEDRESTART_SUSPEND=1
 	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# With recommends, as on the machines where this was verified.
+	apt-get install -y -qq "${missing[@]}" >/dev/null
 	# Debian starts the packaged daemons; tests start their own copies on
 	# ports they choose, so stop the system ones where init is absent.
 	pkill -x turnserver 2>/dev/null || true
