@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/medianet/medianet/ipam"
+	bolt "go.etcd.io/bbolt"
 )
 
 // BlockContaining implements ipam.Tx: the held block with the greatest
@@ -71,13 +72,21 @@ func (t *tx) ForEachBlock(network string, fn func(ipam.Block) error) error {
 	})
 }
 
+// blockBuckets returns network's held blocks and their avail index, which
+// every change to a block updates together.
+func (t *tx) blockBuckets(network string) (blocks, avail *bolt.Bucket, err error) {
+	if blocks, err = t.net([]byte(network), bBlocks); err != nil {
+		return nil, nil, err
+	}
+	if avail, err = t.net([]byte(network), bAvail); err != nil {
+		return nil, nil, err
+	}
+	return blocks, avail, nil
+}
+
 // PutBlock implements ipam.Tx, keeping the avail index in step.
 func (t *tx) PutBlock(network string, b ipam.Block) error {
-	bb, err := t.net([]byte(network), bBlocks)
-	if err != nil {
-		return err
-	}
-	av, err := t.net([]byte(network), bAvail)
+	bb, av, err := t.blockBuckets(network)
 	if err != nil {
 		return err
 	}
@@ -120,11 +129,7 @@ func (t *tx) PutCursor(network string, subnet netip.Prefix, a netip.Addr) error 
 
 // DeleteBlock implements ipam.Tx.
 func (t *tx) DeleteBlock(network string, p netip.Prefix) error {
-	bb, err := t.net([]byte(network), bBlocks)
-	if err != nil {
-		return err
-	}
-	av, err := t.net([]byte(network), bAvail)
+	bb, av, err := t.blockBuckets(network)
 	if err != nil {
 		return err
 	}
