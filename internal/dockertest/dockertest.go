@@ -2,7 +2,8 @@
 // local image, with no registry: it starts dockerd when it is installed
 // but not running (as scripts/deps.sh dockerd does), imports a busybox
 // image from the static /usr/bin/busybox with docker import (idempotent,
-// tag Image), and runs containers removed when the test ends.
+// tag Image), runs containers removed when the test ends, and runs
+// medianetd as Docker's legacy plugin (StartMedianetd).
 package dockertest
 
 import (

@@ -14,10 +14,8 @@ import (
 	"errors"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,9 +29,6 @@ import (
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/boltstore"
 )
-
-// socket is where Docker looks for the legacy plugin medianet.
-const socket = "/run/docker/plugins/medianet.sock"
 
 // binDir holds medianetd and the CNI binaries the installer image packs:
 // $MEDIANET_BIN, or built by TestMain.
@@ -54,73 +49,20 @@ func require(t testing.TB) {
 	}
 }
 
-// medianetd is a legacy-plugin medianetd process run by a test.
-type medianetd struct {
-	t       testing.TB
-	dataDir string
-	args    []string
-	cmd     *exec.Cmd
-	log     *os.File
-}
+// medianetd is the legacy-plugin medianetd of a test, with helpers that
+// read its stores.
+type medianetd struct{ *dockertest.Medianetd }
 
-func startMedianetd(t testing.TB, args ...string) *medianetd {
+func startMedianetd(t testing.TB, args ...string) medianetd {
 	t.Helper()
-	d := &medianetd{t: t, dataDir: t.TempDir(), args: args}
-	log, err := os.Create(filepath.Join(t.TempDir(), "medianetd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.log = log
-	d.start()
-	t.Cleanup(func() {
-		d.stop()
-		if t.Failed() {
-			out, _ := os.ReadFile(log.Name())
-			t.Logf("medianetd log:\n%s", out)
-		}
-		log.Close()
-	})
-	return d
-}
-
-func (d *medianetd) start() {
-	d.t.Helper()
-	args := append([]string{"--socket", socket, "--data-dir", d.dataDir, "--debug"}, d.args...)
-	d.cmd = exec.Command(filepath.Join(binDir, "medianetd"), args...)
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		d.t.Fatal(err)
-	}
-	for range 100 {
-		if _, err := os.Stat(socket); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	d.t.Fatalf("medianetd did not create %s", socket)
-}
-
-// stop ends medianetd with SIGTERM, as a service manager does.
-func (d *medianetd) stop() {
-	if d.cmd == nil {
-		return
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	_ = d.cmd.Wait()
-	d.cmd = nil
-}
-
-func (d *medianetd) restart() {
-	d.t.Helper()
-	d.stop()
-	d.start()
+	return medianetd{dockertest.StartMedianetd(t, filepath.Join(binDir, "medianetd"), args...)}
 }
 
 // allocations lists the Docker addresses held in medianetd's IPAM store.
-func (d *medianetd) allocations(t testing.TB) []ipam.Allocation {
+func (d medianetd) allocations(t testing.TB) []ipam.Allocation {
 	t.Helper()
 	ctx := context.Background()
-	st, err := boltstore.Open(ctx, d.dataDir, boltstore.Options{Timeout: 5 * time.Second})
+	st, err := boltstore.Open(ctx, d.DataDir, boltstore.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,10 +78,10 @@ func (d *medianetd) allocations(t testing.TB) []ipam.Allocation {
 }
 
 // stateCounts stops medianetd and counts the records of its docker.db.
-func (d *medianetd) stateCounts(t testing.TB) map[string]int {
+func (d medianetd) stateCounts(t testing.TB) map[string]int {
 	t.Helper()
-	d.stop()
-	db, err := bolt.Open(filepath.Join(d.dataDir, "docker.db"), 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	d.Stop()
+	db, err := bolt.Open(filepath.Join(d.DataDir, "docker.db"), 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func TestRestart(t *testing.T) {
 	static := dockertest.Run(t, append(keep, "--ip", "10.231.5.77"))
 	before := map[string]netip.Prefix{dyn: addr4(t, dyn), static: addr4(t, static)}
 
-	d.restart()
+	d.Restart()
 	for id, want := range before {
 		if got := addr4(t, id); got != want {
 			t.Errorf("after medianetd restart %.12s has %s, want %s", id, got, want)

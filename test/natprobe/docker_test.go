@@ -19,7 +19,7 @@ func TestDockerBridgeContainer(t *testing.T) {
 	h := natlab.NewHostServer(t)
 	srv := h.IP1.String() + ":3478"
 	startInNS(t, h.NS, []string{srv, h.IP2.String() + ":3479"},
-		natprobeBin, "serve", "--primary", srv, "--alternate", h.IP2.String()+":3479")
+		natprobeBin(), "serve", "--primary", srv, "--alternate", h.IP2.String()+":3479")
 	id := dockertest.Run(t, []string{"--network", "bridge"})
 	rep, code := runProbe(t, "probe", "--container", id, "--runtime", "docker", "--server", srv, "--json")
 	want := want{natPresent: true, mapping: natprobe.EndpointIndependent, filtering: natprobe.AddressAndPortDependent,

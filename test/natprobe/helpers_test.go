@@ -15,41 +15,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medianet/medianet/internal/cnitest"
 	"github.com/medianet/medianet/natprobe"
 	"github.com/medianet/medianet/natprobe/natlab"
 )
 
-var natprobeBin string
+// binDir holds natprobe and medianetd: $MEDIANET_BIN, or built by TestMain.
+var binDir string
 
 func TestMain(m *testing.M) {
-	code, err := setup(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(code)
+	os.Exit(cnitest.Main(m, &binDir, "natprobe", "medianetd"))
 }
 
-func setup(m *testing.M) (int, error) {
-	if dir := os.Getenv("MEDIANET_BIN"); dir != "" {
-		natprobeBin = filepath.Join(dir, "natprobe")
-		if _, err := os.Stat(natprobeBin); err != nil {
-			return 0, fmt.Errorf("test/natprobe: MEDIANET_BIN=%s: %w (run make build)", dir, err)
-		}
-		return m.Run(), nil
-	}
-	dir, err := os.MkdirTemp("", "natprobe-e2e-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	natprobeBin = filepath.Join(dir, "natprobe")
-	out, err := exec.Command("go", "build", "-o", natprobeBin, "github.com/medianet/medianet/cmd/natprobe").CombinedOutput()
-	if err != nil {
-		return 0, fmt.Errorf("test/natprobe: go build natprobe: %w: %s", err, out)
-	}
-	return m.Run(), nil
-}
+// natprobeBin is the natprobe binary under test.
+func natprobeBin() string { return filepath.Join(binDir, "natprobe") }
 
 // startInNS starts a long-running command in namespace ns, stopped when t
 // ends, and waits until ns has UDP sockets on every address in ready.
@@ -87,7 +66,7 @@ func startInNS(t testing.TB, ns string, ready []string, args ...string) {
 // serveNatprobe runs natprobe serve on the lab's two server addresses.
 func serveNatprobe(t testing.TB, l *natlab.Lab) string {
 	startInNS(t, l.Server, []string{"198.18.0.10:3478", "198.18.0.11:3479", "198.18.0.10:3479", "198.18.0.11:3478"},
-		natprobeBin, "serve", "--primary", "198.18.0.10:3478", "--alternate", "198.18.0.11:3479", "--rate", "1000", "--burst", "1000")
+		natprobeBin(), "serve", "--primary", "198.18.0.10:3478", "--alternate", "198.18.0.11:3479", "--rate", "1000", "--burst", "1000")
 	return "198.18.0.10:3478"
 }
 
@@ -115,7 +94,7 @@ func probe(t testing.TB, l *natlab.Lab, extra ...string) (*natprobe.Report, int)
 
 func runProbe(t testing.TB, args ...string) (*natprobe.Report, int) {
 	t.Helper()
-	cmd := exec.Command(natprobeBin, args...)
+	cmd := exec.Command(natprobeBin(), args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

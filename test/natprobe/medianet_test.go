@@ -2,13 +2,8 @@ package natprobe_test
 
 import (
 	"net/netip"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/medianet/medianet/internal/dockertest"
 	"github.com/medianet/medianet/internal/nstest"
@@ -25,9 +20,6 @@ var (
 	mnServer1    = netip.MustParsePrefix("198.18.233.10/24")
 	mnServer2    = netip.MustParsePrefix("198.18.233.11/24")
 )
-
-// medianetSocket is where Docker finds the legacy plugin medianet.
-const medianetSocket = "/run/docker/plugins/medianet.sock"
 
 // TestMedianetContainer is the other half of the seed's story: a container
 // on a medianet network (a macvlan on a LAN the test builds, whose router
@@ -55,9 +47,9 @@ func TestMedianetContainer(t *testing.T) {
 	}
 	srv := mnServer1.Addr().String() + ":3478"
 	startInNS(t, server.Name, []string{srv, mnServer2.Addr().String() + ":3479"},
-		natprobeBin, "serve", "--primary", srv, "--alternate", mnServer2.Addr().String()+":3479")
+		natprobeBin(), "serve", "--primary", srv, "--alternate", mnServer2.Addr().String()+":3479")
 
-	startMedianetd(t)
+	dockertest.StartMedianetd(t, filepath.Join(binDir, "medianetd"))
 	name := nstest.UniqueName("npmn")
 	if out, err := dockertest.Docker("network", "create", "-d", "medianet", "--ipam-driver", "medianet",
 		"--subnet", "10.233.77.0/24", "--gateway", mnLANGateway.Addr().String(), "-o", "parent="+lan.Master, name); err != nil {
@@ -77,56 +69,4 @@ func TestMedianetContainer(t *testing.T) {
 	if rep.Mapped != rep.Local {
 		t.Errorf("mapped: got %s, want the container's own %s (no NAT)", rep.Mapped, rep.Local)
 	}
-}
-
-// medianetdPath is bin/medianetd from $MEDIANET_BIN, or one built for t.
-func medianetdPath(t testing.TB) string {
-	t.Helper()
-	if dir := os.Getenv("MEDIANET_BIN"); dir != "" {
-		return filepath.Join(dir, "medianetd")
-	}
-	bin := filepath.Join(t.TempDir(), "medianetd")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/medianet/medianet/cmd/medianetd")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build medianetd: %v: %s", err, out)
-	}
-	return bin
-}
-
-// startMedianetd runs medianetd as a legacy plugin on medianetSocket with
-// a fresh data directory, stopped with SIGTERM when t ends (after the
-// networks and containers registered later are gone).
-func startMedianetd(t testing.TB) {
-	t.Helper()
-	if _, err := os.Stat(medianetSocket); err == nil {
-		t.Fatalf("%s exists: another medianetd is serving Docker; stop it first", medianetSocket)
-	}
-	logPath := filepath.Join(t.TempDir(), "medianetd.log")
-	log, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(medianetdPath(t), "--socket", medianetSocket, "--data-dir", t.TempDir(), "--debug")
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start medianetd: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		log.Close()
-		if t.Failed() {
-			out, _ := os.ReadFile(logPath)
-			t.Logf("medianetd log:\n%s", out)
-		}
-	})
-	for range 250 {
-		if _, err := os.Stat(medianetSocket); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	out, _ := os.ReadFile(logPath)
-	t.Fatalf("medianetd did not create %s in 5s: %s", medianetSocket, strings.TrimSpace(string(out)))
 }

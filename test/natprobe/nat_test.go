@@ -123,7 +123,7 @@ func TestProbeIPv6(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := natlab.New(t, tt.kind, 0)
 			startInNS(t, l.Server, []string{"[fd18::10]:3478", "[fd18::11]:3479"},
-				natprobeBin, "serve", "--primary", "[fd18::10]:3478", "--alternate", "[fd18::11]:3479")
+				natprobeBin(), "serve", "--primary", "[fd18::10]:3478", "--alternate", "[fd18::11]:3479")
 			rep, code := probe(t, l, "--server", "[fd18::10]:3478")
 			tt.want.check(t, rep, code)
 		})
@@ -151,7 +151,7 @@ func TestProbeTwoPlainServers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := natlab.New(t, tt.kind, 0)
 			for _, a := range []string{"198.18.0.10:3478", "198.18.0.11:3478"} {
-				startInNS(t, l.Server, []string{a}, natprobeBin, "serve", "--primary", a)
+				startInNS(t, l.Server, []string{a}, natprobeBin(), "serve", "--primary", a)
 			}
 			rep, code := probe(t, l, "--server", "198.18.0.10:3478", "--server", "198.18.0.11:3478")
 			w := want{natPresent: tt.kind != natlab.NoNAT, mapping: tt.mapping, filtering: natprobe.Unknown,

@@ -40,7 +40,7 @@ func TestPodmanBridgeContainer(t *testing.T) {
 	h := natlab.NewHostServer(t)
 	srv := h.IP1.String() + ":3478"
 	startInNS(t, h.NS, []string{srv, h.IP2.String() + ":3479"},
-		natprobeBin, "serve", "--primary", srv, "--alternate", h.IP2.String()+":3479")
+		natprobeBin(), "serve", "--primary", srv, "--alternate", h.IP2.String()+":3479")
 	id, err := podman(append(append([]string{"run", "-d", "--rm"}, ulimits()...), "--network", "podman", podmanImage, "sleep", "600")...)
 	if err != nil {
 		t.Fatalf("podman run: %v: %s", err, id)

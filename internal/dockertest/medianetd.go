@@ -1,0 +1,89 @@
+package dockertest
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// PluginSocket is where Docker looks for the legacy plugin medianet.
+const PluginSocket = "/run/docker/plugins/medianet.sock"
+
+// Medianetd is medianetd run as Docker's legacy socket plugin for a test,
+// with a data directory of its own.
+type Medianetd struct {
+	// DataDir holds its docker.db and ipam.db.
+	DataDir string
+
+	t    testing.TB
+	bin  string
+	args []string
+	cmd  *exec.Cmd
+	log  *os.File
+}
+
+// StartMedianetd runs the medianetd binary bin on PluginSocket with a new
+// data directory and the extra args. It is stopped with SIGTERM when t
+// ends (after the networks and containers registered later are gone), and
+// its log is shown when t failed.
+func StartMedianetd(t testing.TB, bin string, args ...string) *Medianetd {
+	t.Helper()
+	if _, err := os.Stat(PluginSocket); err == nil {
+		t.Fatalf("%s exists: another medianetd is serving Docker; stop it first", PluginSocket)
+	}
+	log, err := os.Create(filepath.Join(t.TempDir(), "medianetd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Medianetd{DataDir: t.TempDir(), t: t, bin: bin, args: args, log: log}
+	d.Start()
+	t.Cleanup(func() {
+		d.Stop()
+		if t.Failed() {
+			out, _ := os.ReadFile(log.Name())
+			t.Logf("medianetd log:\n%s", out)
+		}
+		log.Close()
+	})
+	return d
+}
+
+// Start runs medianetd and waits (up to 5 s) for its socket.
+func (d *Medianetd) Start() {
+	d.t.Helper()
+	args := append([]string{"--socket", PluginSocket, "--data-dir", d.DataDir, "--debug"}, d.args...)
+	d.cmd = exec.Command(d.bin, args...)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatalf("start medianetd: %v", err)
+	}
+	for range 250 {
+		if _, err := os.Stat(PluginSocket); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	out, _ := os.ReadFile(d.log.Name())
+	d.t.Fatalf("medianetd did not create %s in 5s: %s", PluginSocket, strings.TrimSpace(string(out)))
+}
+
+// Stop ends medianetd with SIGTERM, as a service manager does.
+func (d *Medianetd) Stop() {
+	if d.cmd == nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	_ = d.cmd.Wait()
+	d.cmd = nil
+}
+
+// Restart stops and starts medianetd on the same data directory.
+func (d *Medianetd) Restart() {
+	d.t.Helper()
+	d.Stop()
+	d.Start()
+}
