@@ -187,7 +187,7 @@ func (p *Plugin) Release(ctx context.Context, args *skel.CmdArgs, c *Config) (ip
 	}
 	defer s.close()
 	alloc, ok, err := s.Allocator.Release(ctx, args.ContainerID, args.IfName)
-	if err == nil && ok && s.emptied(ctx, c.IPAM.Network, alloc.IPs) {
+	if _, tidies := s.src.(tidier); tidies && err == nil && ok && s.emptied(ctx, c.IPAM.Network, alloc.IPs) {
 		// Best effort: mark the block empty so that it is given back
 		// after its idle time; a failure here must not fail DEL.
 		_ = s.tidy(ctx)
