@@ -35,6 +35,10 @@ func TestSwarm(t *testing.T) {
 	lan.AddPeer(t, netip.MustParsePrefix("10.231.6.254/24"))
 	_, gwErr := dockertest.Docker("network", "inspect", "docker_gwbridge")
 
+	// The plugin's data directory is made before the cleanup below is
+	// registered, so that cleanup (which removes the plugin) runs first and
+	// no plugin writes into the directory while it is being removed.
+	dataDir := t.TempDir()
 	docker(t, "swarm", "init", "--advertise-addr", "127.0.0.1")
 	// Leave before removing the plugin: leaving tells every global-scope
 	// driver, and a vanished plugin stalls dockerd's ingress removal.
@@ -51,7 +55,7 @@ func TestSwarm(t *testing.T) {
 			t.Logf("docker_gwbridge left behind: %v", err)
 		}
 	})
-	installPlugin(t, "global")
+	installPluginAt(t, "global", dataDir)
 	if got := docker(t, "plugin", "inspect", "--format", "{{.Settings.Env}}", pluginRef); !strings.Contains(got, "SCOPE=global") {
 		t.Fatalf("plugin settings %s, want SCOPE=global", got)
 	}
@@ -114,15 +118,9 @@ func tasks(svc string) ([]string, error) {
 	return strings.Fields(out), nil
 }
 
-// installPlugin builds the managed plugin with scripts/docker-plugin.sh
-// from the test's static medianetd, with its state in a temporary
-// directory; the caller removes it.
-func installPlugin(t *testing.T, scope string) {
-	t.Helper()
-	installPluginAt(t, scope, t.TempDir())
-}
-
-// installPluginAt is installPlugin with the plugin's data directory.
+// installPluginAt builds the managed plugin with scripts/docker-plugin.sh
+// from the test's static medianetd, with its state in dataDir; the caller
+// removes the plugin, before dataDir goes.
 func installPluginAt(t *testing.T, scope, dataDir string) {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
