@@ -84,7 +84,9 @@ type IPAMConf struct {
 	Node       string              `json:"node,omitempty"`
 	NodeRanges map[string][]string `json:"nodeRanges,omitempty"`
 	DataDir    string              `json:"dataDir,omitempty"`
-	Etcd       *EtcdConf           `json:"etcd,omitempty"`
+	// Routes is host-local's "routes": returned in the IPAM result.
+	Routes []RouteConf `json:"routes,omitempty"`
+	Etcd   *EtcdConf   `json:"etcd,omitempty"`
 }
 
 // SubnetConf is one element of "subnets": either a string "10.0.0.0/24" or

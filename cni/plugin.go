@@ -3,7 +3,6 @@ package cni
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -152,24 +151,6 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs, c *Config, ips []n
 		return nil, err
 	}
 	return Result(c, alloc), nil
-}
-
-// Result converts an allocation to a CNI result.
-func Result(c *Config, alloc ipam.Allocation) *current.Result {
-	res := &current.Result{CNIVersion: current.ImplementedSpecVersion}
-	for _, ip := range alloc.IPs {
-		s, ok := c.IPAM.SubnetOf(ip)
-		bits := ip.BitLen()
-		if ok {
-			bits = s.Prefix.Bits()
-		}
-		cfg := &current.IPConfig{Address: net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(bits, ip.BitLen())}}
-		if gw := s.GatewayAddr(); ok && gw.IsValid() {
-			cfg.Gateway = gw.AsSlice()
-		}
-		res.IPs = append(res.IPs, cfg)
-	}
-	return res
 }
 
 // Del releases the attachment's addresses. It succeeds when there is

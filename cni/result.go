@@ -1,0 +1,26 @@
+package cni
+
+import (
+	"net"
+
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/medianet/medianet/ipam"
+)
+
+// Result converts an allocation to a CNI result.
+func Result(c *Config, alloc ipam.Allocation) *current.Result {
+	res := &current.Result{CNIVersion: current.ImplementedSpecVersion}
+	for _, ip := range alloc.IPs {
+		s, ok := c.IPAM.SubnetOf(ip)
+		bits := ip.BitLen()
+		if ok {
+			bits = s.Prefix.Bits()
+		}
+		cfg := &current.IPConfig{Address: net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(bits, ip.BitLen())}}
+		if gw := s.GatewayAddr(); ok && gw.IsValid() {
+			cfg.Gateway = gw.AsSlice()
+		}
+		res.IPs = append(res.IPs, cfg)
+	}
+	return res
+}
