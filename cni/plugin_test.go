@@ -14,7 +14,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/medianet/medianet/ipam"
-	"github.com/medianet/medianet/ipam/ipamtest"
+	"github.com/medianet/medianet/internal/ipamtest"
 )
 
 func conf(t *testing.T, dir, ver, ipamExtra string) []byte {

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/medianet/medianet/ipam"
-	"github.com/medianet/medianet/ipam/ipamtest"
+	"github.com/medianet/medianet/internal/ipamtest"
 )
 
 var ctx = context.Background()

@@ -9,7 +9,7 @@ import (
 
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/boltstore"
-	"github.com/medianet/medianet/ipam/ipamtest"
+	"github.com/medianet/medianet/internal/ipamtest"
 )
 
 // fill allocates n addresses in a fresh store (without fsync, to set up

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/medianet/medianet/ipam"
-	"github.com/medianet/medianet/ipam/ipamtest"
+	"github.com/medianet/medianet/internal/ipamtest"
 )
 
 // TestAllocateReleaseProperty drives random allocations and releases

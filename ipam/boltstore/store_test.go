@@ -14,7 +14,7 @@ import (
 
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/boltstore"
-	"github.com/medianet/medianet/ipam/ipamtest"
+	"github.com/medianet/medianet/internal/ipamtest"
 	bolt "go.etcd.io/bbolt"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/boltstore"
-	"github.com/medianet/medianet/ipam/ipamtest"
+	"github.com/medianet/medianet/internal/ipamtest"
 )
 
 func run(t *testing.T, args ...string) (string, string, int) {
