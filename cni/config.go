@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/medianet/medianet/ipam"
@@ -86,7 +87,10 @@ type IPAMConf struct {
 	DataDir    string              `json:"dataDir,omitempty"`
 	// Routes is host-local's "routes": returned in the IPAM result.
 	Routes []RouteConf `json:"routes,omitempty"`
-	Etcd   *EtcdConf   `json:"etcd,omitempty"`
+	// Sticky, a Go duration ("30m"), keeps a deleted pod's addresses for
+	// the same pod (K8S_POD_NAMESPACE/K8S_POD_NAME) that long.
+	Sticky string    `json:"sticky,omitempty"`
+	Etcd   *EtcdConf `json:"etcd,omitempty"`
 }
 
 // SubnetConf is one element of "subnets": either a string "10.0.0.0/24" or
@@ -134,10 +138,12 @@ type Config struct {
 	Net NetConf
 	// IPAM is the ipam configuration; IPAM.Node is set by Plugin.Load.
 	IPAM ipam.Config
-	// DataDir is the store's directory (DefaultDataDir when unset).
+	// DataDir is the store's directory (DefaultDataDir when unset),
+	// created with mode 0700 when missing.
 	DataDir string
-	// DataDirDefault reports that DataDir was not configured.
-	DataDirDefault bool
+	// Workload is "namespace/name" of the pod when the runtime passes
+	// K8S_POD_NAMESPACE and K8S_POD_NAME (set by Plugin.Load).
+	Workload string
 }
 
 // UsesEtcd reports whether the node's blocks are claimed in etcd:
@@ -156,7 +162,7 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	c := &Config{Net: n, DataDir: n.IPAM.DataDir}
 	if c.DataDir == "" {
-		c.DataDir, c.DataDirDefault = DefaultDataDir, true
+		c.DataDir = DefaultDataDir
 	}
 	c.IPAM = ipam.Config{Network: n.Name, BlockSize: n.IPAM.BlockSize, BlockSize6: n.IPAM.BlockSize6, Node: n.IPAM.Node}
 	if n.Name == "" {
@@ -176,6 +182,13 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	if err := parseNodeRanges(&n.IPAM, &c.IPAM); err != nil {
 		return nil, err
+	}
+	if n.IPAM.Sticky != "" {
+		d, err := time.ParseDuration(n.IPAM.Sticky)
+		if err != nil || d < 0 {
+			return nil, configErr("ipam.sticky %q is not a duration such as \"30m\"", n.IPAM.Sticky)
+		}
+		c.IPAM.Sticky = d
 	}
 	if n.IPAM.Etcd != nil && len(n.IPAM.Etcd.Endpoints) == 0 {
 		return nil, configErr("ipam.etcd.endpoints is empty: list the etcd URLs or drop ipam.etcd")

@@ -52,8 +52,8 @@ func TestParseDualStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.IPAM.Subnets) != 2 || c.IPAM.Subnets[1].Gateway.String() != "fd00::fe" || !c.DataDirDefault {
-		t.Errorf("subnets = %+v, default dataDir %t", c.IPAM.Subnets, c.DataDirDefault)
+	if len(c.IPAM.Subnets) != 2 || c.IPAM.Subnets[1].Gateway.String() != "fd00::fe" || c.DataDir != DefaultDataDir {
+		t.Errorf("subnets = %+v, dataDir %s", c.IPAM.Subnets, c.DataDir)
 	}
 }
 

@@ -23,6 +23,8 @@ const CodeExhausted uint = 100
 //	11  ipam.ErrBusy (etcdstore.ErrUnavailable matches it), context
 //	    deadline (try again later)
 //	100 ipam.ErrExhausted (no free address)
+//	50  (STATUS only) ipam.ErrExhausted, ipam.ErrBlockLost,
+//	    macvlan.ErrMasterNotFound (see StatusError, MainStatusError)
 //	999 anything else, ipam.ErrCorrupt included
 //
 // An error that already is a *types.Error is returned unchanged.
@@ -57,10 +59,11 @@ func errorAs(prefix string, err error) *types.Error {
 	return types.NewError(code, prefix+err.Error(), "")
 }
 
-// StatusError maps a STATUS failure: no address to be had is 50 ("plugin
-// not available"); the rest as Error.
+// StatusError maps a STATUS failure: no address to be had, or a held
+// block lost to another node, is 50 ("plugin not available"); the rest as
+// Error.
 func StatusError(err error) *types.Error {
-	if err != nil && errors.Is(err, ipam.ErrExhausted) {
+	if err != nil && (errors.Is(err, ipam.ErrExhausted) || errors.Is(err, ipam.ErrBlockLost)) {
 		return types.NewError(types.ErrPluginNotAvailable, "medianet-ipam: "+err.Error(), "")
 	}
 	return Error(err)
@@ -70,7 +73,7 @@ func StatusError(err error) *types.Error {
 // or no address to be had is 50 ("plugin not available"); the rest as
 // MainError.
 func MainStatusError(err error) *types.Error {
-	if err != nil && (errors.Is(err, ipam.ErrExhausted) || errors.Is(err, macvlan.ErrMasterNotFound)) {
+	if err != nil && (errors.Is(err, ipam.ErrExhausted) || errors.Is(err, ipam.ErrBlockLost) || errors.Is(err, macvlan.ErrMasterNotFound)) {
 		return types.NewError(types.ErrPluginNotAvailable, "medianet: "+err.Error(), "")
 	}
 	return MainError(err)

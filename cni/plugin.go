@@ -2,10 +2,10 @@ package cni
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -44,6 +44,9 @@ func (p *Plugin) Load(args *skel.CmdArgs) (*Config, []netip.Addr, error) {
 	if c.IPAM.Node, err = p.Env.Node(c, kv); err != nil {
 		return nil, nil, err
 	}
+	if ns, name := kv["K8S_POD_NAMESPACE"], kv["K8S_POD_NAME"]; ns != "" && name != "" {
+		c.Workload = ns + "/" + name
+	}
 	if err := c.IPAM.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("ipam.%w", err)
 	}
@@ -59,9 +62,11 @@ type session struct {
 	close func()
 }
 
-// tidier is a block source that gives empty blocks back and fails when a
-// held block was lost to another node (etcdsource's). Tidy must not fail
-// because the source's backend is unreachable.
+// tidier is a block source that brings its cluster store in line with
+// the node's (etcdsource's: usage marks, empty blocks given back, lost
+// blocks recorded). Tidy must not fail because the source's backend is
+// unreachable. It runs on GC only: never on DEL, which must not wait for
+// the network.
 type tidier interface {
 	Tidy(ctx context.Context, st ipam.Store) error
 }
@@ -74,34 +79,11 @@ func (s *session) tidy(ctx context.Context) error {
 	return nil
 }
 
-// emptied reports whether a held block that contained one of ips has no
-// allocation left.
-func (s *session) emptied(ctx context.Context, network string, ips []netip.Addr) bool {
-	empty := false
-	_ = s.st.View(ctx, func(tx ipam.Tx) error {
-		for _, ip := range ips {
-			b, ok, err := tx.BlockContaining(network, ip)
-			if err == nil && ok && !slices.ContainsFunc(b.Used, func(w uint64) bool { return w != 0 }) {
-				empty = true
-			}
-		}
-		return nil
-	})
-	return empty
-}
-
 // open opens the store and an allocator for c. missingOK makes a missing
 // data directory a nil session rather than an error (DEL, GC).
 func (p *Plugin) open(ctx context.Context, c *Config, missingOK bool) (*session, error) {
-	if _, err := os.Stat(c.DataDir); err != nil && os.IsNotExist(err) {
-		if missingOK {
-			return nil, nil
-		}
-		if c.DataDirDefault {
-			if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
-				return nil, fmt.Errorf("create default data directory %s: %w", c.DataDir, err)
-			}
-		}
+	if _, err := os.Stat(c.DataDir); missingOK && errors.Is(err, os.ErrNotExist) {
+		return nil, nil
 	}
 	timeout := p.StoreTimeout
 	if v := p.Env.getenv("MEDIANET_STORE_TIMEOUT"); timeout == 0 && v != "" {
@@ -141,12 +123,16 @@ func (p *Plugin) source(ctx context.Context, c *Config, st ipam.Store) (ipam.Blo
 // Add allocates the attachment's addresses and returns them as a result
 // of the current spec version (convert with GetAsVersion).
 func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs, c *Config, ips []netip.Addr) (*current.Result, error) {
+	if !c.IPAM.HasNodeRange() {
+		// Refused before the store is touched; DEL and GC still work.
+		return nil, fmt.Errorf("network %q: %w", c.IPAM.Network, c.IPAM.NodeRangeError())
+	}
 	s, err := p.open(ctx, c, false)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-	alloc, err := s.Allocate(ctx, ipam.Request{ContainerID: args.ContainerID, IfName: args.IfName, IPs: ips})
+	alloc, err := s.Allocate(ctx, ipam.Request{ContainerID: args.ContainerID, IfName: args.IfName, IPs: ips, Workload: c.Workload})
 	if err != nil {
 		return nil, err
 	}
@@ -167,13 +153,9 @@ func (p *Plugin) Release(ctx context.Context, args *skel.CmdArgs, c *Config) (ip
 		return ipam.Allocation{}, false, err
 	}
 	defer s.close()
-	alloc, ok, err := s.Allocator.Release(ctx, args.ContainerID, args.IfName)
-	if _, tidies := s.src.(tidier); tidies && err == nil && ok && s.emptied(ctx, c.IPAM.Network, alloc.IPs) {
-		// Best effort: mark the block empty so that it is given back
-		// after its idle time; a failure here must not fail DEL.
-		_ = s.tidy(ctx)
-	}
-	return alloc, ok, err
+	// No network call here: an emptied block is marked and given back by
+	// GC or the node agent's sync, never while a runtime waits on DEL.
+	return s.Allocator.Release(ctx, args.ContainerID, args.IfName)
 }
 
 // Check verifies that the attachment holds its addresses and, when a
@@ -217,6 +199,11 @@ func (p *Plugin) GC(ctx context.Context, c *Config, valid []types.GCAttachment) 
 
 // Collect is GC returning the allocations it released.
 func (p *Plugin) Collect(ctx context.Context, c *Config, valid []types.GCAttachment) ([]ipam.Allocation, error) {
+	if valid == nil {
+		// Releasing everything on a GC without the list would drop every
+		// live pod's address: refuse, as a configuration error.
+		return nil, configErr("GC without cni.dev/valid-attachments: the runtime must list the attachments to keep (an empty list releases all)")
+	}
 	s, err := p.open(ctx, c, true)
 	if err != nil || s == nil {
 		return nil, err
@@ -230,8 +217,9 @@ func (p *Plugin) Collect(ctx context.Context, c *Config, valid []types.GCAttachm
 	if err != nil {
 		return gone, err
 	}
-	// GC is the runtime's periodic cleanup: give back blocks empty for
-	// their idle time, and fail on a block lost to another node.
+	// GC is the runtime's periodic cleanup: publish usage, give back
+	// blocks empty for their idle time, record blocks lost to another
+	// node (STATUS then reports them).
 	return gone, s.tidy(ctx)
 }
 

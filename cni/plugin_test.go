@@ -13,8 +13,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/internal/ipamtest"
+	"github.com/medianet/medianet/ipam"
 )
 
 func conf(t *testing.T, dir, ver, ipamExtra string) []byte {
@@ -124,20 +124,63 @@ func TestRequestedAndGC(t *testing.T) {
 	ipamtest.CheckDir(t, dir)
 }
 
-func TestStoreDirErrors(t *testing.T) {
+// TestStoreDir: DEL and GC with a missing dataDir succeed without creating
+// it (nothing to release); ADD creates it with mode 0700, as host-local
+// and every other CNI IPAM do (a kubelet node does not make it); a dataDir
+// that cannot be a directory is code 7 naming ipam.dataDir and the path.
+func TestStoreDir(t *testing.T) {
 	ctx := context.Background()
 	var p Plugin
-	missing := filepath.Join(t.TempDir(), "missing")
+	missing := filepath.Join(t.TempDir(), "var", "lib", "medianet")
 	args, c, _ := load(t, &p, conf(t, missing, "1.1.0", ""), "c1", "")
-	_, err := p.Add(ctx, args, c, nil)
-	if ce := Error(err); ce == nil || ce.Code != 7 || !strings.Contains(ce.Msg, "ipam.dataDir") || !strings.Contains(ce.Msg, missing) {
-		t.Errorf("Add with missing dataDir: %v, want code 7 naming ipam.dataDir and the path", ce)
-	}
-	if _, err := os.Stat(missing); !os.IsNotExist(err) {
-		t.Errorf("missing dataDir was created: %v", err)
-	}
 	if err := p.Del(ctx, args, c); err != nil {
 		t.Errorf("Del with missing dataDir = %v, want nil (nothing to release)", err)
+	}
+	if err := p.GC(ctx, c, []types.GCAttachment{}); err != nil {
+		t.Errorf("GC with missing dataDir = %v, want nil", err)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("DEL/GC created the missing dataDir: %v", err)
+	}
+	if _, err := p.Add(ctx, args, c, nil); err != nil {
+		t.Fatalf("Add with missing dataDir = %v, want it created", err)
+	}
+	if fi, err := os.Stat(missing); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("dataDir after Add: %v, %v; want mode 0700", fi.Mode(), err)
+	}
+	file := filepath.Join(t.TempDir(), "plain")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args, c, _ = load(t, &p, conf(t, file, "1.1.0", ""), "c2", "")
+	_, err := p.Add(ctx, args, c, nil)
+	if ce := Error(err); ce == nil || ce.Code != 7 || !strings.Contains(ce.Msg, "ipam.dataDir") || !strings.Contains(ce.Msg, file) {
+		t.Errorf("Add with a file as dataDir: %v, want code 7 naming ipam.dataDir and the path", ce)
+	}
+}
+
+// TestGCNeedsValidAttachments: a GC without cni.dev/valid-attachments is a
+// configuration error (7) and releases nothing; an empty list releases all.
+func TestGCNeedsValidAttachments(t *testing.T) {
+	ctx := context.Background()
+	var p Plugin
+	dir := t.TempDir()
+	args, c, _ := load(t, &p, conf(t, dir, "1.1.0", ""), "c1", "")
+	if _, err := p.Add(ctx, args, c, nil); err != nil {
+		t.Fatal(err)
+	}
+	err := p.GC(ctx, c, nil)
+	if ce := Error(err); ce == nil || ce.Code != 7 || !strings.Contains(ce.Msg, "cni.dev/valid-attachments") {
+		t.Fatalf("GC without valid-attachments: %v, want code 7 naming cni.dev/valid-attachments", ce)
+	}
+	if err := p.Check(ctx, args, c); err != nil {
+		t.Fatalf("after a refused GC, the allocation is gone: %v", err)
+	}
+	if err := p.GC(ctx, c, []types.GCAttachment{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Check(ctx, args, c); !errors.Is(err, ipam.ErrNotFound) {
+		t.Errorf("after GC with an empty list: %v, want the allocation released", err)
 	}
 }
 

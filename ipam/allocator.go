@@ -30,6 +30,8 @@ type Request struct {
 	IfName      string
 	// IPs optionally requests specific addresses, at most one per subnet.
 	IPs []netip.Addr
+	// Workload optionally names the workload (see Allocation.Workload).
+	Workload string
 }
 
 // errNeedBlock aborts a transaction that needs a block from the source.
@@ -57,6 +59,8 @@ type round struct {
 	srcErr  []error        // per subnet: source failure, reported if wrapping finds nothing
 	needIdx int            // subnet needing a block
 	needFor netip.Addr     // requested address needing its block
+	lost    []LostBlock    // reported by the source, to mark in the next transaction
+	foreign []ForeignAddrs // reported by the source, to reserve with their blocks
 }
 
 // Allocate returns the addresses of req's attachment, allocating them if
@@ -110,38 +114,45 @@ func (a *Allocator) subnetIndex(ip netip.Addr) int {
 	return -1
 }
 
-// obtainBlock asks the source, outside any transaction, for the block the
-// last attempt needed.
+// obtainBlock asks the source, outside any transaction (the store lock is
+// free while the source talks to etcd), for the block the last attempt
+// needed.
 func (a *Allocator) obtainBlock(ctx context.Context, r *round) error {
 	i := r.needIdx
 	sub := a.cfg.Subnets[i].Prefix
 	bits := a.cfg.BlockBits(sub)
+	var held Held
+	err := a.st.View(ctx, func(tx Tx) error {
+		var err error
+		held, err = heldIn(tx, a.cfg.Network, sub)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer a.takeLost(r)
 	if r.needFor.IsValid() {
-		p, err := a.src.Containing(ctx, sub, bits, r.needFor)
+		p, err := a.src.Containing(ctx, sub, bits, r.needFor, held)
 		if err != nil {
 			return fmt.Errorf("network %q: node %q: %w", a.cfg.Network, a.cfg.Node, err)
 		}
 		r.pending[i] = p
 		return nil
 	}
-	held := map[netip.Prefix]bool{}
-	err := a.st.View(ctx, func(tx Tx) error {
-		return tx.ForEachBlock(a.cfg.Network, func(b Block) error {
-			if sub.Contains(b.Prefix.Addr()) {
-				held[b.Prefix] = true
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return err
+	if !a.cfg.HasNodeRange() {
+		return fmt.Errorf("network %q: %w", a.cfg.Network, a.cfg.NodeRangeError())
 	}
 	p, err := a.src.Next(ctx, sub, bits, held)
 	switch {
 	case err == nil:
 		r.pending[i] = p
 	case r.wrap[i]:
-		return a.exhausted(sub)
+		if errors.Is(err, ErrExhausted) {
+			return a.exhausted(sub)
+		}
+		return fmt.Errorf("network %q: node %q: %w", a.cfg.Network, a.cfg.Node, err)
+	case errors.Is(err, ErrConfig):
+		return fmt.Errorf("network %q: %w", a.cfg.Network, err)
 	default:
 		// Exhausted or failing (etcd unreachable): reuse free addresses of
 		// held blocks before giving up; a failure is reported only if
@@ -152,6 +163,17 @@ func (a *Allocator) obtainBlock(ctx context.Context, r *round) error {
 		}
 	}
 	return nil
+}
+
+// takeLost collects the blocks the source found lost, and the foreign
+// addresses of the blocks it gave, while it worked.
+func (a *Allocator) takeLost(r *round) {
+	if lr, ok := a.src.(LossReporter); ok {
+		r.lost = append(r.lost, lr.TakeLost()...)
+	}
+	if fr, ok := a.src.(ForeignReporter); ok {
+		r.foreign = append(r.foreign, fr.TakeForeign()...)
+	}
 }
 
 func (a *Allocator) exhausted(sub netip.Prefix) error {
@@ -169,10 +191,17 @@ func (a *Allocator) tryAllocate(tx Tx, req Request, want []netip.Addr, r *round)
 		}
 		return old, err
 	}
-	if err := a.putPending(tx, r); err != nil {
+	if err := a.prepare(tx, r); err != nil {
 		return Allocation{}, err
 	}
-	out := Allocation{Key: key, Created: a.Now().UTC()}
+	out := Allocation{Key: key, Created: a.Now().UTC(), Workload: req.Workload}
+	if ips, ok, err := a.takeHold(tx, req, want); err != nil || ok {
+		out.IPs = ips
+		if err == nil {
+			err = tx.PutAllocation(out)
+		}
+		return out, err
+	}
 	for i, s := range a.cfg.Subnets {
 		var ip netip.Addr
 		var err error
@@ -203,27 +232,67 @@ func sameRequest(old Allocation, ips []netip.Addr) error {
 	return nil
 }
 
-// putPending records blocks just obtained from the source as held.
+// prepare brings the held blocks in line with the configuration and what
+// the source reported, frees expired sticky holds, and records blocks just
+// obtained from the source.
+func (a *Allocator) prepare(tx Tx, r *round) error {
+	if err := a.reconcile(tx); err != nil {
+		return err
+	}
+	if err := a.markLost(tx, r.lost); err != nil {
+		return err
+	}
+	if err := a.expireHolds(tx); err != nil {
+		return err
+	}
+	return a.putPending(tx, r)
+}
+
+// putPending records blocks just obtained from the source as held, unless
+// a block overlapping one appeared meanwhile (another process of the node).
 func (a *Allocator) putPending(tx Tx, r *round) error {
 	for i, p := range r.pending {
 		if !p.IsValid() {
 			continue
 		}
-		if _, ok, err := tx.BlockContaining(a.cfg.Network, p.Addr()); err != nil || ok {
-			if err != nil {
-				return err
-			}
+		held, err := heldIn(tx, a.cfg.Network, a.cfg.Subnets[i].Prefix)
+		if err != nil {
+			return err
+		}
+		if held.Overlaps(p) {
 			continue
 		}
 		b, err := NewBlock(p, a.cfg.Reserved(a.cfg.Subnets[i]))
 		if err != nil {
 			return err
 		}
-		if err := tx.PutBlock(a.cfg.Network, b); err != nil {
+		if err := a.reserveForeign(tx, b, r.foreign); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// reserveForeign records the new block b with its foreign addresses (see
+// ForeignAddrs) marked used and reserved for the node that may use them.
+func (a *Allocator) reserveForeign(tx Tx, b Block, foreign []ForeignAddrs) error {
+	for _, f := range foreign {
+		if f.Block != b.Prefix {
+			continue
+		}
+		for _, ip := range f.Addrs {
+			off, ok := b.Offset(ip)
+			if !ok {
+				continue
+			}
+			b.SetUsed(off, true)
+			fa := Allocation{Key: ForeignKey(a.cfg.Network, f.Node, ip), IPs: []netip.Addr{ip}, Created: a.Now().UTC()}
+			if err := tx.PutAllocation(fa); err != nil {
+				return err
+			}
+		}
+	}
+	return tx.PutBlock(a.cfg.Network, b)
 }
 
 func (a *Allocator) takeRequested(tx Tx, ip netip.Addr, r *round, i int) (netip.Addr, error) {
@@ -235,13 +304,17 @@ func (a *Allocator) takeRequested(tx Tx, ip netip.Addr, r *round, i int) (netip.
 		r.needIdx, r.needFor = i, ip
 		return ip, errNeedBlock
 	}
+	if !b.Usable() {
+		return ip, fmt.Errorf("network %q: requested %s lies in block %s, which node %q may no longer use (%s): %w",
+			a.cfg.Network, ip, b.Prefix, a.cfg.Node, b.Lost, ErrOutOfRange)
+	}
 	off, _ := b.Offset(ip)
 	if b.IsReserved(off) {
 		return ip, fmt.Errorf("network %q: requested %s is reserved (network, broadcast, gateway or exclude): %w", a.cfg.Network, ip, ErrOutOfRange)
 	}
 	if b.IsUsed(off) {
 		owner, _, _ := tx.Owner(a.cfg.Network, ip)
-		return ip, fmt.Errorf("network %q: requested %s is held by %s/%s: %w", a.cfg.Network, ip, owner.ContainerID, owner.IfName, ErrTaken)
+		return ip, fmt.Errorf("network %q: requested %s is held by %s: %w", a.cfg.Network, ip, describeOwner(tx, owner), ErrTaken)
 	}
 	b.SetUsed(off, true)
 	return ip, tx.PutBlock(a.cfg.Network, b)

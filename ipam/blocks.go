@@ -66,7 +66,15 @@ type Block struct {
 	Prefix   netip.Prefix
 	Used     []uint64
 	Reserved []uint64
+	// Lost, when set, says why the node may no longer hand out addresses
+	// of this block (another node claims it in etcd; it left the node's
+	// ranges). Its allocations stay until released; nothing new comes
+	// from it.
+	Lost string
 }
+
+// Usable reports whether new addresses may come from the block.
+func (b Block) Usable() bool { return b.Lost == "" }
 
 // NewBlock returns an empty block for p with every address inside one of
 // reserved marked Reserved. p may hold at most MaxBlockAddrs addresses.

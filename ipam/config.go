@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Default block sizes (prefix lengths): 64 addresses per IPv4 block, 256 per
@@ -38,8 +39,13 @@ type Config struct {
 	// Node is this node's name.
 	Node string
 	// NodeRanges, when set, gives every node its static ranges; they must lie
-	// in the subnets and be pairwise disjoint.
+	// in the subnets and be pairwise disjoint. A node without a range may
+	// still release what it holds; it gets no new address.
 	NodeRanges map[string][]netip.Prefix
+	// Sticky, when positive, keeps a released workload's addresses for it
+	// that long (see Allocation.Workload): the same workload coming back
+	// gets them again, and nobody else does meanwhile.
+	Sticky time.Duration
 }
 
 // BlockBits returns the block prefix length used for subnet: the configured
@@ -143,10 +149,9 @@ func (c *Config) Validate() error {
 		if err := ValidateNodeRanges(c.Subnets, c.NodeRanges); err != nil {
 			return err
 		}
-		if len(c.NodeRanges[c.Node]) == 0 {
-			return fmt.Errorf("nodeRanges has no range for node %q (nodes: %s): %w",
-				c.Node, strings.Join(sortedKeys(c.NodeRanges), ", "), ErrConfig)
-		}
+	}
+	if c.Sticky < 0 {
+		return fmt.Errorf("sticky %s: must not be negative: %w", c.Sticky, ErrConfig)
 	}
 	return nil
 }
@@ -244,4 +249,18 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// HasNodeRange reports whether this node may get new blocks: NodeRanges is
+// unset (the whole subnet) or names a range for Node. A node removed from
+// nodeRanges can still DEL, GC and CHECK.
+func (c *Config) HasNodeRange() bool {
+	return c.NodeRanges == nil || len(c.NodeRanges[c.Node]) > 0
+}
+
+// NodeRangeError says that this node has no range, naming the nodes that
+// do; it wraps ErrConfig.
+func (c *Config) NodeRangeError() error {
+	return fmt.Errorf("nodeRanges has no range for node %q (nodes: %s): add one, or move its workloads to a node that has one: %w",
+		c.Node, strings.Join(sortedKeys(c.NodeRanges), ", "), ErrConfig)
 }

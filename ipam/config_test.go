@@ -56,8 +56,11 @@ func TestValidate(t *testing.T) {
 			`fd00::/120 of node "a" overlaps fd00::80/121 of node "b"`, ErrOverlap},
 		{"range outside", Config{Network: "m", Node: "a", Subnets: []Subnet{sub("10.0.0.0/24", "")},
 			NodeRanges: map[string][]netip.Prefix{"a": pfx("10.0.1.0/28")}}, `nodeRanges["a"]: 10.0.1.0/28 is outside`, ErrConfig},
+		// A node removed from nodeRanges keeps a valid config: it must
+		// still DEL and GC what it holds (ADD fails, see the allocator).
 		{"node missing", Config{Network: "m", Node: "c", Subnets: []Subnet{sub("10.0.0.0/24", "")},
-			NodeRanges: map[string][]netip.Prefix{"a": pfx("10.0.0.0/28")}}, `no range for node "c" (nodes: a)`, ErrConfig},
+			NodeRanges: map[string][]netip.Prefix{"a": pfx("10.0.0.0/28")}}, "", nil},
+		{"sticky negative", Config{Network: "m", Subnets: []Subnet{sub("10.0.0.0/24", "")}, Sticky: -1}, "sticky -1ns: must not be negative", ErrConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,10 +119,11 @@ func TestStaticSourceNext(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			held := map[netip.Prefix]bool{}
+			var ps []netip.Prefix
 			for _, h := range tt.held {
-				held[netip.MustParsePrefix(h)] = true
+				ps = append(ps, netip.MustParsePrefix(h))
 			}
+			held := NewHeld(ps...)
 			got, err := tt.src.Next(ctx, netip.MustParsePrefix(tt.subnet), tt.bits, held)
 			if tt.want == "" {
 				if !errors.Is(err, ErrExhausted) {
@@ -137,11 +141,11 @@ func TestStaticSourceNext(t *testing.T) {
 func TestStaticSourceContaining(t *testing.T) {
 	src := StaticSource{NodeRanges: pfx("10.0.0.0/27", "fd00::/120")}
 	ctx := context.Background()
-	got, err := src.Containing(ctx, netip.MustParsePrefix("10.0.0.0/24"), 28, netip.MustParseAddr("10.0.0.20"))
+	got, err := src.Containing(ctx, netip.MustParsePrefix("10.0.0.0/24"), 28, netip.MustParseAddr("10.0.0.20"), Held{})
 	if err != nil || got.String() != "10.0.0.16/28" {
 		t.Errorf("Containing(10.0.0.20) = %s, %v, want 10.0.0.16/28", got, err)
 	}
-	_, err = src.Containing(ctx, netip.MustParsePrefix("10.0.0.0/24"), 28, netip.MustParseAddr("10.0.0.40"))
+	_, err = src.Containing(ctx, netip.MustParsePrefix("10.0.0.0/24"), 28, netip.MustParseAddr("10.0.0.40"), Held{})
 	if !errors.Is(err, ErrOutOfRange) || !strings.Contains(err.Error(), "10.0.0.0/27") {
 		t.Errorf("Containing(10.0.0.40) error = %v, want ErrOutOfRange naming 10.0.0.0/27", err)
 	}

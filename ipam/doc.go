@@ -44,4 +44,8 @@ var (
 	// ErrCorrupt: the store failed a consistency check or has an unknown
 	// schema version.
 	ErrCorrupt = errors.New("store inconsistent")
+	// ErrBlockLost: the node holds blocks it may no longer allocate from
+	// (claimed by another node, or outside its ranges now); their
+	// addresses may be in use twice. Status reports it.
+	ErrBlockLost = errors.New("held block lost")
 )

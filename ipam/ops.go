@@ -2,9 +2,7 @@ package ipam
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 )
 
@@ -20,6 +18,14 @@ func Release(ctx context.Context, st Store, k Key) (Allocation, bool, error) {
 		return err
 	})
 	return out, found, err
+}
+
+// ReleaseTx releases the allocation k, if any, inside the caller's
+// transaction (for stores' own maintenance, such as releasing foreign
+// reservations after a sync).
+func ReleaseTx(tx Tx, k Key) error {
+	_, _, err := releaseTx(tx, k)
+	return err
 }
 
 func releaseTx(tx Tx, k Key) (Allocation, bool, error) {
@@ -52,7 +58,9 @@ type Attachment struct {
 }
 
 // GC releases, in one transaction, every allocation of network whose
-// attachment is not in valid, and returns those released.
+// attachment is not in valid, and returns those released. Reservations
+// (sticky holds, foreign addresses) are not attachments: they stay
+// (Allocator.GC frees the expired holds).
 func GC(ctx context.Context, st Store, network string, valid []Attachment) ([]Allocation, error) {
 	keep := make(map[Attachment]bool, len(valid))
 	for _, v := range valid {
@@ -63,7 +71,7 @@ func GC(ctx context.Context, st Store, network string, valid []Attachment) ([]Al
 		out = nil
 		var stale []Key
 		err := tx.ForEachAllocation(network, func(a Allocation) error {
-			if !keep[Attachment{a.ContainerID, a.IfName}] {
+			if !a.IsReservation() && !keep[Attachment{a.ContainerID, a.IfName}] {
 				stale = append(stale, a.Key)
 			}
 			return nil
@@ -128,103 +136,6 @@ func cmpStr(a, b string) int {
 	return 0
 }
 
-// Check verifies the store's consistency: every allocated address has a
-// reverse index entry naming its allocation, lies in a held block with its
-// Used bit set and its Reserved bit clear, and every Used bit belongs to an
-// allocation. Errors wrap ErrCorrupt.
-func Check(ctx context.Context, st Store) error {
-	return st.View(ctx, func(tx Tx) error {
-		nets, err := tx.Networks()
-		if err != nil {
-			return err
-		}
-		for _, n := range nets {
-			if err := checkNetwork(tx, n); err != nil {
-				return fmt.Errorf("network %q: %w", n, err)
-			}
-		}
-		return nil
-	})
-}
-
-func checkNetwork(tx Tx, network string) error {
-	owned := map[netip.Addr]Key{}
-	err := tx.ForEachAllocation(network, func(a Allocation) error {
-		for _, ip := range a.IPs {
-			if o, dup := owned[ip]; dup {
-				return fmt.Errorf("%s held by both %v and %v: %w", ip, o, a.Key, ErrCorrupt)
-			}
-			owned[ip] = a.Key
-			k, ok, err := tx.Owner(network, ip)
-			if err != nil {
-				return err
-			}
-			if !ok || k != a.Key {
-				return fmt.Errorf("%s of %v: reverse index says %v (present %t): %w", ip, a.Key, k, ok, ErrCorrupt)
-			}
-			b, ok, err := tx.BlockContaining(network, ip)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return fmt.Errorf("%s of %v is in no held block: %w", ip, a.Key, ErrCorrupt)
-			}
-			if off, _ := b.Offset(ip); !b.IsUsed(off) || b.IsReserved(off) {
-				return fmt.Errorf("%s of %v: block %s bit used=%t reserved=%t: %w", ip, a.Key, b.Prefix, b.IsUsed(off), b.IsReserved(off), ErrCorrupt)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return tx.ForEachBlock(network, func(b Block) error {
-		for i := range b.Len() {
-			if b.IsUsed(i) {
-				if _, ok := owned[b.Addr(i)]; !ok {
-					return fmt.Errorf("block %s: %s marked used but not allocated: %w", b.Prefix, b.Addr(i), ErrCorrupt)
-				}
-			}
-		}
-		return nil
-	})
-}
-
-// Status returns nil when an allocation could succeed: some held block of
-// every subnet has a free address, or the source can give another block.
-// Otherwise it returns an error wrapping ErrExhausted.
-func (a *Allocator) Status(ctx context.Context) error {
-	for _, s := range a.cfg.Subnets {
-		held := map[netip.Prefix]bool{}
-		var avail bool
-		err := a.st.View(ctx, func(tx Tx) error {
-			_, ok, err := tx.NextAvailable(a.cfg.Network, s.Prefix, s.Prefix.Addr())
-			if err != nil || ok {
-				avail = ok
-				return err
-			}
-			return tx.ForEachBlock(a.cfg.Network, func(b Block) error {
-				held[b.Prefix] = true
-				return nil
-			})
-		})
-		if err != nil {
-			return err
-		}
-		if avail {
-			continue
-		}
-		_, err = a.src.Next(ctx, s.Prefix, a.cfg.BlockBits(s.Prefix), held)
-		if errors.Is(err, ErrExhausted) {
-			return a.exhausted(s.Prefix)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Get returns the allocation of the attachment, or ErrNotFound.
 func (a *Allocator) Get(ctx context.Context, containerID, ifname string) (Allocation, error) {
 	k := Key{Network: a.cfg.Network, ContainerID: containerID, IfName: ifname}
@@ -241,14 +152,39 @@ func (a *Allocator) Get(ctx context.Context, containerID, ifname string) (Alloca
 	return out, err
 }
 
-// Release frees the attachment's addresses; see the package-level Release.
+// Release frees the attachment's addresses, as the package-level Release
+// does, except on a sticky network: an attachment that names its workload
+// leaves a hold that keeps its addresses for the workload (Config.Sticky).
 func (a *Allocator) Release(ctx context.Context, containerID, ifname string) (Allocation, bool, error) {
-	return Release(ctx, a.st, Key{Network: a.cfg.Network, ContainerID: containerID, IfName: ifname})
+	k := Key{Network: a.cfg.Network, ContainerID: containerID, IfName: ifname}
+	if a.cfg.Sticky <= 0 {
+		return Release(ctx, a.st, k)
+	}
+	var out Allocation
+	var found bool
+	err := a.st.Update(ctx, func(tx Tx) error {
+		var err error
+		out, found, err = tx.Allocation(k)
+		switch {
+		case err != nil || !found:
+			return err
+		case out.Workload == "" || out.IsHold():
+			_, _, err = releaseTx(tx, k)
+			return err
+		}
+		return a.holdTx(tx, out)
+	})
+	return out, found, err
 }
 
-// GC releases every allocation of the network not in valid.
+// GC releases every allocation of the network not in valid, and the
+// sticky holds whose time is up.
 func (a *Allocator) GC(ctx context.Context, valid []Attachment) ([]Allocation, error) {
-	return GC(ctx, a.st, a.cfg.Network, valid)
+	out, err := GC(ctx, a.st, a.cfg.Network, valid)
+	if err != nil {
+		return out, err
+	}
+	return out, a.st.Update(ctx, a.expireHolds)
 }
 
 // List returns the network's allocations.

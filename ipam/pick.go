@@ -53,7 +53,7 @@ func (a *Allocator) findFree(tx Tx, sub, pending netip.Prefix) (Block, int, bool
 		if err != nil {
 			return Block{}, 0, false, err
 		}
-		if ok {
+		if ok && b.Usable() {
 			from, _ := b.Offset(start)
 			if off, ok := b.NextFree(from); ok {
 				return b, off, true, nil
@@ -70,7 +70,7 @@ func (a *Allocator) findFree(tx Tx, sub, pending netip.Prefix) (Block, int, bool
 		if err != nil {
 			return Block{}, 0, false, err
 		}
-		if ok {
+		if ok && b.Usable() {
 			off, found := b.NextFree(0)
 			return b, off, found, nil
 		}

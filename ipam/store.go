@@ -3,6 +3,7 @@ package ipam
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -18,6 +19,44 @@ type Allocation struct {
 	Key
 	IPs     []netip.Addr `json:"ips"`
 	Created time.Time    `json:"created"`
+	// Workload names the workload the attachment belongs to, stable across
+	// its restarts ("namespace/name" of a Kubernetes pod), so an operator
+	// can tell who holds an address and sticky networks can give the
+	// workload its address back. Empty when the runtime does not say.
+	Workload string `json:"workload,omitempty"`
+	// HeldUntil is set on a sticky hold (see HoldKey): the addresses of a
+	// workload whose attachment was deleted, kept for it until then.
+	HeldUntil time.Time `json:"heldUntil,omitzero"`
+}
+
+// IsHold reports whether a is a sticky hold rather than a live attachment.
+func (a Allocation) IsHold() bool { return !a.HeldUntil.IsZero() }
+
+// HoldPrefix starts the ContainerID of a sticky hold's key: the key of
+// workload w's hold on interface ifname is Key{network, HoldPrefix+w,
+// ifname}. Container IDs never contain ':'.
+const HoldPrefix = "sticky:"
+
+// HoldKey returns the key of workload's hold on ifname.
+func HoldKey(network, workload, ifname string) Key {
+	return Key{Network: network, ContainerID: HoldPrefix + workload, IfName: ifname}
+}
+
+// ForeignPrefix starts the ContainerID of a foreign reservation: an
+// address of a block taken over from another node by a forced reclaim,
+// which that node may still use. Key{network, ForeignPrefix+node, addr}.
+const ForeignPrefix = "foreign:"
+
+// ForeignKey returns the key reserving addr for node.
+func ForeignKey(network, node string, addr netip.Addr) Key {
+	return Key{Network: network, ContainerID: ForeignPrefix + node, IfName: addr.String()}
+}
+
+// IsReservation reports whether a keeps addresses for someone other than
+// a live attachment of this node (a sticky hold, a foreign reservation):
+// GC leaves it alone.
+func (a Allocation) IsReservation() bool {
+	return a.IsHold() || strings.HasPrefix(a.ContainerID, ForeignPrefix)
 }
 
 // Store keeps allocations and held blocks durably. Update runs fn in one
@@ -60,4 +99,12 @@ type Tx interface {
 	Cursor(network string, subnet netip.Prefix) (netip.Addr, bool, error)
 	// PutCursor records the last address handed out in subnet.
 	PutCursor(network string, subnet netip.Prefix, a netip.Addr) error
+	// ForEachHold calls fn for every sticky hold of network (allocations
+	// whose ContainerID starts with HoldPrefix), without visiting the
+	// other allocations.
+	ForEachHold(network string, fn func(Allocation) error) error
+	// Meta returns the network's value for key (nil when unset).
+	Meta(network, key string) ([]byte, error)
+	// PutMeta sets the network's value for key.
+	PutMeta(network, key string, v []byte) error
 }

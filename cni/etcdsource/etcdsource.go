@@ -46,20 +46,18 @@ func Source(_ context.Context, c *cni.Config, st ipam.Store) (ipam.BlockSource, 
 // that emptied a block.
 type source struct{ *etcdstore.Source }
 
-// Tidy gives back blocks empty for their idle time and brings the empty
-// marks in etcd in line with the store. etcd being unreachable is no
-// failure (the next Tidy catches up); a held block now claimed by another
-// node is, since its addresses may be in use twice.
+// Tidy runs the source's sync (etcdstore.Source.SyncIdle): usage marks
+// published, blocks empty for their idle time given back, blocks lost to
+// another node recorded in the store (STATUS reports them, `medianetctl
+// ipam check` lists who is in them). etcd being unreachable is no failure:
+// the next Tidy catches up.
 func (s source) Tidy(ctx context.Context, st ipam.Store) error {
-	res, err := s.SyncIdle(ctx, st, time.Now())
+	_, err := s.SyncIdle(ctx, st, time.Now())
 	if errors.Is(err, etcdstore.ErrUnavailable) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("ipam.etcd: %w", err)
-	}
-	if len(res.Lost) > 0 {
-		return fmt.Errorf("ipam.etcd: blocks %v held by this node are now claimed by another node, so their addresses may be in use twice: release this node's allocations in them (medianetctl ipam release) and find out who reclaimed them: %w", res.Lost, ipam.ErrCorrupt)
 	}
 	return nil
 }
@@ -105,4 +103,20 @@ func duration(field, v string) (time.Duration, error) {
 
 func configErr(format string, a ...any) error {
 	return fmt.Errorf(format+": %w", append(a, ipam.ErrConfig)...)
+}
+
+// Sync runs etcdstore.Source.SyncIdle for conf (which must use etcd) over
+// the node's store st: what GC's Tidy does, with its result, for
+// medianetctl and the node agent.
+func Sync(ctx context.Context, conf *cni.Config, st ipam.Store, now time.Time) (etcdstore.SyncResult, error) {
+	src, done, err := Source(ctx, conf, st)
+	if err != nil {
+		return etcdstore.SyncResult{}, err
+	}
+	defer done()
+	s, ok := src.(source)
+	if !ok {
+		return etcdstore.SyncResult{}, configErr("network %q has no ipam.etcd", conf.IPAM.Network)
+	}
+	return s.SyncIdle(ctx, st, now)
 }

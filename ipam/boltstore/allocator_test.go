@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/internal/ipamtest"
+	"github.com/medianet/medianet/ipam"
 )
 
 var ctx = context.Background()

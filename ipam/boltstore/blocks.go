@@ -94,7 +94,7 @@ func (t *tx) PutBlock(network string, b ipam.Block) error {
 	if err := bb.Put(k, encodeBlock(b)); err != nil {
 		return err
 	}
-	if b.Free() > 0 {
+	if b.Free() > 0 && b.Usable() {
 		return av.Put(k, nil)
 	}
 	return av.Delete(k)

@@ -14,31 +14,35 @@ import (
 // that address, and bbolt's own page consistency. Errors wrap
 // ipam.ErrCorrupt.
 func (s *Store) Check(ctx context.Context) error {
-	if err := ipam.Check(ctx, s); err != nil {
+	if _, err := ipam.Check(ctx, s); err != nil {
 		return err
 	}
-	return s.db.View(func(btx *bolt.Tx) error {
-		var first error
-		for err := range btx.Check() { // drain: the checker goroutine sends every error
-			if first == nil {
-				first = fmt.Errorf("boltstore: %s: %v: %w", s.Path(), err, ipam.ErrCorrupt)
-			}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.with(ctx, false, func(db *bolt.DB) error { return db.View(checkTx) })
+}
+
+func checkTx(btx *bolt.Tx) error {
+	var first error
+	for err := range btx.Check() { // drain: the checker goroutine sends every error
+		if first == nil {
+			first = fmt.Errorf("boltstore: %s: %v: %w", btx.DB().Path(), err, ipam.ErrCorrupt)
 		}
-		if first != nil {
-			return first
-		}
-		t := &tx{btx: btx}
-		nets, err := t.Networks()
-		if err != nil {
+	}
+	if first != nil {
+		return first
+	}
+	t := &tx{btx: btx}
+	nets, err := t.Networks()
+	if err != nil {
+		return err
+	}
+	for _, n := range nets {
+		if err := t.checkReverse(n); err != nil {
 			return err
 		}
-		for _, n := range nets {
-			if err := t.checkReverse(n); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 func (t *tx) checkReverse(network string) error {

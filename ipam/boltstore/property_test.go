@@ -8,8 +8,8 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/internal/ipamtest"
+	"github.com/medianet/medianet/ipam"
 )
 
 // TestAllocateReleaseProperty drives random allocations and releases
@@ -117,7 +117,7 @@ type flakySource struct {
 
 var errUnreachable = fmt.Errorf("etcd http://192.0.2.1:2379 unreachable: %w", ipam.ErrBusy)
 
-func (f *flakySource) Next(ctx context.Context, s netip.Prefix, bits int, held map[netip.Prefix]bool) (netip.Prefix, error) {
+func (f *flakySource) Next(ctx context.Context, s netip.Prefix, bits int, held ipam.Held) (netip.Prefix, error) {
 	f.calls++
 	if f.failing {
 		return netip.Prefix{}, errUnreachable
@@ -125,11 +125,18 @@ func (f *flakySource) Next(ctx context.Context, s netip.Prefix, bits int, held m
 	return f.inner.Next(ctx, s, bits, held)
 }
 
-func (f *flakySource) Containing(ctx context.Context, s netip.Prefix, bits int, a netip.Addr) (netip.Prefix, error) {
+func (f *flakySource) Containing(ctx context.Context, s netip.Prefix, bits int, a netip.Addr, held ipam.Held) (netip.Prefix, error) {
 	if f.failing {
 		return netip.Prefix{}, errUnreachable
 	}
-	return f.inner.Containing(ctx, s, bits, a)
+	return f.inner.Containing(ctx, s, bits, a, held)
+}
+
+func (f *flakySource) Available(ctx context.Context, s netip.Prefix, bits int, held ipam.Held) error {
+	if f.failing {
+		return errUnreachable
+	}
+	return f.inner.Available(ctx, s, bits, held)
 }
 
 func (f *flakySource) Ranges(s netip.Prefix) []netip.Prefix { return f.inner.Ranges(s) }

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,84 +26,169 @@ const (
 // SchemaVersion is the layout version written in a new store.
 const SchemaVersion = "1"
 
-// DefaultTimeout bounds how long Open waits for other processes.
+// DefaultTimeout bounds how long a transaction waits for other processes.
 const DefaultTimeout = 10 * time.Second
 
 // Options tune Open.
 type Options struct {
-	// Timeout bounds the wait for the lock; 0 means DefaultTimeout.
+	// Timeout bounds each wait for the lock; 0 means DefaultTimeout.
 	Timeout time.Duration
 	// NoSync skips fsync on commit: for filling test and benchmark stores
 	// only, never for real allocations.
 	NoSync bool
 }
 
-// Store is an ipam.Store on a bbolt file. It holds the file exclusively
-// until Close.
+// Store is an ipam.Store on a bbolt file. It holds the file, and the
+// node's store lock, only for the length of one transaction: between
+// transactions (while a caller talks to etcd, say) other processes of the
+// node use the store freely.
 type Store struct {
-	db   *bolt.DB
-	lock *os.File
+	dir  string
+	opts Options
+
+	// mu orders this process's own transactions (writers exclusive,
+	// readers shared) before they take the file lock, so goroutines of a
+	// daemon queue on a mutex rather than poll the flock.
+	mu sync.RWMutex
+
+	// lockWait is the total time transactions waited for the file lock
+	// (other processes), in nanoseconds.
+	lockWait atomic.Int64
 }
 
 var _ ipam.Store = (*Store)(nil)
 
-// Open opens (creating if needed) <dir>/ipam.db. dir must exist and be a
-// writable directory (ipam.ErrConfig otherwise); other processes holding the
-// store past opts.Timeout give ipam.ErrBusy.
+// Open checks dir (creating it with mode 0700 when missing, as host-local
+// does) and the store's schema (creating <dir>/ipam.db on first use).
+// It holds nothing open afterwards. A data directory that cannot be used
+// is ipam.ErrConfig; other processes holding the store past opts.Timeout
+// give ipam.ErrBusy.
 func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
-	if err := checkDir(dir); err != nil {
+	if err := ensureDir(dir); err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(opts.Timeout)
-	lock, err := acquire(ctx, filepath.Join(dir, LockName), deadline)
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: max(time.Until(deadline), 100*time.Millisecond)})
-	if err != nil {
-		lock.Close()
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("boltstore: open %s: %w", path, ipam.ErrBusy)
-		}
-		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
-	}
-	db.NoSync = opts.NoSync
-	s := &Store{db: db, lock: lock}
-	if err := s.initSchema(); err != nil {
-		s.Close()
+	s := &Store{dir: dir, opts: opts}
+	// Check the schema (creating the file on first use) now, so that a
+	// store this binary cannot read fails here. A read when the file
+	// exists: no write, no fsync.
+	if err := s.View(ctx, func(ipam.Tx) error { return nil }); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func checkDir(dir string) error {
+func ensureDir(dir string) error {
 	if dir == "" {
 		return fmt.Errorf("boltstore: data directory is empty: %w", ipam.ErrConfig)
 	}
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("boltstore: data directory %q: create it first: %w: %w", dir, err, ipam.ErrConfig)
-	}
-	if !fi.IsDir() {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
 		return fmt.Errorf("boltstore: data directory %q is not a directory: %w", dir, ipam.ErrConfig)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("boltstore: create data directory %q: %w: %w", dir, err, ipam.ErrConfig)
 	}
 	return nil
 }
 
-// acquire takes an exclusive flock on path, polling with backoff until
-// deadline.
-func acquire(ctx context.Context, path string, deadline time.Time) (*os.File, error) {
+// Close releases nothing held between transactions; it exists for the
+// ipam.Store interface and for symmetry with Open.
+func (s *Store) Close() error { return nil }
+
+// Path returns the bbolt file's path.
+func (s *Store) Path() string { return filepath.Join(s.dir, FileName) }
+
+// Dir returns the data directory.
+func (s *Store) Dir() string { return s.dir }
+
+// LockWait returns the total time this Store's transactions waited for
+// other processes to release the node's store lock.
+func (s *Store) LockWait() time.Duration { return time.Duration(s.lockWait.Load()) }
+
+// Update implements ipam.Store: fn runs in one bbolt write transaction,
+// under the node's exclusive store lock.
+func (s *Store) Update(ctx context.Context, fn func(ipam.Tx) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.with(ctx, true, func(db *bolt.DB) error {
+		return db.Update(func(btx *bolt.Tx) error {
+			if err := initSchema(btx); err != nil {
+				return err
+			}
+			return fn(&tx{btx: btx})
+		})
+	})
+}
+
+// View implements ipam.Store: fn runs in one read-only transaction, under
+// a shared store lock (readers never wait for each other).
+func (s *Store) View(ctx context.Context, fn func(ipam.Tx) error) error {
+	if _, err := os.Stat(s.Path()); errors.Is(err, os.ErrNotExist) {
+		// A fresh node: create the file and its schema first.
+		if err := s.Update(ctx, func(ipam.Tx) error { return nil }); err != nil {
+			return err
+		}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.with(ctx, false, func(db *bolt.DB) error {
+		return db.View(func(btx *bolt.Tx) error {
+			if err := checkSchema(btx); err != nil {
+				return err
+			}
+			return fn(&tx{btx: btx})
+		})
+	})
+}
+
+// with takes the file lock (exclusive for writers), opens the bbolt file,
+// runs fn and closes both.
+func (s *Store) with(ctx context.Context, write bool, fn func(*bolt.DB) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	deadline := start.Add(s.opts.Timeout)
+	lock, err := acquire(ctx, filepath.Join(s.dir, LockName), write, deadline)
+	s.lockWait.Add(int64(time.Since(start)))
+	if err != nil {
+		return err
+	}
+	defer lock.Close() // closing drops the flock
+	db, err := bolt.Open(s.Path(), 0o600, &bolt.Options{
+		Timeout:  max(time.Until(deadline), 100*time.Millisecond),
+		ReadOnly: !write,
+		NoSync:   s.opts.NoSync,
+	})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return fmt.Errorf("boltstore: open %s: %w", s.Path(), ipam.ErrBusy)
+		}
+		return fmt.Errorf("boltstore: open %s: %w", s.Path(), err)
+	}
+	err = fn(db)
+	if cerr := db.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("boltstore: close %s: %w", s.Path(), cerr)
+	}
+	return err
+}
+
+// acquire takes a flock on path (exclusive or shared), polling with
+// backoff until deadline.
+func acquire(ctx context.Context, path string, exclusive bool, deadline time.Time) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: lock %s: data directory not writable: %w: %w", path, err, ipam.ErrConfig)
 	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
 	wait := time.Millisecond
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
 		if err == nil {
 			return f, nil
 		}
@@ -124,49 +211,34 @@ func acquire(ctx context.Context, path string, deadline time.Time) (*os.File, er
 	}
 }
 
-func (s *Store) initSchema() error {
-	return s.db.Update(func(btx *bolt.Tx) error {
-		meta, err := btx.CreateBucketIfNotExists([]byte("meta"))
-		if err != nil {
+// initSchema creates the top buckets and the schema key on first use, and
+// checks the schema otherwise.
+func initSchema(btx *bolt.Tx) error {
+	if btx.Bucket(bMeta) != nil && btx.Bucket(bNets) != nil {
+		return checkSchema(btx)
+	}
+	meta, err := btx.CreateBucketIfNotExists(bMeta)
+	if err != nil {
+		return err
+	}
+	if meta.Get(kSchema) == nil {
+		if err := meta.Put(kSchema, []byte(SchemaVersion)); err != nil {
 			return err
 		}
-		switch v := meta.Get([]byte("schema")); {
-		case v == nil:
-			if err := meta.Put([]byte("schema"), []byte(SchemaVersion)); err != nil {
-				return err
-			}
-		case string(v) != SchemaVersion:
-			return fmt.Errorf("boltstore: schema version %q, this binary knows %q: %w", v, SchemaVersion, ipam.ErrCorrupt)
-		}
-		_, err = btx.CreateBucketIfNotExists([]byte("nets"))
-		return err
-	})
-}
-
-// Close releases the file and the lock.
-func (s *Store) Close() error {
-	err := s.db.Close()
-	if s.lock != nil {
-		s.lock.Close() // closing drops the flock
 	}
-	return err
-}
-
-// Path returns the bbolt file's path.
-func (s *Store) Path() string { return s.db.Path() }
-
-// Update implements ipam.Store: fn runs in one bbolt write transaction.
-func (s *Store) Update(ctx context.Context, fn func(ipam.Tx) error) error {
-	if err := ctx.Err(); err != nil {
+	if _, err := btx.CreateBucketIfNotExists(bNets); err != nil {
 		return err
 	}
-	return s.db.Update(func(btx *bolt.Tx) error { return fn(&tx{btx: btx}) })
+	return checkSchema(btx)
 }
 
-// View implements ipam.Store: fn runs in one read-only transaction.
-func (s *Store) View(ctx context.Context, fn func(ipam.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
+func checkSchema(btx *bolt.Tx) error {
+	meta := btx.Bucket(bMeta)
+	if meta == nil || btx.Bucket(bNets) == nil {
+		return fmt.Errorf("boltstore: buckets meta or nets missing: %w", ipam.ErrCorrupt)
 	}
-	return s.db.View(func(btx *bolt.Tx) error { return fn(&tx{btx: btx}) })
+	if v := meta.Get(kSchema); string(v) != SchemaVersion {
+		return fmt.Errorf("boltstore: schema version %q, this binary knows %q: %w", v, SchemaVersion, ipam.ErrCorrupt)
+	}
+	return nil
 }

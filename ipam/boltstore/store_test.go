@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medianet/medianet/internal/ipamtest"
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/boltstore"
-	"github.com/medianet/medianet/internal/ipamtest"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -27,8 +27,8 @@ func TestOpenErrors(t *testing.T) {
 	tests := []struct {
 		name, dir, msg string
 	}{
-		{"missing", filepath.Join(dir, "nope"), "create it first"},
 		{"not a dir", file, "is not a directory"},
+		{"under a file", filepath.Join(file, "sub"), "not a directory"},
 		{"empty", "", "data directory is empty"},
 	}
 	for _, tt := range tests {
@@ -37,8 +37,20 @@ func TestOpenErrors(t *testing.T) {
 			t.Errorf("%s: Open(%q) = %v, want ErrConfig naming %q", tt.name, tt.dir, err, tt.msg)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "nope")); !os.IsNotExist(err) {
-		t.Errorf("Open of a missing dir created it: %v", err)
+}
+
+// TestOpenCreatesDir: a missing data directory is created with mode 0700,
+// parents included, as host-local does; a kubelet node does not make it.
+func TestOpenCreatesDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "var", "lib", "medianet")
+	st, err := boltstore.Open(ctx, dir, boltstore.Options{})
+	if err != nil {
+		t.Fatalf("Open(missing %s) = %v, want it created", dir, err)
+	}
+	defer st.Close()
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("data dir %s: %v, %v; want a 0700 directory", dir, fi.Mode(), err)
 	}
 }
 
@@ -51,16 +63,44 @@ func containsAll(s string, subs ...string) bool {
 	return true
 }
 
-func TestOpenBusy(t *testing.T) {
+// TestLockPerTransaction: the node's store lock is held only inside a
+// transaction. Another process (here: another Store on the same
+// directory) works freely between this one's transactions, and waits,
+// then gets ErrBusy, while a transaction runs.
+func TestLockPerTransaction(t *testing.T) {
 	dir := t.TempDir()
 	st, err := boltstore.Open(ctx, dir, boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	_, err = boltstore.Open(ctx, dir, boltstore.Options{Timeout: 50 * time.Millisecond})
-	if !errors.Is(err, ipam.ErrBusy) {
-		t.Fatalf("second Open while held = %v, want ErrBusy", err)
+	other, err := boltstore.Open(ctx, dir, boltstore.Options{Timeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("second Open between transactions = %v, want nil", err)
+	}
+	if err := other.Update(ctx, func(ipam.Tx) error { return nil }); err != nil {
+		t.Fatalf("Update of another store between transactions = %v", err)
+	}
+	err = st.Update(ctx, func(ipam.Tx) error {
+		err := other.Update(ctx, func(ipam.Tx) error { return nil })
+		if !errors.Is(err, ipam.ErrBusy) {
+			return fmt.Errorf("Update during another's transaction = %v, want ErrBusy", err)
+		}
+		if err := other.View(ctx, func(ipam.Tx) error { return nil }); !errors.Is(err, ipam.ErrBusy) {
+			return fmt.Errorf("View during another's write = %v, want ErrBusy", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.LockWait() < 50*time.Millisecond {
+		t.Errorf("LockWait() = %v after two 50ms timeouts, want at least 50ms", other.LockWait())
+	}
+	// Readers share: a View inside another's View does not wait.
+	err = st.View(ctx, func(ipam.Tx) error { return other.View(ctx, func(ipam.Tx) error { return nil }) })
+	if err != nil {
+		t.Fatalf("View during another's View = %v, want nil", err)
 	}
 	if info, err := os.Stat(filepath.Join(dir, boltstore.FileName)); err != nil || info.Mode().Perm() != 0o600 {
 		t.Errorf("store file mode = %v, %v, want 0600", info.Mode(), err)

@@ -14,12 +14,15 @@ import (
 )
 
 var (
+	bMeta   = []byte("meta")
+	kSchema = []byte("schema")
 	bNets   = []byte("nets")
 	bAlloc  = []byte("alloc")
 	bAddr   = []byte("addr")
 	bBlocks = []byte("blocks")
 	bAvail  = []byte("avail")
 	bCursor = []byte("cursor")
+	bMetaN  = []byte("meta")
 )
 
 // tx implements ipam.Tx over one bbolt transaction. Every value it returns
@@ -82,8 +85,10 @@ func decodeBlockKey(k []byte) (netip.Prefix, bool) {
 }
 
 type allocValue struct {
-	IPs     []netip.Addr `json:"ips"`
-	Created time.Time    `json:"created"`
+	IPs       []netip.Addr `json:"ips"`
+	Created   time.Time    `json:"created"`
+	Workload  string       `json:"workload,omitempty"`
+	HeldUntil time.Time    `json:"heldUntil,omitzero"`
 }
 
 func decodeAlloc(network string, k, v []byte) (ipam.Allocation, error) {
@@ -92,7 +97,8 @@ func decodeAlloc(network string, k, v []byte) (ipam.Allocation, error) {
 	if err := json.Unmarshal(v, &av); err != nil || !ok {
 		return ipam.Allocation{}, fmt.Errorf("boltstore: network %q: allocation %q undecodable: %w", network, k, ipam.ErrCorrupt)
 	}
-	return ipam.Allocation{Key: ipam.Key{Network: network, ContainerID: cid, IfName: ifn}, IPs: av.IPs, Created: av.Created}, nil
+	return ipam.Allocation{Key: ipam.Key{Network: network, ContainerID: cid, IfName: ifn},
+		IPs: av.IPs, Created: av.Created, Workload: av.Workload, HeldUntil: av.HeldUntil}, nil
 }
 
 // Networks implements ipam.Tx.
@@ -136,7 +142,7 @@ func (t *tx) ForEachAllocation(network string, fn func(ipam.Allocation) error) e
 
 // PutAllocation implements ipam.Tx.
 func (t *tx) PutAllocation(a ipam.Allocation) error {
-	v, err := json.Marshal(allocValue{IPs: a.IPs, Created: a.Created})
+	v, err := json.Marshal(allocValue{IPs: a.IPs, Created: a.Created, Workload: a.Workload, HeldUntil: a.HeldUntil})
 	if err != nil {
 		return err
 	}
@@ -194,15 +200,17 @@ func (t *tx) Owner(network string, addr netip.Addr) (ipam.Key, bool, error) {
 	return ipam.Key{Network: network, ContainerID: cid, IfName: ifn}, true, nil
 }
 
+// encodeBlock writes the Used words, the Reserved words (little-endian
+// uint64) and, for a lost block, the Lost reason as trailing bytes.
 func encodeBlock(b ipam.Block) []byte {
-	out := make([]byte, 0, 16*len(b.Used))
+	out := make([]byte, 0, 16*len(b.Used)+len(b.Lost))
 	for _, w := range b.Used {
 		out = binary.LittleEndian.AppendUint64(out, w)
 	}
 	for _, w := range b.Reserved {
 		out = binary.LittleEndian.AppendUint64(out, w)
 	}
-	return out
+	return append(out, b.Lost...)
 }
 
 func decodeBlock(k, v []byte) (ipam.Block, error) {
@@ -211,7 +219,7 @@ func decodeBlock(k, v []byte) (ipam.Block, error) {
 		return ipam.Block{}, fmt.Errorf("boltstore: block key %x undecodable: %w", k, ipam.ErrCorrupt)
 	}
 	words := (int(ipam.Size(p)) + 63) / 64
-	if p.Addr().BitLen()-p.Bits() > 16 || len(v) != 16*words {
+	if p.Addr().BitLen()-p.Bits() > 16 || len(v) < 16*words {
 		return ipam.Block{}, fmt.Errorf("boltstore: block %s: bitmap of %d bytes: %w", p, len(v), ipam.ErrCorrupt)
 	}
 	b := ipam.Block{Prefix: p, Used: make([]uint64, words), Reserved: make([]uint64, words)}
@@ -219,5 +227,45 @@ func decodeBlock(k, v []byte) (ipam.Block, error) {
 		b.Used[i] = binary.LittleEndian.Uint64(v[8*i:])
 		b.Reserved[i] = binary.LittleEndian.Uint64(v[8*(words+i):])
 	}
+	b.Lost = string(v[16*words:])
 	return b, nil
+}
+
+// ForEachHold implements ipam.Tx: a Seek to the hold prefix, so a network
+// without holds costs one lookup.
+func (t *tx) ForEachHold(network string, fn func(ipam.Allocation) error) error {
+	b, err := t.net([]byte(network), bAlloc)
+	if err != nil || b == nil {
+		return err
+	}
+	pfx := []byte(ipam.HoldPrefix)
+	c := b.Cursor()
+	for k, v := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, v = c.Next() {
+		a, err := decodeAlloc(network, k, v)
+		if err != nil {
+			return err
+		}
+		if err := fn(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Meta implements ipam.Tx.
+func (t *tx) Meta(network, key string) ([]byte, error) {
+	b, err := t.net([]byte(network), bMetaN)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	return bytes.Clone(b.Get([]byte(key))), nil
+}
+
+// PutMeta implements ipam.Tx.
+func (t *tx) PutMeta(network, key string, v []byte) error {
+	b, err := t.net([]byte(network), bMetaN)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), v)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/medianet/medianet/ipam"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -29,24 +30,21 @@ const (
 	taken                  // another node holds it
 )
 
-// ClaimNext claims a block of subnet for node and returns it. held
-// reports blocks the node already holds (they are skipped); it may be nil.
-// A block already claimed by node in etcd but not in held (left by a crash
+// ClaimNext claims a block of subnet for node and returns it. Blocks
+// overlapping one in held (the node's own, of any size) are skipped. A
+// block already claimed by node in etcd but not held (left by a crash
 // between the claim and the local record) is returned without a write.
 // The whole call is bounded by Config.RequestTimeout.
-func (c *Client) ClaimNext(ctx context.Context, n Network, node string, subnet netip.Prefix, held func(netip.Prefix) bool) (netip.Prefix, error) {
+func (c *Client) ClaimNext(ctx context.Context, n Network, node string, subnet netip.Prefix, held ipam.Held) (netip.Prefix, error) {
 	s, err := c.checkArgs(n, node, subnet)
 	if err != nil {
 		return netip.Prefix{}, err
 	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	if held == nil {
-		held = func(netip.Prefix) bool { return false }
-	}
 	seed := s.seed(node)
 	seen := map[netip.Prefix]bool{} // claimed by others, as far as we know
-	skip := func(b netip.Prefix) bool { return held(b) || seen[b] }
+	skip := func(b netip.Prefix) bool { return held.Overlaps(b) || seen[b] }
 	for try := 0; try < probes+relists; try++ {
 		if try >= probes {
 			if err := c.claimedSet(ctx, n, s, seen); err != nil {
@@ -59,6 +57,9 @@ func (c *Client) ClaimNext(ctx context.Context, n Network, node string, subnet n
 				n.Name, subnet, s.count(), s.BlockBits, ErrExhausted)
 		}
 		out, err := c.tryClaim(ctx, n, node, b)
+		if errors.Is(err, errMixed) {
+			return c.claimMixed(ctx, n, node, s, held, netip.Prefix{})
+		}
 		if err != nil {
 			return netip.Prefix{}, err
 		}
@@ -73,7 +74,10 @@ func (c *Client) ClaimNext(ctx context.Context, n Network, node string, subnet n
 
 // ClaimBlock claims the given block of one of n's subnets for node, for a
 // requested address. It succeeds when the block is free or already node's;
-// when another node holds it the error wraps ErrNotOwner and names it.
+// when another node holds it (or a block overlapping it) the error wraps
+// ErrNotOwner and names that node. A block of another length than the
+// subnet's block size (after a blockSize change) is claimed with the
+// overlap check of mixed block sizes.
 func (c *Client) ClaimBlock(ctx context.Context, n Network, node string, block netip.Prefix) error {
 	var sub netip.Prefix
 	for _, s := range n.Subnets {
@@ -85,21 +89,32 @@ func (c *Client) ClaimBlock(ctx context.Context, n Network, node string, block n
 	if err != nil {
 		return fmt.Errorf("block %s: %w", block, err)
 	}
-	if block.Bits() != s.BlockBits || block.Masked() != block {
-		return fmt.Errorf("block %s: not a /%d block of %s: %w", block, s.BlockBits, s.Prefix, ErrConfig)
+	if block.Masked() != block || block.Bits() < s.Prefix.Bits() || block.Addr().BitLen()-block.Bits() > MaxBlockHostBits {
+		return fmt.Errorf("block %s: not a block of %s of at most %d addresses: %w", block, s.Prefix, 1<<MaxBlockHostBits, ErrConfig)
 	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
+	if block.Bits() != s.BlockBits {
+		_, err := c.claimMixed(ctx, n, node, s, ipam.Held{}, block)
+		return err
+	}
 	out, err := c.tryClaim(ctx, n, node, block)
+	if errors.Is(err, errMixed) {
+		_, err = c.claimMixed(ctx, n, node, s, ipam.Held{}, block)
+		return err
+	}
 	if err != nil {
 		return err
 	}
 	if out == taken {
-		owner := "another node"
+		owner := "claimed by another node"
 		if cl, ok, err := c.getClaim(ctx, n.Name, block); err == nil && ok {
-			owner = fmt.Sprintf("node %q", cl.Claim.Node)
+			owner = fmt.Sprintf("claimed by node %q", cl.Claim.Node)
+			if cl.Claim.IsTombstone() {
+				owner = fmt.Sprintf("reclaimed by force from node %q, whose addresses in it stay reserved; it is handed out only when no other block is left", cl.Claim.ReclaimedFrom)
+			}
 		}
-		return fmt.Errorf("network %q block %s is claimed by %s: %w", n.Name, block, owner, ErrNotOwner)
+		return fmt.Errorf("network %q block %s is %s: %w", n.Name, block, owner, ErrNotOwner)
 	}
 	return nil
 }
@@ -146,7 +161,7 @@ func (c *Client) tryClaim(ctx context.Context, n Network, node string, b netip.P
 			continue
 		}
 		if got := string(cfgKVs[0].Value); got != rec {
-			return taken, c.mismatch(n, got)
+			return taken, c.recordDiffers(n, got)
 		}
 		bKVs := resp.Responses[1].GetResponseRange().Kvs
 		var cl Claim
@@ -204,14 +219,31 @@ func (c *Client) ensureConfig(ctx context.Context, n Network) error {
 	}
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	if len(kvs) > 0 && string(kvs[0].Value) != rec {
-		return c.mismatch(n, string(kvs[0].Value))
+		if err := c.recordDiffers(n, string(kvs[0].Value)); !errors.Is(err, errMixed) {
+			return err
+		}
 	}
 	return nil
 }
 
+// errMixed: the recorded config has this node's subnets but other block
+// sizes (or mixed ones): claims must take the mixed-size path.
+var errMixed = errors.New("block sizes differ: mixed claims")
+
+// recordDiffers explains a recorded config that differs from n's: the same
+// subnets with other block sizes is errMixed (a blockSize change, which
+// claimMixed handles safely); other subnets are ErrConfigMismatch.
+func (c *Client) recordDiffers(n Network, got string) error {
+	r, err := parseRecord(got)
+	if err == nil && r.sameSubnets(n) {
+		return errMixed
+	}
+	return c.mismatch(n, got)
+}
+
 func (c *Client) mismatch(n Network, got string) error {
 	return fmt.Errorf("network %q: this node's config has %s but etcd (%s, key %s) records %s; "+
-		"fix this node's subnet or blockSize, or delete that key if no node uses the network any more: %w",
+		"fix this node's subnet, or delete that key if no node uses the network any more: %w",
 		n.Name, describeRecord(n.recordJSON()), strings.Join(c.cfg.Endpoints, ","), c.configKey(n.Name),
 		describeRecord(got), ErrConfigMismatch)
 }

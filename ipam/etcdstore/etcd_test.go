@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/medianet/medianet/internal/etcdtest"
+	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/etcdstore"
 )
 
@@ -54,7 +55,7 @@ type node struct {
 func (n *node) claim(ctx context.Context, net etcdstore.Network) (netip.Prefix, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	b, err := n.c.ClaimNext(ctx, net, n.name, net.Subnets[0].Prefix, func(p netip.Prefix) bool { return n.held[p] })
+	b, err := n.c.ClaimNext(ctx, net, n.name, net.Subnets[0].Prefix, n.heldSet())
 	if err == nil {
 		if n.held[b] {
 			return b, fmt.Errorf("node %s got block %s it already holds", n.name, b)
@@ -159,7 +160,7 @@ func TestConfigMismatch(t *testing.T) {
 	srv := etcdtest.Start(t, etcdtest.Options{})
 	c := clientFor(t, srv, nil)
 	ctx := context.Background()
-	if _, err := c.ClaimNext(ctx, network("10.0.0.0/16", 26), "a", netip.MustParsePrefix("10.0.0.0/16"), nil); err != nil {
+	if _, err := c.ClaimNext(ctx, network("10.0.0.0/16", 26), "a", netip.MustParsePrefix("10.0.0.0/16"), ipam.Held{}); err != nil {
 		t.Fatalf("first claim: %v", err)
 	}
 	tests := []struct {
@@ -167,14 +168,14 @@ func TestConfigMismatch(t *testing.T) {
 		net  etcdstore.Network
 		want []string
 	}{
-		{"block size", network("10.0.0.0/16", 27), []string{"blockSize 27", "blockSize 26"}},
 		{"subnet typo", network("10.1.0.0/16", 26), []string{"10.1.0.0/16", "10.0.0.0/16"}},
+		{"subnet added", network2("10.0.0.0/16", "fd00::/64", 26), []string{"fd00::/64", "10.0.0.0/16"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			other := clientFor(t, srv, nil)
 			before := other.Writes()
-			_, err := other.ClaimNext(ctx, tt.net, "b", tt.net.Subnets[0].Prefix, nil)
+			_, err := other.ClaimNext(ctx, tt.net, "b", tt.net.Subnets[0].Prefix, ipam.Held{})
 			if !errors.Is(err, etcdstore.ErrConfigMismatch) {
 				t.Fatalf("got %v, want ErrConfigMismatch", err)
 			}
@@ -205,7 +206,7 @@ func TestUnavailableAndRestart(t *testing.T) {
 	ctx := context.Background()
 	held := map[netip.Prefix]bool{}
 	claim := func() (netip.Prefix, error) {
-		b, err := c.ClaimNext(ctx, net, "a", net.Subnets[0].Prefix, func(p netip.Prefix) bool { return held[p] })
+		b, err := c.ClaimNext(ctx, net, "a", net.Subnets[0].Prefix, heldOf(held))
 		if err == nil {
 			held[b] = true
 		}
@@ -258,7 +259,7 @@ func TestClosedEndpoint(t *testing.T) {
 	}
 	defer c.Close()
 	net := network("10.0.0.0/16", 26)
-	_, err = c.ClaimNext(context.Background(), net, "a", net.Subnets[0].Prefix, nil)
+	_, err = c.ClaimNext(context.Background(), net, "a", net.Subnets[0].Prefix, ipam.Held{})
 	if !errors.Is(err, etcdstore.ErrUnavailable) || !strings.Contains(err.Error(), ep) {
 		t.Fatalf("got %v, want ErrUnavailable naming %s", err, ep)
 	}
@@ -277,7 +278,7 @@ func TestCutOffNode(t *testing.T) {
 	})
 	// The cut-off node claimed one block before it was cut off.
 	first := clientFor(t, srv, nil)
-	b, err := first.ClaimNext(context.Background(), net, cut.name, net.Subnets[0].Prefix, nil)
+	b, err := first.ClaimNext(context.Background(), net, cut.name, net.Subnets[0].Prefix, ipam.Held{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,4 +311,20 @@ func TestCutOffNode(t *testing.T) {
 	if got, want := len(cut.held), 64-7*7; got != want {
 		t.Errorf("blocks of the returned node: got %d, want %d", got, want)
 	}
+}
+
+func (n *node) heldSet() ipam.Held { return heldOf(n.held) }
+
+func heldOf(m map[netip.Prefix]bool) ipam.Held {
+	var ps []netip.Prefix
+	for p := range m {
+		ps = append(ps, p)
+	}
+	return ipam.NewHeld(ps...)
+}
+
+func network2(a, b string, bits int) etcdstore.Network {
+	n := network(a, bits)
+	n.Subnets = append(n.Subnets, etcdstore.Subnet{Prefix: netip.MustParsePrefix(b), BlockBits: 120})
+	return n
 }

@@ -1,10 +1,12 @@
 package etcdstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/medianet/medianet/ipam"
@@ -12,33 +14,49 @@ import (
 
 // SyncResult says what SyncIdle did.
 type SyncResult struct {
-	// Marked are blocks whose empty mark changed in etcd.
+	// Marked are blocks whose usage (empty mark, used bitmap) changed in
+	// etcd.
 	Marked []netip.Prefix
 	// Released are blocks given back (removed locally, claim deleted).
 	Released []netip.Prefix
 	// Reclaimed are held blocks whose claim had vanished (a forced reclaim
-	// while this node was away) and that were free, so they were claimed
-	// again for this node.
+	// of an empty-marked block while this node was away) and that were
+	// free, so they were claimed again for this node.
 	Reclaimed []netip.Prefix
-	// Lost are held blocks now claimed by another node (a forced reclaim
-	// while this node was away, then a claim elsewhere). Addresses in them
-	// may be in use twice: stop using them, release their allocations and
-	// delete them from the store; report it (STATUS).
+	// Lost are held blocks now claimed by another node or reclaimed by
+	// force. They are marked lost in the store: no address comes from them
+	// any more; their allocations stay until released (see ipam.Check).
 	Lost []netip.Prefix
+	// Foreign are foreign reservations released because the node they
+	// were kept for said it no longer uses them.
+	Foreign []netip.Addr
+}
+
+// heldBlock is what SyncIdle needs of a held block.
+type heldBlock struct {
+	used []uint64
+	lost string
 }
 
 // SyncIdle brings the node's claims in etcd in line with its store, for
-// the source's network: a held block whose claim vanished is claimed again
-// (or reported Lost when another node has it), a held block with no
-// allocation is marked empty, a
-// block marked empty that has allocations again is unmarked (writes happen
-// only on such changes), and a block marked empty for at least
-// Config.IdleRelease at now is given back: removed from the store in a
-// transaction that checks it is still empty, then its claim deleted if
-// unchanged (ModRevision). It reads one claim per held block. Call it
-// from GC, from a daemon's timer, or best-effort after a DEL; it is
-// bounded by Config.RequestTimeout and returns ErrUnavailable when etcd
-// is down, which the caller may ignore.
+// the source's network, and the store in line with etcd:
+//   - a held block whose claim vanished is claimed again (or lost when
+//     another node has it);
+//   - a held block claimed by another node, or reclaimed by force, is
+//     marked lost in the store, and the node tells (foreignKey) which of
+//     its addresses there are still in use, so the new owner keeps them
+//     reserved; once none is, the lost block is dropped from the store;
+//   - for its own blocks, the used bitmap and empty mark are published
+//     (a write only when they changed), a block marked empty for at least
+//     Config.IdleRelease at now is given back (removed from the store in a
+//     transaction that checks it is still empty, then its claim deleted if
+//     unchanged), and a block marked lost is usable again;
+//   - foreign reservations are released once their node says so.
+//
+// It never holds the store's lock while it talks to etcd. Call it from
+// GC, from a daemon's timer (medianetd, the node agent), or from
+// `medianetctl ipam sync`; it is bounded by Config.RequestTimeout and
+// returns ErrUnavailable when etcd is down, which the caller may ignore.
 func (s *Source) SyncIdle(ctx context.Context, st ipam.Store, now time.Time) (SyncResult, error) {
 	var res SyncResult
 	held, err := heldBlocks(ctx, st, s.net.Name)
@@ -47,53 +65,123 @@ func (s *Source) SyncIdle(ctx context.Context, st ipam.Store, now time.Time) (Sy
 	}
 	ctx, cancel := s.c.bound(ctx)
 	defer cancel()
-	for p, empty := range held {
-		bc, ok, err := s.c.getClaim(ctx, s.net.Name, p)
-		if err != nil {
-			return res, err
+	marks := map[netip.Prefix]string{} // new Lost reason ("" = usable again)
+	for p, hb := range held {
+		if err := s.syncBlock(ctx, st, p, hb, now, marks, &res); err != nil {
+			return res, errors.Join(err, s.applyMarks(ctx, st, marks))
 		}
-		if !ok {
-			if err := s.c.ClaimBlock(ctx, s.net, s.node, p); errors.Is(err, ErrNotOwner) {
-				res.Lost = append(res.Lost, p)
-			} else if err != nil {
-				return res, err
-			} else {
-				res.Reclaimed = append(res.Reclaimed, p)
-			}
-			continue
-		}
-		if bc.Claim.Node != s.node {
-			res.Lost = append(res.Lost, p)
-			continue
-		}
-		if bc.Claim.Empty != empty {
-			if err := s.c.MarkEmpty(ctx, s.net.Name, s.node, p, empty); err != nil {
-				return res, err
-			}
-			res.Marked = append(res.Marked, p)
-			continue // the idle time starts now
-		}
-		if !empty || s.c.cfg.IdleRelease < 0 || now.Sub(bc.Claim.EmptySince) < s.c.cfg.IdleRelease {
-			continue
-		}
-		removed, err := removeIfEmpty(ctx, st, s.net.Name, p)
-		if err != nil || !removed {
-			return res, err
-		}
-		if _, err := s.c.deleteIfUnchanged(ctx, bc); err != nil {
-			return res, err // the claim stays; the next ClaimNext adopts it again
-		}
-		res.Released = append(res.Released, p)
 	}
-	return res, nil
+	if err := s.applyMarks(ctx, st, marks); err != nil {
+		return res, err
+	}
+	freed, err := s.syncForeign(ctx, st)
+	res.Foreign = freed
+	return res, err
 }
 
-// heldBlocks maps every held block of network to whether it is empty.
-func heldBlocks(ctx context.Context, st ipam.Store, network string) (map[netip.Prefix]bool, error) {
-	held := map[netip.Prefix]bool{}
+func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, hb heldBlock, now time.Time, marks map[netip.Prefix]string, res *SyncResult) error {
+	bc, ok, err := s.c.getClaim(ctx, s.net.Name, p)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		err := s.c.ClaimBlock(ctx, s.net, s.node, p)
+		if errors.Is(err, ErrNotOwner) {
+			res.Lost = append(res.Lost, p)
+			marks[p] = fmt.Sprintf("block %s was reclaimed from this node and claimed by another in etcd", p)
+			return nil
+		}
+		if err == nil {
+			res.Reclaimed = append(res.Reclaimed, p)
+		}
+		return err
+	}
+	if bc.Claim.IsTombstone() && bc.Claim.ReclaimedFrom == s.node {
+		// Reclaimed by force while this node was away, and nobody took
+		// it since: the node is alive after all, so it takes it back.
+		ok, err := s.c.retake(ctx, bc, s.node)
+		if err != nil || !ok {
+			return err
+		}
+		res.Reclaimed = append(res.Reclaimed, p)
+		if hb.lost != "" && !lostToConfig(hb.lost) {
+			marks[p] = ""
+		}
+		return nil
+	}
+	if bc.Claim.Node != s.node {
+		res.Lost = append(res.Lost, p)
+		if !lostToConfig(hb.lost) {
+			marks[p] = lostReason(p, bc.Claim)
+		}
+		return s.ack(ctx, p, hb.used)
+	}
+	if hb.lost != "" && !lostToConfig(hb.lost) {
+		marks[p] = ""
+	}
+	used := usedBytes(hb.used)
+	if !bytes.Equal(used, bc.Claim.Used) || bc.Claim.Empty != (used == nil) {
+		if err := s.c.MarkUsage(ctx, s.net.Name, s.node, p, used); err != nil {
+			return err
+		}
+		res.Marked = append(res.Marked, p)
+		return nil // an idle time starts now
+	}
+	if used != nil || s.c.cfg.IdleRelease < 0 || now.Sub(bc.Claim.EmptySince) < s.c.cfg.IdleRelease {
+		return nil
+	}
+	removed, err := removeIfEmpty(ctx, st, s.net.Name, p)
+	if err != nil || !removed {
+		return err
+	}
+	if _, err := s.c.deleteIfUnchanged(ctx, bc); err != nil {
+		return err // the claim stays; the next ClaimNext adopts it again
+	}
+	res.Released = append(res.Released, p)
+	return nil
+}
+
+// lostToConfig reports whether a Lost reason comes from the node's
+// configuration (ipam's reconcile), which etcd must not override.
+func lostToConfig(reason string) bool { return strings.HasPrefix(reason, "config: ") }
+
+// applyMarks writes the Lost marks found by a sync, in one transaction
+// after the etcd calls, and drops lost blocks with nothing left in them.
+func (s *Source) applyMarks(ctx context.Context, st ipam.Store, marks map[netip.Prefix]string) error {
+	if len(marks) == 0 {
+		return nil
+	}
+	return st.Update(ctx, func(tx ipam.Tx) error {
+		for p, reason := range marks {
+			b, ok, err := tx.BlockContaining(s.net.Name, p.Addr())
+			if err != nil {
+				return err
+			}
+			if !ok || b.Prefix != p || lostToConfig(b.Lost) {
+				continue
+			}
+			if reason != "" && blockEmpty(b) {
+				if err := tx.DeleteBlock(s.net.Name, p); err != nil {
+					return err
+				}
+				continue
+			}
+			b.Lost = reason
+			if err := tx.PutBlock(s.net.Name, b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// heldBlocks maps every held block of network to its used bitmap and
+// lost mark.
+func heldBlocks(ctx context.Context, st ipam.Store, network string) (map[netip.Prefix]heldBlock, error) {
+	held := map[netip.Prefix]heldBlock{}
 	err := st.View(ctx, func(tx ipam.Tx) error {
 		return tx.ForEachBlock(network, func(b ipam.Block) error {
-			held[b.Prefix] = blockEmpty(b)
+			held[b.Prefix] = heldBlock{used: b.Used, lost: b.Lost}
 			return nil
 		})
 	})
@@ -103,14 +191,7 @@ func heldBlocks(ctx context.Context, st ipam.Store, network string) (map[netip.P
 	return held, nil
 }
 
-func blockEmpty(b ipam.Block) bool {
-	for _, w := range b.Used {
-		if w != 0 {
-			return false
-		}
-	}
-	return true
-}
+func blockEmpty(b ipam.Block) bool { return usedBytes(b.Used) == nil }
 
 // removeIfEmpty deletes p from the store if it is still held and empty.
 func removeIfEmpty(ctx context.Context, st ipam.Store, network string, p netip.Prefix) (bool, error) {

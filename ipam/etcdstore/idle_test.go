@@ -53,6 +53,9 @@ func (t memTx) BlockContaining(_ string, a netip.Addr) (ipam.Block, bool, error)
 
 func (t memTx) PutBlock(_ string, b ipam.Block) error { t.s.blocks[b.Prefix] = b; return nil }
 
+// ForEachAllocation: memStore holds no allocation.
+func (t memTx) ForEachAllocation(string, func(ipam.Allocation) error) error { return nil }
+
 func (t memTx) DeleteBlock(_ string, p netip.Prefix) error { delete(t.s.blocks, p); return nil }
 
 func TestSyncIdle(t *testing.T) {
@@ -66,7 +69,7 @@ func TestSyncIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	sub := cfg.Subnets[0].Prefix
-	p, err := src.Next(ctx, sub, 28, nil)
+	p, err := src.Next(ctx, sub, 28, ipam.Held{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +86,8 @@ func TestSyncIdle(t *testing.T) {
 		wantReleased int
 		wantEmpty    bool // claim's mark afterwards
 	}{
-		{"in use: nothing to do", true, 0, 0, 0, false},
+		{"in use: usage published", true, 0, 1, 0, false},
+		{"in use, unchanged: nothing to do", true, 0, 0, 0, false},
 		{"emptied: marked", false, 0, 1, 0, true},
 		{"empty, not idle long enough", false, idle / 2, 0, 0, true},
 		{"used again: unmarked", true, idle * 2, 1, 0, false},
@@ -114,13 +118,16 @@ func TestSyncIdle(t *testing.T) {
 		}
 	}
 	// A writes check: a sync with nothing changed writes nothing.
-	q, err := src.Next(ctx, sub, 28, nil)
+	q, err := src.Next(ctx, sub, 28, ipam.Held{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	qb, _ := ipam.NewBlock(q, nil)
 	qb.SetUsed(0, true)
 	st.blocks[q] = qb
+	if _, err := src.SyncIdle(ctx, st, now); err != nil { // publishes q's usage
+		t.Fatal(err)
+	}
 	w := c.Writes()
 	if _, err := src.SyncIdle(ctx, st, now); err != nil {
 		t.Fatal(err)
@@ -137,7 +144,7 @@ func TestAdoptBeatsStaleRelease(t *testing.T) {
 	ctx := context.Background()
 	c := clientFor(t, srv, nil)
 	n := network("10.7.0.0/24", 28)
-	p, err := c.ClaimNext(ctx, n, "a", n.Subnets[0].Prefix, nil)
+	p, err := c.ClaimNext(ctx, n, "a", n.Subnets[0].Prefix, ipam.Held{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +156,7 @@ func TestAdoptBeatsStaleRelease(t *testing.T) {
 		t.Fatalf("claims: %v, %v", stale, err)
 	}
 	// Another process of node a, not holding p locally, adopts it.
-	got, err := c.ClaimNext(ctx, n, "a", n.Subnets[0].Prefix, nil)
+	got, err := c.ClaimNext(ctx, n, "a", n.Subnets[0].Prefix, ipam.Held{})
 	if err != nil || got != p {
 		t.Fatalf("adopt: got %s, %v; want %s", got, err, p)
 	}
@@ -184,8 +191,11 @@ func TestSyncIdleBoltStore(t *testing.T) {
 	if _, err := a.Allocate(ctx, ipam.Request{ContainerID: "c1", IfName: "eth0"}); err != nil {
 		t.Fatal(err)
 	}
+	if res, err := src.SyncIdle(ctx, st, time.Now()); err != nil || len(res.Marked) != 1 {
+		t.Fatalf("first sync with a live allocation: %+v, %v; want its usage published", res, err)
+	}
 	if res, err := src.SyncIdle(ctx, st, time.Now()); err != nil || len(res.Marked) != 0 {
-		t.Fatalf("sync with a live allocation: %+v, %v; want nothing marked", res, err)
+		t.Fatalf("sync with nothing changed: %+v, %v; want nothing marked", res, err)
 	}
 	if _, _, err := a.Release(ctx, "c1", "eth0"); err != nil {
 		t.Fatal(err)
@@ -227,8 +237,8 @@ func heldCount(ctx context.Context, st ipam.Store) (int, error) {
 }
 
 // TestSyncIdleAfterForcedReclaim: a node that comes back after its blocks
-// were reclaimed claims them again when free and reports them lost when
-// another node has one.
+// were reclaimed by force takes them back when nobody else did, and
+// reports them lost when another node has one.
 func TestSyncIdleAfterForcedReclaim(t *testing.T) {
 	srv := etcdtest.Start(t, etcdtest.Options{})
 	ctx := context.Background()
@@ -238,7 +248,7 @@ func TestSyncIdleAfterForcedReclaim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := src.Next(ctx, cfg.Subnets[0].Prefix, 28, nil)
+	p, err := src.Next(ctx, cfg.Subnets[0].Prefix, 28, ipam.Held{})
 	if err != nil {
 		t.Fatal(err)
 	}

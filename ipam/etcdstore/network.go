@@ -1,15 +1,17 @@
 package etcdstore
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"math/big"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/medianet/medianet/ipam"
 )
 
 // MaxBlockHostBits limits a block to 2^16 addresses, as the allocator does.
@@ -39,6 +41,57 @@ type record struct {
 type recordSubnet struct {
 	Subnet    string `json:"subnet"`
 	BlockBits int    `json:"blockBits"`
+	// Mixed is set once a node claimed a block of another size in this
+	// subnet (a blockSize change): from then on every claim in the subnet
+	// checks for overlap with claims of any size (see claimMixed).
+	Mixed bool `json:"mixed,omitempty"`
+}
+
+func parseRecord(v string) (record, error) {
+	var r record
+	if err := json.Unmarshal([]byte(v), &r); err != nil {
+		return r, fmt.Errorf("config record %q: %w", v, err)
+	}
+	return r, nil
+}
+
+func (r record) subnet(p netip.Prefix) (recordSubnet, bool) {
+	for _, s := range r.Subnets {
+		if s.Subnet == p.String() {
+			return s, true
+		}
+	}
+	return recordSubnet{}, false
+}
+
+func (r record) json() string {
+	b, _ := json.Marshal(r)
+	return string(b)
+}
+
+// sameSubnets reports whether r records exactly n's subnets (block sizes
+// aside).
+func (r record) sameSubnets(n Network) bool {
+	if len(r.Subnets) != len(n.Subnets) {
+		return false
+	}
+	for _, s := range n.Subnets {
+		if _, ok := r.subnet(s.Prefix); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// withMixed returns r with subnet p marked mixed.
+func (r record) withMixed(p netip.Prefix) record {
+	out := record{Subnets: slices.Clone(r.Subnets)}
+	for i := range out.Subnets {
+		if out.Subnets[i].Subnet == p.String() {
+			out.Subnets[i].Mixed = true
+		}
+	}
+	return out
 }
 
 func (n Network) validate() error {
@@ -82,6 +135,9 @@ func describeRecord(v string) string {
 	parts := make([]string, len(r.Subnets))
 	for i, s := range r.Subnets {
 		parts[i] = fmt.Sprintf("subnet %s blockSize %d", s.Subnet, s.BlockBits)
+		if s.Mixed {
+			parts[i] += " (mixed block sizes)"
+		}
 	}
 	return strings.Join(parts, ", ")
 }
@@ -99,6 +155,16 @@ func (n Network) subnet(p netip.Prefix) (Subnet, bool) {
 func (c *Client) networksPrefix() string         { return c.cfg.Prefix + "/networks/" }
 func (c *Client) configKey(net string) string    { return c.networksPrefix() + net + "/config" }
 func (c *Client) blocksPrefix(net string) string { return c.networksPrefix() + net + "/blocks/" }
+
+// foreignKey is where node, having lost block b of net to a forced
+// reclaim, says which of its addresses in b are still in use (Foreign).
+func (c *Client) foreignKey(net string, b netip.Prefix, node string) string {
+	return c.foreignPrefix(net, b) + node
+}
+
+func (c *Client) foreignPrefix(net string, b netip.Prefix) string {
+	return c.networksPrefix() + net + "/foreign/" + blockName(b) + "/"
+}
 func (c *Client) blockKey(net string, b netip.Prefix) string {
 	return c.blocksPrefix(net) + blockName(b)
 }
@@ -116,12 +182,51 @@ func parseBlockName(s string) (netip.Prefix, error) {
 
 // Claim is the value of a block key.
 type Claim struct {
+	// Node holds the block; empty on a tombstone (see ReclaimedFrom).
 	Node    string    `json:"node"`
 	Claimed time.Time `json:"claimed"`
-	// Empty is set by MarkEmpty when the node has no allocation left in
+	// Empty is set by MarkUsage when the node has no allocation left in
 	// the block; EmptySince says since when.
 	Empty      bool      `json:"empty,omitempty"`
 	EmptySince time.Time `json:"emptySince,omitzero"`
+	// Used is the block's used-address bitmap (bit i: the block's i-th
+	// address; little-endian 64-bit words) as of the node's last sync.
+	Used []byte `json:"used,omitempty"`
+	// ReclaimedFrom marks a tombstone: a forced reclaim took the block
+	// from this node while it had addresses in use (Used). Another node
+	// claims a tombstone only when no other block is left, and never hands
+	// out the addresses in Used (see Foreign).
+	ReclaimedFrom string `json:"reclaimedFrom,omitempty"`
+}
+
+// IsTombstone reports whether the claim marks a block reclaimed by force.
+func (c Claim) IsTombstone() bool { return c.Node == "" && c.ReclaimedFrom != "" }
+
+// usedBytes encodes a block's Used words as Claim.Used does (nil when no
+// address is used).
+func usedBytes(words []uint64) []byte {
+	if !slices.ContainsFunc(words, func(w uint64) bool { return w != 0 }) {
+		return nil
+	}
+	out := make([]byte, 0, 8*len(words))
+	for _, w := range words {
+		out = binary.LittleEndian.AppendUint64(out, w)
+	}
+	return out
+}
+
+// usedAddrs decodes Claim.Used of block b into addresses.
+func usedAddrs(b netip.Prefix, used []byte) []netip.Addr {
+	var out []netip.Addr
+	n := ipam.Size(b)
+	for i := uint64(0); i < uint64(len(used))*8 && i < n; i++ {
+		if used[i/8]&(1<<(i%8)) != 0 {
+			if a, ok := ipam.Offset(b.Addr(), i); ok {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 // BlockClaim is one claim as read from etcd.
@@ -132,27 +237,19 @@ type BlockClaim struct {
 	ModRevision int64
 }
 
-// Block math: block i of s is s.Prefix.Addr() + i<<(bitlen-BlockBits).
+// Block math: block i of s is s.Prefix.Addr() + i<<(bitlen-BlockBits),
+// computed by the ipam package's arithmetic.
 
-func (s Subnet) count() uint64 { return 1 << (s.BlockBits - s.Prefix.Bits()) }
+func (s Subnet) blocks() ipam.Blocks { return ipam.Blocks{Parent: s.Prefix, Bits: s.BlockBits} }
 
-func (s Subnet) hostBits() uint { return uint(s.Prefix.Addr().BitLen() - s.BlockBits) }
+func (s Subnet) count() uint64 { return s.blocks().Len() }
 
-func addrInt(a netip.Addr) *big.Int { return new(big.Int).SetBytes(a.AsSlice()) }
-
-func (s Subnet) at(i uint64) netip.Prefix {
-	v := new(big.Int).Lsh(new(big.Int).SetUint64(i), s.hostBits())
-	v.Add(v, addrInt(s.Prefix.Addr()))
-	buf := make([]byte, s.Prefix.Addr().BitLen()/8)
-	v.FillBytes(buf)
-	a, _ := netip.AddrFromSlice(buf)
-	return netip.PrefixFrom(a, s.BlockBits)
-}
+func (s Subnet) at(i uint64) netip.Prefix { return s.blocks().At(i) }
 
 // index returns the index of the block holding a; a must be in s.Prefix.
 func (s Subnet) index(a netip.Addr) uint64 {
-	v := new(big.Int).Sub(addrInt(a), addrInt(s.Prefix.Addr()))
-	return v.Rsh(v, s.hostBits()).Uint64()
+	i, _ := s.blocks().Index(a)
+	return i
 }
 
 // seed is the picker's start index for node: FNV-1a of the name.

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/medianet/medianet/ipam"
 )
 
 func TestBlockMath(t *testing.T) {
@@ -222,7 +224,7 @@ func TestBadTLSFileFailsOnFirstUse(t *testing.T) {
 		t.Fatalf("New: %v", err)
 	}
 	n := Network{Name: "m", Subnets: []Subnet{{netip.MustParsePrefix("10.0.0.0/24"), 28}}}
-	_, err = c.ClaimNext(context.Background(), n, "a", n.Subnets[0].Prefix, nil)
+	_, err = c.ClaimNext(context.Background(), n, "a", n.Subnets[0].Prefix, ipam.Held{})
 	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "caFile") {
 		t.Fatalf("got %v, want ErrConfig naming caFile", err)
 	}

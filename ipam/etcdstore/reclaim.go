@@ -4,14 +4,17 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // ReclaimOptions tune Reclaim.
 type ReclaimOptions struct {
 	// Network limits reclaim to one network (empty: every network).
 	Network string
-	// Force frees blocks not marked empty too. Use it only once the node
-	// is known to be gone (see docs: the safe procedure).
+	// Force frees blocks not marked empty too, leaving a tombstone that
+	// keeps the node's last published used addresses reserved (see
+	// foreign.go). Use it only once the node is known to be gone (see
+	// docs/ipam-etcd.md: the safe procedure).
 	Force bool
 	// DryRun reports what would be freed without writing.
 	DryRun bool
@@ -19,7 +22,8 @@ type ReclaimOptions struct {
 
 // ReclaimResult says what Reclaim found and did.
 type ReclaimResult struct {
-	// Freed are the claims deleted (or, with DryRun, that would be).
+	// Freed are the claims deleted or, for blocks not marked empty,
+	// turned into tombstones (or, with DryRun, that would be).
 	Freed []BlockClaim
 	// Live are the claims not marked empty (refused without Force).
 	Live []BlockClaim
@@ -60,7 +64,7 @@ func (c *Client) Reclaim(ctx context.Context, node string, opts ReclaimOptions) 
 			res.Freed = append(res.Freed, bc)
 			continue
 		}
-		ok, err := c.ReleaseClaim(ctx, bc)
+		ok, err := c.freeClaim(ctx, bc)
 		if err != nil {
 			return res, fmt.Errorf("reclaim node %q: %w", node, err)
 		}
@@ -71,4 +75,19 @@ func (c *Client) Reclaim(ctx context.Context, node string, opts ReclaimOptions) 
 		}
 	}
 	return res, nil
+}
+
+// freeClaim deletes an empty-marked claim; any other becomes a tombstone
+// keeping its used bitmap, so that the next owner never hands out the
+// addresses the node may still use. It reports false when the claim
+// changed meanwhile.
+func (c *Client) freeClaim(ctx context.Context, bc BlockClaim) (bool, error) {
+	if bc.Claim.Empty {
+		return c.ReleaseClaim(ctx, bc)
+	}
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	tomb := bc
+	tomb.Claim = Claim{Claimed: time.Now().UTC(), Used: bc.Claim.Used, ReclaimedFrom: bc.Claim.Node}
+	return c.putIfUnchanged(ctx, tomb, fmt.Sprintf("reclaim block %s of node %q on network %q", bc.Block, bc.Claim.Node, bc.Network))
 }

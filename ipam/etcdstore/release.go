@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -18,11 +19,8 @@ func (c *Client) getClaim(ctx context.Context, net string, b netip.Prefix) (Bloc
 	if err != nil || len(resp.Kvs) == 0 {
 		return BlockClaim{}, false, err
 	}
-	bc := BlockClaim{Network: net, Block: b, ModRevision: resp.Kvs[0].ModRevision}
-	if err := json.Unmarshal(resp.Kvs[0].Value, &bc.Claim); err != nil {
-		return BlockClaim{}, false, fmt.Errorf("claim of block %s on network %q: %w", b, net, err)
-	}
-	return bc, true, nil
+	bc, err := decodeClaim(net, b, resp.Kvs[0])
+	return bc, err == nil, err
 }
 
 // Claims lists the block claims under the prefix, for network net (all
@@ -160,4 +158,13 @@ func (c *Client) ReleaseClaim(ctx context.Context, bc BlockClaim) (bool, error) 
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	return c.deleteIfUnchanged(ctx, bc)
+}
+
+// decodeClaim decodes one claim key-value of block b of network net.
+func decodeClaim(net string, b netip.Prefix, kv *mvccpb.KeyValue) (BlockClaim, error) {
+	bc := BlockClaim{Network: net, Block: b, ModRevision: kv.ModRevision}
+	if err := json.Unmarshal(kv.Value, &bc.Claim); err != nil {
+		return BlockClaim{}, fmt.Errorf("claim of block %s on network %q: %w", b, net, err)
+	}
+	return bc, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/medianet/medianet/internal/etcdtest"
+	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/etcdstore"
 )
 
@@ -34,7 +35,7 @@ func TestTLS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := clientFor(t, srv, func(c *etcdstore.Config) { tt.mod(c); c.RequestTimeout = 500 * time.Millisecond })
-			_, err := c.ClaimNext(context.Background(), net, "intruder", net.Subnets[0].Prefix, nil)
+			_, err := c.ClaimNext(context.Background(), net, "intruder", net.Subnets[0].Prefix, ipam.Held{})
 			if err == nil {
 				t.Fatal("claim succeeded, want a refusal")
 			}
@@ -64,7 +65,7 @@ func TestAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := clientFor(t, srv, tt.mod)
-			_, err := c.ClaimNext(context.Background(), net, "intruder", net.Subnets[0].Prefix, nil)
+			_, err := c.ClaimNext(context.Background(), net, "intruder", net.Subnets[0].Prefix, ipam.Held{})
 			if !errors.Is(err, etcdstore.ErrAuth) {
 				t.Fatalf("got %v, want ErrAuth", err)
 			}
@@ -89,7 +90,7 @@ func TestCertificateAuth(t *testing.T) {
 		t.Errorf("blocks claimed with certificate auth: got %d, want %d", got, want)
 	}
 	c := clientFor(t, srv, func(c *etcdstore.Config) { c.Username, c.Password, c.Prefix = "", "", "/elsewhere" })
-	if _, err := c.ClaimNext(context.Background(), net, "x", net.Subnets[0].Prefix, nil); !errors.Is(err, etcdstore.ErrAuth) {
+	if _, err := c.ClaimNext(context.Background(), net, "x", net.Subnets[0].Prefix, ipam.Held{}); !errors.Is(err, etcdstore.ErrAuth) {
 		t.Errorf("certificate user outside its prefix: got %v, want ErrAuth", err)
 	}
 }
@@ -103,7 +104,7 @@ func TestReleaseMarkReclaim(t *testing.T) {
 	sub := net.Subnets[0].Prefix
 	var heldA []netip.Prefix
 	for i := 0; i < 3; i++ {
-		blk, err := a.ClaimNext(ctx, net, "a", sub, func(p netip.Prefix) bool { return contains(heldA, p) })
+		blk, err := a.ClaimNext(ctx, net, "a", sub, ipam.NewHeld(heldA...))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,14 +170,23 @@ func TestReleaseMarkReclaim(t *testing.T) {
 	if err != nil || len(res.Freed) != 1 {
 		t.Fatalf("forced reclaim: got %+v, %v", res, err)
 	}
-	if err := b.ClaimBlock(ctx, net, "b", heldA[0]); err != nil {
-		t.Fatal(err)
+	// The live block became a tombstone: nobody may take it by request,
+	// and the message says whose it was.
+	if err := b.ClaimBlock(ctx, net, "b", heldA[0]); !errors.Is(err, etcdstore.ErrNotOwner) || !strings.Contains(err.Error(), `reclaimed by force from node "a"`) {
+		t.Errorf("ClaimBlock of a tombstone: got %v, want ErrNotOwner naming node a", err)
 	}
 	if err := a.Release(ctx, net.Name, "a", heldA[0]); !errors.Is(err, etcdstore.ErrNotOwner) {
 		t.Errorf("stale release after reclaim: got %v, want ErrNotOwner", err)
 	}
-	if got, _ := b.Claims(ctx, net.Name, "b"); len(got) != 2 {
-		t.Errorf("b's claims: got %d, want 2", len(got))
+	all, _ := b.Claims(ctx, net.Name, "")
+	var tombs int
+	for _, bc := range all {
+		if bc.Claim.IsTombstone() && bc.Claim.ReclaimedFrom == "a" && bc.Block == heldA[0] {
+			tombs++
+		}
+	}
+	if tombs != 1 {
+		t.Errorf("claims after a forced reclaim: %+v, want a tombstone of %s reclaimed from a", all, heldA[0])
 	}
 }
 

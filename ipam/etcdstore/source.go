@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 
 	"github.com/medianet/medianet/ipam"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Source is one node's ipam.BlockSource for one network, backed by claims
 // in etcd. The allocator calls it only when the node's held blocks are
-// full, outside its store transaction.
+// full, outside its store transaction (the node's store lock is free while
+// it talks to etcd).
 //
 // Errors keep the etcdstore sentinels and add the ipam ones where they
 // mean the same: ErrExhausted also wraps ipam.ErrExhausted, ErrConfig and
@@ -23,9 +26,17 @@ type Source struct {
 	net  Network
 	node string
 	st   ipam.Store // optional: lets Next refuse to claim while held blocks have room
+
+	mu      sync.Mutex
+	lost    []ipam.LostBlock    // found while claiming, for TakeLost
+	foreign []ipam.ForeignAddrs // of tombstones taken over, for TakeForeign
 }
 
-var _ ipam.BlockSource = (*Source)(nil)
+var (
+	_ ipam.BlockSource     = (*Source)(nil)
+	_ ipam.LossReporter    = (*Source)(nil)
+	_ ipam.ForeignReporter = (*Source)(nil)
+)
 
 // NetworkFromConfig returns the Network an ipam.Config describes: its
 // name, its subnets with the block length BlockBits gives each, and its
@@ -65,10 +76,14 @@ func (s *Source) Node() string { return s.node }
 // cursor. In cluster mode the node must not claim while it has free
 // addresses behind the cursor (released ones), or churn would make it
 // claim the whole subnet over time. So, with a store, Next first looks
-// (locally) for a free address in the held blocks of subnet and, if there
-// is one, returns an error wrapping ipam.ErrExhausted and ErrHeldNotFull,
-// on which the allocator wraps around and reuses it.
-func (s *Source) Next(ctx context.Context, subnet netip.Prefix, bits int, held map[netip.Prefix]bool) (netip.Prefix, error) {
+// (locally) for a free address in the usable held blocks of subnet and,
+// if there is one, returns an error wrapping ipam.ErrExhausted and
+// ErrHeldNotFull, on which the allocator wraps around and reuses it.
+//
+// Before claiming, Next reads the claims of the blocks the node holds (one
+// round trip): a held block now claimed by another node is lost, and the
+// allocator stops using it (TakeLost).
+func (s *Source) Next(ctx context.Context, subnet netip.Prefix, bits int, held ipam.Held) (netip.Prefix, error) {
 	if err := s.checkBits(subnet, bits); err != nil {
 		return netip.Prefix{}, err
 	}
@@ -82,33 +97,132 @@ func (s *Source) Next(ctx context.Context, subnet netip.Prefix, bits int, held m
 				s.net.Name, subnet, free, ErrHeldNotFull, ipam.ErrExhausted)
 		}
 	}
-	b, err := s.c.ClaimNext(ctx, s.net, s.node, subnet, func(p netip.Prefix) bool { return held[p] })
+	if err := s.verifyHeld(ctx, held); err != nil {
+		return netip.Prefix{}, mapErr(err)
+	}
+	b, err := s.c.ClaimNext(ctx, s.net, s.node, subnet, held)
+	if errors.Is(err, ErrExhausted) {
+		sub, _ := s.net.subnet(subnet.Masked())
+		var f ipam.ForeignAddrs
+		if b, f, err = s.c.claimTombstone(ctx, s.net, s.node, sub, held); err == nil {
+			s.mu.Lock()
+			s.foreign = append(s.foreign, f)
+			s.mu.Unlock()
+		}
+	}
 	return b, mapErr(err)
 }
 
-// Containing implements ipam.BlockSource: the block holding addr, claimed
+// TakeForeign implements ipam.ForeignReporter: the addresses to reserve
+// in tombstones Next took over since the last call.
+func (s *Source) TakeForeign() []ipam.ForeignAddrs {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.foreign
+	s.foreign = nil
+	return out
+}
+
+// Containing implements ipam.BlockSource: the block holding addr (of
+// length bits, or longer where that would overlap a held block), claimed
 // for this node if it is free. Another node's block is ipam.ErrOutOfRange.
-func (s *Source) Containing(ctx context.Context, subnet netip.Prefix, bits int, addr netip.Addr) (netip.Prefix, error) {
+func (s *Source) Containing(ctx context.Context, subnet netip.Prefix, bits int, addr netip.Addr, held ipam.Held) (netip.Prefix, error) {
 	if err := s.checkBits(subnet, bits); err != nil {
 		return netip.Prefix{}, err
 	}
 	if !subnet.Contains(addr) {
 		return netip.Prefix{}, fmt.Errorf("%s is outside subnet %s: %w", addr, subnet, ipam.ErrOutOfRange)
 	}
-	b := netip.PrefixFrom(addr, bits).Masked()
+	b, err := ipam.ClearBlock(addr, bits, held)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
 	if e, ok := s.net.excludedBy(b); ok {
 		return netip.Prefix{}, fmt.Errorf("%s lies in excluded %s: %w", addr, e, ipam.ErrOutOfRange)
 	}
 	return b, mapErr(s.c.ClaimBlock(ctx, s.net, s.node, b))
 }
 
-// Ranges implements ipam.BlockSource: the subnet, from which blocks are
-// claimed on demand.
-func (s *Source) Ranges(subnet netip.Prefix) []netip.Prefix {
-	if _, ok := s.net.subnet(subnet.Masked()); ok {
-		return []netip.Prefix{subnet.Masked()}
+// Available implements ipam.BlockSource without writing: one keys-only
+// read of the network's claims, then the picker's walk over them.
+func (s *Source) Available(ctx context.Context, subnet netip.Prefix, bits int, held ipam.Held) error {
+	if err := s.checkBits(subnet, bits); err != nil {
+		return err
+	}
+	sub, _ := s.net.subnet(subnet.Masked())
+	ctx, cancel := s.c.bound(ctx)
+	defer cancel()
+	claims, _, err := s.c.claimsAt(ctx, s.net.Name)
+	if err != nil {
+		return err
+	}
+	if _, _, err := pickMixed(s.net, s.node, sub, held, netip.Prefix{}, claims); err != nil {
+		return mapErr(err)
 	}
 	return nil
+}
+
+// TakeLost implements ipam.LossReporter: the held blocks Next found
+// claimed by another node since the last call.
+func (s *Source) TakeLost() []ipam.LostBlock {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.lost
+	s.lost = nil
+	return out
+}
+
+// verifyHeld reads the claims of the held blocks in one transaction and
+// records those claimed by another node as lost. A held block whose claim
+// vanished is left to SyncIdle, which claims it again.
+func (s *Source) verifyHeld(ctx context.Context, held ipam.Held) error {
+	if held.Len() == 0 {
+		return nil
+	}
+	ctx, cancel := s.c.bound(ctx)
+	defer cancel()
+	var gets []clientv3.Op
+	for _, p := range held.All() {
+		gets = append(gets, clientv3.OpGet(s.c.blockKey(s.net.Name, p)))
+	}
+	resp, err := s.c.txn(ctx, fmt.Sprintf("read claims of node %q's blocks on network %q", s.node, s.net.Name), nil, gets, nil)
+	if err != nil {
+		return err
+	}
+	for i, p := range held.All() {
+		kvs := resp.Responses[i].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			continue
+		}
+		bc, err := decodeClaim(s.net.Name, p, kvs[0])
+		if err != nil || bc.Claim.Node == s.node {
+			continue
+		}
+		if bc.Claim.IsTombstone() && bc.Claim.ReclaimedFrom == s.node {
+			if ok, err := s.c.retake(ctx, bc, s.node); err != nil || ok {
+				if err != nil {
+					return err
+				}
+				continue // reclaimed by force, untouched since: ours again
+			}
+		}
+		s.addLost(p, bc.Claim)
+	}
+	return nil
+}
+
+func (s *Source) addLost(p netip.Prefix, cl Claim) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lost = append(s.lost, ipam.LostBlock{Prefix: p, Reason: lostReason(p, cl)})
+}
+
+// lostReason says who took block p from this node, for Block.Lost.
+func lostReason(p netip.Prefix, cl Claim) string {
+	if cl.Node == "" {
+		return fmt.Sprintf("block %s was reclaimed from this node in etcd", p)
+	}
+	return fmt.Sprintf("block %s is claimed by node %q in etcd", p, cl.Node)
 }
 
 func (s *Source) checkBits(subnet netip.Prefix, bits int) error {
@@ -134,12 +248,12 @@ func mapErr(err error) error {
 	return err
 }
 
-// freeInHeld counts free addresses in the held blocks of subnet.
+// freeInHeld counts free addresses in the usable held blocks of subnet.
 func freeInHeld(ctx context.Context, st ipam.Store, network string, subnet netip.Prefix) (int, error) {
 	free := 0
 	err := st.View(ctx, func(tx ipam.Tx) error {
 		return tx.ForEachBlock(network, func(b ipam.Block) error {
-			if subnet.Contains(b.Prefix.Addr()) {
+			if subnet.Contains(b.Prefix.Addr()) && b.Usable() {
 				free += b.Free()
 			}
 			return nil
@@ -149,4 +263,13 @@ func freeInHeld(ctx context.Context, st ipam.Store, network string, subnet netip
 		return 0, fmt.Errorf("network %q: read held blocks: %w", network, err)
 	}
 	return free, nil
+}
+
+// Ranges implements ipam.BlockSource: the subnet, from which blocks are
+// claimed on demand.
+func (s *Source) Ranges(subnet netip.Prefix) []netip.Prefix {
+	if _, ok := s.net.subnet(subnet.Masked()); ok {
+		return []netip.Prefix{subnet.Masked()}
+	}
+	return nil
 }

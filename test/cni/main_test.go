@@ -215,7 +215,7 @@ func allocations(t testing.TB, dataDir, network string) []ipam.Allocation {
 		t.Fatalf("open store %s: %v", dataDir, err)
 	}
 	defer st.Close()
-	if err := ipam.Check(context.Background(), st); err != nil {
+	if _, err := ipam.Check(context.Background(), st); err != nil {
 		t.Fatalf("ipam.Check %s: %v", dataDir, err)
 	}
 	as, err := ipam.List(context.Background(), st, network)

@@ -1,12 +1,12 @@
 package ipam_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/medianet/medianet/internal/cnitest"
@@ -151,7 +151,6 @@ func TestBadInput(t *testing.T) {
 		{"exclude all", `{"cniVersion":"1.1.0","name":"m","ipam":{"subnet":"192.168.100.0/30","exclude":["192.168.100.0/30"],"dataDir":"DIR"}}`, "no usable address"},
 		{"wrong type", `{"cniVersion":"1.1.0","name":"m","ipam":{"subnet":"192.168.100.0/24","blockSize":"28","dataDir":"DIR"}}`, "ipam.blockSize: got a JSON string"},
 		{"wrong type list", `{"cniVersion":"1.1.0","name":"m","ipam":{"subnet":"192.168.100.0/24","exclude":"192.168.100.1","dataDir":"DIR"}}`, "ipam.exclude: got a JSON string, want a list"},
-		{"missing dataDir", `{"cniVersion":"1.1.0","name":"m","ipam":{"subnet":"192.168.100.0/24","dataDir":"DIR/missing"}}`, "ipam.dataDir"},
 		{"dataDir is a file", `{"cniVersion":"1.1.0","name":"m","ipam":{"subnet":"192.168.100.0/24","dataDir":"` + readOnly + `"}}`, "not a directory"},
 		{"bad IP arg", `{"cniVersion":"1.1.0","name":"m","ipam":{"subnet":"192.168.100.0/24","dataDir":"DIR"},"runtimeConfig":{"ips":["nope"]}}`, `runtimeConfig.ips: "nope"`},
 		{"IP outside node", `{"cniVersion":"1.1.0","name":"m","ipam":{"subnet":"192.168.100.0/24","node":"a","nodeRanges":{"a":["192.168.100.0/28"]},"dataDir":"DIR"},"runtimeConfig":{"ips":["192.168.100.40/24"]}}`, "outside this node's ranges 192.168.100.0/28"},
@@ -176,6 +175,17 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// TestDataDirCreated: ADD on a node whose dataDir does not exist creates
+// it, mode 0700, as host-local does (a kubelet node does not make it).
+func TestDataDirCreated(t *testing.T) {
+	p := bin("medianet-ipam")
+	dir := filepath.Join(t.TempDir(), "var", "lib", "medianet")
+	parseResult(t, must(t)(plugin(p, "ADD", "c1", "eth0", netConf("1.1.0", dir, `"subnet":"10.62.0.0/24"`))))
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("dataDir after ADD: %v, %v; want a 0700 directory", fi, err)
+	}
+}
+
 // TestBusy: while another process holds the store, ADD waits up to
 // MEDIANET_STORE_TIMEOUT and then fails with code 11, allocating nothing.
 func TestBusy(t *testing.T) {
@@ -183,12 +193,16 @@ func TestBusy(t *testing.T) {
 	dir := t.TempDir()
 	conf := netConf("1.1.0", dir, `"subnet":"10.61.0.0/24"`)
 	parseResult(t, must(t)(plugin(p, "ADD", "first", "eth0", conf)))
-	st, err := boltstore.Open(context.Background(), dir, boltstore.Options{})
+	// Another process inside a transaction holds the node's store lock.
+	lock, err := os.OpenFile(filepath.Join(dir, boltstore.LockName), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
 	c := must(t)(plugin(p, "ADD", "second", "eth0", conf, "MEDIANET_STORE_TIMEOUT=300ms"))
-	st.Close()
+	lock.Close()
 	if e := c.Err(); e.Code != 11 || !strings.Contains(e.Msg, "try again later") {
 		t.Errorf("ADD against a held store: %s, want code 11 try again later", c.Stdout)
 	}

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,9 +21,10 @@ import (
 
 // Exit codes.
 const (
-	ExitOK    = 0
-	ExitError = 1 // runtime error, or verify found a conflict
-	ExitUsage = 2
+	ExitOK       = 0
+	ExitError    = 1 // runtime error, corrupt store, or verify found a conflict
+	ExitUsage    = 2
+	ExitFindings = 3 // check: consistent, but with findings to act on
 )
 
 const usage = `usage:
@@ -30,7 +32,8 @@ const usage = `usage:
   medianetctl [--data-dir DIR] ipam verify CONFIG...
   medianetctl [--data-dir DIR] ipam release --network NAME --container ID [--ifname IF]
   medianetctl [--data-dir DIR] ipam gc --network NAME --valid ID:IF[,ID:IF...]
-  medianetctl [--data-dir DIR] ipam check
+  medianetctl [--data-dir DIR] ipam check [--json] [CONFIG...]
+  medianetctl [--data-dir DIR] ipam sync CONFIG...
   medianetctl ipam reclaim --node NAME --etcd-endpoints URLS [--network NAME] [--force] [--dry-run]
               [--etcd-prefix P] [--etcd-ca F --etcd-cert F --etcd-key F] [--etcd-user U]
 `
@@ -53,13 +56,16 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	c := &cmd{dataDir: *dataDir, timeout: *timeout, out: stdout, errw: stderr}
 	run, ok := map[string]func([]string) error{
 		"list": c.list, "verify": c.verify, "release": c.release, "gc": c.gc, "check": c.check,
-		"reclaim": c.reclaim,
+		"reclaim": c.reclaim, "sync": c.sync,
 	}[rest[1]]
 	if !ok {
 		fmt.Fprintf(stderr, "medianetctl: unknown command ipam %q\n%s", rest[1], usage)
 		return ExitUsage
 	}
 	if err := run(rest[2:]); err != nil {
+		if errors.Is(err, errFindings) {
+			return ExitFindings
+		}
 		if errors.Is(err, errUsage) {
 			fmt.Fprint(stderr, usage)
 			return ExitUsage
@@ -71,6 +77,9 @@ func Run(args []string, stdout, stderr io.Writer) int {
 }
 
 var errUsage = errors.New("usage")
+
+// errFindings: check found states to act on (printed already).
+var errFindings = errors.New("findings")
 
 type cmd struct {
 	dataDir string
@@ -87,6 +96,9 @@ func (c *cmd) flags(name string) *flag.FlagSet {
 
 func (c *cmd) withStore(fn func(ctx context.Context, st *boltstore.Store) error) error {
 	ctx := context.Background()
+	if _, err := os.Stat(c.dataDir); err != nil {
+		return fmt.Errorf("--data-dir %s: %w (no allocation on this node yet, or the wrong directory)", c.dataDir, err)
+	}
 	st, err := boltstore.Open(ctx, c.dataDir, boltstore.Options{Timeout: c.timeout})
 	if err != nil {
 		return fmt.Errorf("--data-dir %s: %w", c.dataDir, err)
@@ -102,6 +114,11 @@ type listEntry struct {
 	IfName      string    `json:"ifname"`
 	IPs         []string  `json:"ips"`
 	Created     time.Time `json:"created"`
+	// Workload is the pod ("namespace/name") when the runtime said.
+	Workload string `json:"workload,omitempty"`
+	// HeldUntil is set on a sticky hold: the workload's addresses kept
+	// for it until then (ContainerID "sticky:<workload>").
+	HeldUntil time.Time `json:"heldUntil,omitzero"`
 }
 
 func (c *cmd) list(args []string) error {
@@ -118,7 +135,8 @@ func (c *cmd) list(args []string) error {
 		}
 		entries := make([]listEntry, 0, len(allocs))
 		for _, a := range allocs {
-			e := listEntry{Network: a.Network, ContainerID: a.ContainerID, IfName: a.IfName, Created: a.Created}
+			e := listEntry{Network: a.Network, ContainerID: a.ContainerID, IfName: a.IfName, Created: a.Created,
+				Workload: a.Workload, HeldUntil: a.HeldUntil}
 			for _, ip := range a.IPs {
 				e.IPs = append(e.IPs, ip.String())
 			}
@@ -130,9 +148,14 @@ func (c *cmd) list(args []string) error {
 			return enc.Encode(entries)
 		}
 		tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NETWORK\tCONTAINER\tIFNAME\tADDRESSES\tCREATED")
+		fmt.Fprintln(tw, "NETWORK\tCONTAINER\tIFNAME\tADDRESSES\tWORKLOAD\tCREATED\tHELD UNTIL")
 		for _, e := range entries {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Network, e.ContainerID, e.IfName, strings.Join(e.IPs, ","), e.Created.Format(time.RFC3339))
+			held := "-"
+			if !e.HeldUntil.IsZero() {
+				held = e.HeldUntil.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Network, e.ContainerID, e.IfName, strings.Join(e.IPs, ","),
+				orDash(e.Workload), e.Created.Format(time.RFC3339), held)
 		}
 		return tw.Flush()
 	})
@@ -196,23 +219,17 @@ func (c *cmd) gc(args []string) error {
 	})
 }
 
-func (c *cmd) check(args []string) error {
-	if len(args) != 0 {
-		return errUsage
-	}
-	return c.withStore(func(ctx context.Context, st *boltstore.Store) error {
-		if err := st.Check(ctx); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.out, "%s: consistent\n", st.Path())
-		return nil
-	})
-}
-
 func joinAddrs(a ipam.Allocation) string {
 	s := make([]string, len(a.IPs))
 	for i, ip := range a.IPs {
 		s[i] = ip.String()
 	}
 	return strings.Join(s, ",")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

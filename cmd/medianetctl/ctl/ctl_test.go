@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/medianet/medianet/internal/ipamtest"
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/boltstore"
-	"github.com/medianet/medianet/internal/ipamtest"
 )
 
 func run(t *testing.T, args ...string) (string, string, int) {
@@ -108,7 +108,7 @@ func TestUsage(t *testing.T) {
 			t.Errorf("medianetctl %v: exit %d, want %d", args, code, ExitUsage)
 		}
 	}
-	if _, errOut, code := run(t, "--data-dir", filepath.Join(t.TempDir(), "none"), "ipam", "list"); code != ExitError || !strings.Contains(errOut, "create it first") {
+	if _, errOut, code := run(t, "--data-dir", filepath.Join(t.TempDir(), "none"), "ipam", "list"); code != ExitError || !strings.Contains(errOut, "wrong directory") {
 		t.Errorf("list with missing dir: %d %q", code, errOut)
 	}
 }
