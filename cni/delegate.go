@@ -23,7 +23,13 @@ func (m *Main) delegate(ctx context.Context, verb, typ string, conf []byte) ([]b
 	if strings.ContainsRune(typ, '/') {
 		return nil, configErr("ipam.type %q must be a plugin name, not a path", typ)
 	}
-	path, err := findPlugin(m.IPAM.Env.getenv("CNI_PATH"), typ)
+	find := findPlugin
+	if typ == IPAMType {
+		// The main plugin runs medianet-ipam in-process except for etcd
+		// networks: go straight to the program that has the etcd client.
+		find = func(dirs, _ string) (string, error) { return FindEtcdHelper(dirs) }
+	}
+	path, err := find(m.IPAM.Env.getenv("CNI_PATH"), typ)
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,8 @@
-// Command medianet-ipam is medianet's CNI IPAM plugin: per-node address
-// blocks in an embedded store, from static node ranges or claimed in etcd,
-// for the medianet plugin, the reference macvlan and ipvlan plugins, and
-// Multus. It speaks CNI 0.3.0 to 1.1.0 (ADD, DEL, CHECK, GC, STATUS); see
-// docs/ipam.md.
+// Command medianet-ipam-etcd runs medianet-ipam's verbs for networks whose
+// blocks are claimed in etcd (ipam.etcd). medianet-ipam and the medianet
+// plugin run it by exec for those networks only, so that the etcd client
+// is never loaded for the others; it is not meant to be named in a
+// configuration (use "type": "medianet-ipam"). See docs/ipam-etcd.md.
 package main
 
 import (
@@ -13,5 +13,5 @@ import (
 
 func main() {
 	p := cni.Plugin{Source: etcdsource.Source}
-	skel.PluginMainFuncs(p.Funcs(), cni.Versions, "medianet-ipam: per-node IPAM blocks (docs/ipam.md)")
+	skel.PluginMainFuncs(p.Funcs(), cni.Versions, "medianet-ipam-etcd: medianet-ipam for networks with ipam.etcd (docs/ipam-etcd.md)")
 }
