@@ -85,6 +85,14 @@ func (a *Allocator) Allocate(ctx context.Context, req Request) (Allocation, erro
 		if err := a.obtainBlock(ctx, r); err != nil {
 			return Allocation{}, err
 		}
+		// Record the new block at once, in its own transaction: a block
+		// full on arrival (foreign reservations) must stay held, or the
+		// next attempt would ask the source for it again.
+		if r.pending[r.needIdx].IsValid() {
+			if err := a.st.Update(ctx, func(tx Tx) error { return a.putPending(tx, r) }); err != nil {
+				return Allocation{}, err
+			}
+		}
 	}
 	return Allocation{}, fmt.Errorf("network %q: allocation for %s/%s did not settle: %w", a.cfg.Network, req.ContainerID, req.IfName, ErrBusy)
 }

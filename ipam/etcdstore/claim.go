@@ -168,6 +168,11 @@ func (c *Client) tryClaim(ctx context.Context, n Network, node string, b netip.P
 		if len(bKVs) == 0 || json.Unmarshal(bKVs[0].Value, &cl) != nil || cl.Node != node {
 			return taken, nil
 		}
+		if !cl.Empty {
+			// Already this node's and in use: another process of the node
+			// (kubelet runs ADDs in parallel) claimed it a moment ago.
+			return adopted, nil
+		}
 		ok, err := c.readopt(ctx, bkey, bKVs[0].ModRevision, cl)
 		if err != nil || ok {
 			return adopted, err
