@@ -66,6 +66,9 @@ type round struct {
 // Allocate returns the addresses of req's attachment, allocating them if
 // needed.
 func (a *Allocator) Allocate(ctx context.Context, req Request) (Allocation, error) {
+	if ips := a.recall(ctx, req); len(ips) > 0 {
+		req.IPs = ips
+	}
 	want, err := a.requested(req.IPs)
 	if err != nil {
 		return Allocation{}, err

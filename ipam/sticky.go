@@ -1,9 +1,11 @@
 package ipam
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 )
 
 // Sticky addresses: when Config.Sticky is set, releasing an attachment
@@ -65,8 +67,12 @@ func (a *Allocator) usable(tx Tx, ips []netip.Addr) error {
 	return nil
 }
 
-// expireHolds frees the holds whose time is up.
+// expireHolds frees the holds whose time is up, unless the source moves
+// addresses between nodes (StickySource): its sync expires them.
 func (a *Allocator) expireHolds(tx Tx) error {
+	if _, ok := a.src.(StickySource); ok {
+		return nil
+	}
 	now := a.Now()
 	var expired []Key
 	err := tx.ForEachHold(a.cfg.Network, func(h Allocation) error {
@@ -84,6 +90,76 @@ func (a *Allocator) expireHolds(tx Tx) error {
 		}
 	}
 	return nil
+}
+
+// recall asks a StickySource for req's workload's addresses held on
+// another node, outside any transaction, and records a single-address
+// block for each that lies in no held block. It returns the addresses to
+// request, or none (no hold elsewhere, nothing movable, or the source
+// failing: the workload then gets a new address).
+func (a *Allocator) recall(ctx context.Context, req Request) []netip.Addr {
+	ss, ok := a.src.(StickySource)
+	if !ok || a.cfg.Sticky <= 0 || req.Workload == "" || len(req.IPs) > 0 {
+		return nil
+	}
+	local := false
+	_ = a.st.View(ctx, func(tx Tx) error {
+		for _, k := range []Key{HoldKey(a.cfg.Network, req.Workload, req.IfName),
+			{Network: a.cfg.Network, ContainerID: req.ContainerID, IfName: req.IfName}} {
+			_, ok, err := tx.Allocation(k)
+			local = local || ok
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if local {
+		return nil
+	}
+	ips, err := ss.Recall(ctx, req.Workload, req.IfName)
+	if err != nil || len(ips) == 0 {
+		return nil
+	}
+	err = a.st.Update(ctx, func(tx Tx) error {
+		for _, ip := range ips {
+			if err := a.adoptSingle(tx, ip); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil
+	}
+	return ips
+}
+
+// adoptSingle records a single-address block for ip, moved here from
+// another node's block, unless a held block holds it already.
+func (a *Allocator) adoptSingle(tx Tx, ip netip.Addr) error {
+	if _, ok, err := tx.BlockContaining(a.cfg.Network, ip); err != nil || ok {
+		if err != nil {
+			return err
+		}
+		// Back home in this node's own block: drop the reservation kept
+		// while another node used it.
+		owner, ok, err := tx.Owner(a.cfg.Network, ip)
+		if err != nil || !ok || !strings.HasPrefix(owner.ContainerID, MovedPrefix) {
+			return err
+		}
+		_, _, err = releaseTx(tx, owner)
+		return err
+	}
+	s, ok := a.cfg.SubnetOf(ip)
+	if !ok {
+		return fmt.Errorf("moved address %s is outside the subnets: %w", ip, ErrOutOfRange)
+	}
+	b, err := NewBlock(netip.PrefixFrom(ip, ip.BitLen()), a.cfg.Reserved(s))
+	if err != nil {
+		return err
+	}
+	return tx.PutBlock(a.cfg.Network, b)
 }
 
 // holdTx turns the allocation a into its workload's hold until the sticky

@@ -52,11 +52,21 @@ func ForeignKey(network, node string, addr netip.Addr) Key {
 	return Key{Network: network, ContainerID: ForeignPrefix + node, IfName: addr.String()}
 }
 
+// MovedPrefix starts the ContainerID of a moved reservation: an address
+// of this node's block that a sticky workload took to another node, kept
+// until that node gives it back. Key{network, MovedPrefix+node, addr}.
+const MovedPrefix = "moved:"
+
+// MovedKey returns the key reserving addr while node uses it.
+func MovedKey(network, node string, addr netip.Addr) Key {
+	return Key{Network: network, ContainerID: MovedPrefix + node, IfName: addr.String()}
+}
+
 // IsReservation reports whether a keeps addresses for someone other than
-// a live attachment of this node (a sticky hold, a foreign reservation):
-// GC leaves it alone.
+// a live attachment of this node (a sticky hold, a foreign or moved
+// reservation): GC leaves it alone.
 func (a Allocation) IsReservation() bool {
-	return a.IsHold() || strings.HasPrefix(a.ContainerID, ForeignPrefix)
+	return a.IsHold() || strings.HasPrefix(a.ContainerID, ForeignPrefix) || strings.HasPrefix(a.ContainerID, MovedPrefix)
 }
 
 // Store keeps allocations and held blocks durably. Update runs fn in one

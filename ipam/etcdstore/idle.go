@@ -51,7 +51,9 @@ type heldBlock struct {
 //     Config.IdleRelease at now is given back (removed from the store in a
 //     transaction that checks it is still empty, then its claim deleted if
 //     unchanged), and a block marked lost is usable again;
-//   - foreign reservations are released once their node says so.
+//   - foreign reservations are released once their node says so;
+//   - on a sticky network, where its workloads are is published and their
+//     holds expire (see sticky.go).
 //
 // It never holds the store's lock while it talks to etcd. Call it from
 // GC, from a daemon's timer (medianetd, the node agent), or from
@@ -76,7 +78,10 @@ func (s *Source) SyncIdle(ctx context.Context, st ipam.Store, now time.Time) (Sy
 	}
 	freed, err := s.syncForeign(ctx, st)
 	res.Foreign = freed
-	return res, err
+	if err != nil || !s.sticky {
+		return res, err
+	}
+	return res, s.syncSticky(ctx, st, now)
 }
 
 func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, hb heldBlock, now time.Time, marks map[netip.Prefix]string, res *SyncResult) error {
@@ -85,6 +90,9 @@ func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, h
 		return err
 	}
 	if !ok {
+		if here, err := s.movedHere(ctx, p); err != nil || here {
+			return err // a sticky workload's address moved here: no claim of its own
+		}
 		err := s.c.ClaimBlock(ctx, s.net, s.node, p)
 		if errors.Is(err, ErrNotOwner) {
 			res.Lost = append(res.Lost, p)

@@ -26,6 +26,9 @@ type Source struct {
 	net  Network
 	node string
 	st   ipam.Store // optional: lets Next refuse to claim while held blocks have room
+	// sticky: the network keeps workloads' addresses (ipam.Config.Sticky),
+	// across nodes too (sticky.go).
+	sticky bool
 
 	mu      sync.Mutex
 	lost    []ipam.LostBlock    // found while claiming, for TakeLost
@@ -61,7 +64,7 @@ func NewSource(c *Client, cfg *ipam.Config, st ipam.Store) (*Source, error) {
 	if cfg.Node == "" {
 		return nil, fmt.Errorf("network %q: node name is empty: %w: %w", cfg.Network, ErrConfig, ipam.ErrConfig)
 	}
-	return &Source{c: c, net: n, node: cfg.Node, st: st}, nil
+	return &Source{c: c, net: n, node: cfg.Node, st: st, sticky: cfg.Sticky > 0}, nil
 }
 
 // Network returns the network the source claims in.
