@@ -183,6 +183,9 @@ func ParseConfig(data []byte) (*Config, error) {
 	if err := parseNodeRanges(&n.IPAM, &c.IPAM); err != nil {
 		return nil, err
 	}
+	if err := CheckIPAMRoutes(&n); err != nil {
+		return nil, err
+	}
 	if n.IPAM.Sticky != "" {
 		d, err := time.ParseDuration(n.IPAM.Sticky)
 		if err != nil || d < 0 {

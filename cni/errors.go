@@ -3,6 +3,7 @@ package cni
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/medianet/medianet/ipam"
@@ -88,4 +89,29 @@ func SkelError(e *types.Error) *types.Error {
 	}
 	return types.NewError(types.ErrInvalidNetworkConfig,
 		"medianet: network configuration is not valid JSON: "+e.Msg+": fix the JSON on stdin", e.Details)
+}
+
+// codeNames say what a CNI error code means, for withCode.
+var codeNames = map[uint]string{
+	types.ErrIncompatibleCNIVersion: "incompatible CNI version",
+	types.ErrInvalidNetworkConfig:   "invalid network configuration",
+	types.ErrTryAgainLater:          "try again later",
+	types.ErrPluginNotAvailable:     "plugin not available",
+	types.ErrLimitedConnectivity:    "limited connectivity",
+	CodeExhausted:                   "no free address in this node's ranges",
+	types.ErrInternal:               "internal error",
+}
+
+// withCode puts e's code, with what it means, in Details when that is
+// empty. Runtimes that show only an error's text (containerd's CRI:
+// kubelet's events carry Msg and Details, never Code) then still tell the
+// operator which kind of failure it is.
+func withCode(e *types.Error) *types.Error {
+	if e.Details == "" {
+		e.Details = fmt.Sprintf("CNI error code %d", e.Code)
+		if name, ok := codeNames[e.Code]; ok {
+			e.Details += " (" + name + ")"
+		}
+	}
+	return e
 }

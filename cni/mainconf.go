@@ -106,21 +106,19 @@ func (c *MainConfig) parseLink() error {
 	return nil
 }
 
-// parseExtras checks routes, the host shim keys and logFile.
+// parseExtras checks routes (and medianet-ipam's ipam.routes), the host
+// shim keys and logFile.
 func (c *MainConfig) parseExtras() error {
 	n := &c.Net
-	for i, r := range n.Routes {
-		dst, err := netip.ParsePrefix(r.Dst)
-		if err != nil {
-			return configErr("routes[%d].dst %q is not a prefix such as \"10.0.0.0/8\"", i, r.Dst)
+	routes, err := parseRoutes("routes", n.Routes)
+	if err != nil {
+		return err
+	}
+	c.Routes = routes
+	if n.IPAM.Type == IPAMType {
+		if err := CheckIPAMRoutes(n); err != nil {
+			return err
 		}
-		rt := macvlan.Route{Dst: dst.Masked()}
-		if r.GW != "" {
-			if rt.Gw, err = netip.ParseAddr(r.GW); err != nil || rt.Gw.Is4() != dst.Addr().Is4() {
-				return configErr("routes[%d].gw %q is not an address of the family of dst %q", i, r.GW, r.Dst)
-			}
-		}
-		c.Routes = append(c.Routes, rt)
 	}
 	if !n.HostShim {
 		if n.HostShimName != "" || len(n.HostShimAddresses) > 0 {

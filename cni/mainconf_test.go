@@ -130,11 +130,13 @@ func TestL3Config(t *testing.T) {
 		},
 		Routes: []*types.Route{{Dst: *def4}, {Dst: *other}, {Dst: mustNet("10.9.0.0/16")}},
 	}
-	cfg, err := l3Config(c, res)
+	cfg, err := l3Config(c, res, families{v4: true, v6: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "{[10.0.0.5/24 fd00::5/64] [10.0.0.1 fd00::1] [{172.16.0.0/12 10.0.0.1} {10.9.0.0/16 invalid IP}] false}"
+	// The result's 0.0.0.0/0 asks for the IPv4 default route: it is a route
+	// (via the family's gateway), and only IPv6 gets one from its gateway.
+	want := "{[10.0.0.5/24 fd00::5/64] [fd00::1] [{0.0.0.0/0 10.0.0.1} {172.16.0.0/12 10.0.0.1} {10.9.0.0/16 invalid IP}] false}"
 	if got := fmt.Sprint(cfg); got != want {
 		t.Errorf("l3Config = %s, want %s", got, want)
 	}

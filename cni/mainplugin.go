@@ -25,10 +25,18 @@ type Main struct {
 }
 
 // Add creates the link, gets addresses, configures the link (and the host
-// shim) and returns the result in the current spec version. On any error
+// shim) and returns the result in the current spec version. A gateway
+// gives the default route only for a family the namespace has none of
+// (routes.go); routes never replace another interface's. On any error
 // nothing is left: no link, no allocation, no shim route.
 func (m *Main) Add(ctx context.Context, args *skel.CmdArgs, c *MainConfig) (_ *current.Result, retErr error) {
 	spec, err := m.ensureMaster(c)
+	if err != nil {
+		return nil, err
+	}
+	// Read before anything changes in the namespace: a default route there
+	// belongs to another interface (eth0 under Multus) and stays the one.
+	haveDefault, err := defaultRoutes(args.Netns)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +58,7 @@ func (m *Main) Add(ctx context.Context, args *skel.CmdArgs, c *MainConfig) (_ *c
 			_, _ = m.ipamDel(ctx, args, c)
 		}
 	}()
-	cfg, err := l3Config(c, ipres)
+	cfg, err := l3Config(c, ipres, haveDefault.without())
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +157,7 @@ func (m *Main) Check(ctx context.Context, args *skel.CmdArgs, c *MainConfig) err
 	}
 	spec := c.Spec
 	spec.Master = master
-	cfg, err := l3Config(c, prev)
+	cfg, err := l3Config(c, prev, families{})
 	if err != nil {
 		return err
 	}

@@ -12,11 +12,14 @@ import (
 )
 
 // l3Config turns an IPAM (or previous) result into the link's layer-3
-// setup: its addresses, a default route via the first gateway of each
-// family (or the result's own default route), and further routes (the
-// result's, then the configuration's). A result route without gw goes via
-// its family's gateway, as the reference plugins do.
-func l3Config(c *MainConfig, res *current.Result) (macvlan.Config, error) {
+// setup: its addresses, the result's routes (a route without gw goes via
+// its family's first gateway, as the reference plugins do), then the
+// configuration's routes. A default route via the first gateway of a
+// family is added only for the families in gwDefault (ADD: those the
+// namespace has no default route for) that no route already covers with
+// a default; CHECK passes none, as the previous result lists every route
+// ADD made.
+func l3Config(c *MainConfig, res *current.Result, gwDefault families) (macvlan.Config, error) {
 	cfg := macvlan.Config{SkipDAD: c.Net.SkipDAD}
 	gw := map[bool]netip.Addr{}
 	for _, ip := range res.IPs {
@@ -30,6 +33,7 @@ func l3Config(c *MainConfig, res *current.Result) (macvlan.Config, error) {
 			gw[a.Unmap().Is4()] = g.Unmap()
 		}
 	}
+	var asked families // families with a default route in some routes list
 	for _, r := range res.Routes {
 		dst, ok := prefixOf(&r.Dst)
 		if !ok {
@@ -43,18 +47,19 @@ func l3Config(c *MainConfig, res *current.Result) (macvlan.Config, error) {
 		if !g.IsValid() {
 			g = gw[dst.Addr().Is4()] // CNI: no gw means the family's gateway
 		}
-		if dst.Bits() == 0 && g.IsValid() {
-			gw[dst.Addr().Is4()] = g
-			continue
-		}
 		cfg.Routes = append(cfg.Routes, macvlan.Route{Dst: dst, Gw: g})
 	}
+	cfg.Routes = append(cfg.Routes, c.Routes...)
+	for _, r := range cfg.Routes {
+		if r.Dst.Bits() == 0 {
+			asked.set(r.Dst.Addr())
+		}
+	}
 	for _, is4 := range []bool{true, false} {
-		if g := gw[is4]; g.IsValid() {
+		if g := gw[is4]; g.IsValid() && gwDefault.has(g) && !asked.has(g) {
 			cfg.Gateways = append(cfg.Gateways, g)
 		}
 	}
-	cfg.Routes = append(cfg.Routes, c.Routes...)
 	return cfg, nil
 }
 

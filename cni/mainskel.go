@@ -22,40 +22,38 @@ func (m *Main) Funcs() skel.CNIFuncs {
 	ctx := context.Background()
 	return skel.CNIFuncs{
 		Add: func(args *skel.CmdArgs) error {
-			return m.run("ADD", args, func(c *MainConfig) error {
-				res, err := m.Add(ctx, args, c)
-				if err != nil {
-					return err
-				}
-				return types.PrintResult(res, c.Net.CNIVersion)
-			})
+			return m.run("ADD", args, func(c *MainConfig) (types.Result, error) { return m.Add(ctx, args, c) })
 		},
 		Del: func(args *skel.CmdArgs) error {
-			return m.run("DEL", args, func(c *MainConfig) error { return m.Del(ctx, args, c) })
+			return m.run("DEL", args, func(c *MainConfig) (types.Result, error) { return nil, m.Del(ctx, args, c) })
 		},
 		Check: func(args *skel.CmdArgs) error {
-			return m.run("CHECK", args, func(c *MainConfig) error { return m.Check(ctx, args, c) })
+			return m.run("CHECK", args, func(c *MainConfig) (types.Result, error) { return nil, m.Check(ctx, args, c) })
 		},
 		GC: func(args *skel.CmdArgs) error {
-			return m.run("GC", args, func(c *MainConfig) error { return m.GC(ctx, args, c) })
+			return m.run("GC", args, func(c *MainConfig) (types.Result, error) { return nil, m.GC(ctx, args, c) })
 		},
 		Status: func(args *skel.CmdArgs) error {
-			return m.run("STATUS", args, func(c *MainConfig) error { return m.Status(ctx, args, c) })
+			return m.run("STATUS", args, func(c *MainConfig) (types.Result, error) { return nil, m.Status(ctx, args, c) })
 		},
 	}
 }
 
-// run parses the configuration, runs fn, logs the outcome and maps the
-// error to a CNI error.
-func (m *Main) run(verb string, args *skel.CmdArgs, fn func(*MainConfig) error) error {
+// run parses the configuration, runs fn, logs the outcome, then prints
+// fn's result (converted to the configuration's cniVersion) or maps the
+// error to a CNI error. The log comes first: a runtime that died during
+// the call leaves a closed stdout, and writing the result then ends the
+// process (SIGPIPE).
+func (m *Main) run(verb string, args *skel.CmdArgs, fn func(*MainConfig) (types.Result, error)) error {
 	start := time.Now()
 	c, err := ParseMainConfig(args.StdinData)
 	logFile := m.IPAM.Env.getenv("MEDIANET_LOG_FILE")
+	var res types.Result
 	if err == nil {
 		if c.Net.LogFile != "" {
 			logFile = c.Net.LogFile
 		}
-		err = fn(c)
+		res, err = fn(c)
 	}
 	var cniErr *types.Error
 	if err != nil {
@@ -66,7 +64,10 @@ func (m *Main) run(verb string, args *skel.CmdArgs, fn func(*MainConfig) error) 
 	}
 	logOutcome(logFile, verb, args, time.Since(start), cniErr)
 	if cniErr != nil {
-		return cniErr
+		return withCode(cniErr)
+	}
+	if res != nil {
+		return types.PrintResult(res, c.Net.CNIVersion)
 	}
 	return nil
 }

@@ -7,7 +7,10 @@ import (
 	"github.com/medianet/medianet/ipam"
 )
 
-// Result converts an allocation to a CNI result.
+// Result converts an allocation to a CNI result: each address with its
+// subnet's prefix length and gateway, and ipam.routes as host-local
+// returns them (no default route of its own: the main plugin decides that,
+// see routes.go).
 func Result(c *Config, alloc ipam.Allocation) *current.Result {
 	res := &current.Result{CNIVersion: current.ImplementedSpecVersion}
 	for _, ip := range alloc.IPs {
@@ -22,5 +25,6 @@ func Result(c *Config, alloc ipam.Allocation) *current.Result {
 		}
 		res.IPs = append(res.IPs, cfg)
 	}
+	res.Routes = ipamRoutes(&c.Net)
 	return res
 }

@@ -1,6 +1,7 @@
 package macvlan
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -15,12 +16,13 @@ import (
 // Configure sets up link ifname inside targetNS: arp_notify and
 // ndisc_notify (accept_dad=0 with SkipDAD), cfg's addresses (replacing
 // equal ones, so it can be repeated), link up, a default route via each
-// gateway, and cfg's routes. Addresses go on while the link is still down,
-// so bringing it up makes the kernel announce them at once (gratuitous ARP
-// through arp_notify; with SkipDAD an unsolicited neighbour advertisement
-// through ndisc_notify). When the link was already up, Configure calls
-// Announce instead. On error the link may be partly configured; callers
-// delete it.
+// gateway, and cfg's routes, each added beside, never over, another
+// link's route to the same destination (addRoute). Addresses go on while
+// the link is still down, so bringing it up makes the kernel announce them
+// at once (gratuitous ARP through arp_notify; with SkipDAD an unsolicited
+// neighbour advertisement through ndisc_notify). When the link was already
+// up, Configure calls Announce instead. On error the link may be partly
+// configured; callers delete it.
 func Configure(targetNS, ifname string, cfg Config) error {
 	if err := cfg.validate(); err != nil {
 		return err
@@ -54,12 +56,26 @@ func Configure(targetNS, ifname string, cfg Config) error {
 		}
 	}
 	for _, r := range cfg.routes() {
-		if err := h.RouteReplace(toRoute(link.Attrs().Index, r)); err != nil {
+		if err := addRoute(h, toRoute(link.Attrs().Index, r)); err != nil {
 			return fmt.Errorf("macvlan: configure %q: route %s via %s: %w", ifname, r.Dst, r.Gw, err)
 		}
 	}
 	if wasUp {
 		return Announce(targetNS, ifname, cfg.announced())
+	}
+	return nil
+}
+
+// addRoute adds r as `ip route prepend` does (NLM_F_CREATE without
+// NLM_F_REPLACE or NLM_F_EXCL, as the reference plugins add routes): a
+// route to the same destination through another link, such as the default
+// route of a pod's eth0, stays in the table (IPv4 puts the new one first;
+// IPv6 makes gateway routes of equal metric multipath) and is used alone
+// again once this link is deleted. The same route already present is
+// success, so Configure can be repeated.
+func addRoute(h handle, r *netlink.Route) error {
+	if err := h.RouteAddEcmp(r); err != nil && !errors.Is(err, unix.EEXIST) {
+		return err
 	}
 	return nil
 }
