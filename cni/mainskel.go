@@ -10,6 +10,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/medianet/medianet/metrics/report"
 )
 
 // Funcs returns the main plugin's verbs for skel.PluginMainFuncs: each
@@ -63,6 +64,11 @@ func (m *Main) run(verb string, args *skel.CmdArgs, fn func(*MainConfig) (types.
 		}
 	}
 	logOutcome(logFile, verb, args, time.Since(start), cniErr)
+	network, dataDir := "", ""
+	if c != nil {
+		network, dataDir = c.Net.Name, c.Net.IPAM.DataDir
+	}
+	sendReport(report.PluginMain, verb, network, dataDir, start, m.IPAM.Stats(), cniErr)
 	if cniErr != nil {
 		return withCode(cniErr)
 	}

@@ -29,6 +29,27 @@ type Plugin struct {
 	// etcdsource.Source here for ipam.etcd, so that only it links the etcd
 	// client.
 	Source func(ctx context.Context, c *Config, st ipam.Store) (ipam.BlockSource, func(), error)
+
+	// stats adds up what the verb's sessions did, for the metrics report.
+	stats Stats
+}
+
+// Stats is what a verb did that the node's metrics count.
+type Stats struct {
+	// LockWait is how long the verb waited for the node's store lock
+	// (other processes' transactions).
+	LockWait time.Duration
+	// Claims, ClaimFailures and EtcdErrors count the blocks obtained from
+	// etcd, the claims that failed, and the etcd round trips that failed.
+	Claims, ClaimFailures, EtcdErrors int
+}
+
+// Stats returns what this Plugin's verbs did.
+func (p *Plugin) Stats() Stats { return p.stats }
+
+// claimStatser is a block source that counts its claims (etcdsource's).
+type claimStatser interface {
+	ClaimStats() (claims, failed, etcdErrors int)
 }
 
 // Load parses args' configuration and resolves node and requested IPs.
@@ -107,7 +128,16 @@ func (p *Plugin) open(ctx context.Context, c *Config, missingOK bool) (*session,
 		st.Close()
 		return nil, err
 	}
-	return &session{Allocator: a, st: st, src: src, close: func() { closeSrc(); st.Close() }}, nil
+	closeAll := func() {
+		p.stats.LockWait += st.LockWait()
+		if cs, ok := src.(claimStatser); ok {
+			c, f, e := cs.ClaimStats()
+			p.stats.Claims, p.stats.ClaimFailures, p.stats.EtcdErrors = p.stats.Claims+c, p.stats.ClaimFailures+f, p.stats.EtcdErrors+e
+		}
+		closeSrc()
+		st.Close()
+	}
+	return &session{Allocator: a, st: st, src: src, close: closeAll}, nil
 }
 
 func (p *Plugin) source(ctx context.Context, c *Config, st ipam.Store) (ipam.BlockSource, func(), error) {

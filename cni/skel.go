@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/medianet/medianet/ipam"
+	"github.com/medianet/medianet/metrics/report"
 )
 
 // Versions are the CNI spec versions medianet-ipam speaks.
@@ -22,42 +25,45 @@ func (p *Plugin) Funcs() skel.CNIFuncs {
 	ctx := context.Background()
 	return skel.CNIFuncs{
 		Add: func(args *skel.CmdArgs) error {
-			c, ips, err := p.Load(args)
-			if err != nil {
-				return Error(err)
-			}
-			res, err := p.Add(ctx, args, c, ips)
-			if err != nil {
-				return Error(err)
-			}
-			return types.PrintResult(res, c.Net.CNIVersion)
+			return p.run("ADD", args, Error, func(c *Config, ips []netip.Addr) error {
+				res, err := p.Add(ctx, args, c, ips)
+				if err != nil {
+					return err
+				}
+				return types.PrintResult(res, c.Net.CNIVersion)
+			})
 		},
 		Del: func(args *skel.CmdArgs) error {
-			return p.run(args, func(c *Config) error { return p.Del(ctx, args, c) })
+			return p.run("DEL", args, Error, func(c *Config, _ []netip.Addr) error { return p.Del(ctx, args, c) })
 		},
 		Check: func(args *skel.CmdArgs) error {
-			return p.run(args, func(c *Config) error { return p.Check(ctx, args, c) })
+			return p.run("CHECK", args, Error, func(c *Config, _ []netip.Addr) error { return p.Check(ctx, args, c) })
 		},
 		GC: func(args *skel.CmdArgs) error {
-			return p.run(args, func(c *Config) error { return p.GC(ctx, c, c.Net.ValidAttachments) })
+			return p.run("GC", args, Error, func(c *Config, _ []netip.Addr) error { return p.GC(ctx, c, c.Net.ValidAttachments) })
 		},
 		Status: func(args *skel.CmdArgs) error {
-			c, _, err := p.Load(args)
-			if err != nil {
-				return Error(err)
-			}
-			return StatusError(p.Status(ctx, c))
+			return p.run("STATUS", args, StatusError, func(c *Config, _ []netip.Addr) error { return p.Status(ctx, c) })
 		},
 	}
 }
 
-func (p *Plugin) run(args *skel.CmdArgs, fn func(*Config) error) error {
-	c, _, err := p.Load(args)
-	if err != nil {
-		return Error(err)
+// run loads the configuration, runs fn, maps its error with mapErr and
+// reports the outcome to the node's metrics agent.
+func (p *Plugin) run(verb string, args *skel.CmdArgs, mapErr func(error) *types.Error, fn func(*Config, []netip.Addr) error) error {
+	start := time.Now()
+	c, ips, err := p.Load(args)
+	if err == nil {
+		err = fn(c, ips)
 	}
-	if err := fn(c); err != nil {
-		return Error(err)
+	e := mapErr(err)
+	network, dataDir := "", ""
+	if c != nil {
+		network, dataDir = c.Net.Name, c.DataDir
+	}
+	sendReport(report.PluginIPAM, verb, network, dataDir, start, p.stats, e)
+	if e != nil {
+		return withCode(e)
 	}
 	return nil
 }

@@ -5,6 +5,8 @@
 //	          [--scope local|global] [--node NAME] [--etcd-endpoints URLS]
 //	          [--etcd-prefix P] [--etcd-ca F] [--etcd-cert F] [--etcd-key F] [--etcd-user U]
 //	          [--etcd-sync-interval 1m] [--etcd-idle-release 10m]
+//	          [--metrics-listen ADDR] [--cni-conf-dir DIR[,DIR...]]
+//	medianetd --cni-conf-dir /etc/cni/net.d --data-dir /var/lib/medianet --metrics-listen :9743
 //
 // With --etcd-endpoints, every local pool without --ipam-opt node-ranges
 // claims its blocks in etcd, as the CNI plugin's ipam.etcd does; the etcd
@@ -16,6 +18,14 @@
 // /run/docker/plugins) or inside the managed plugin built by
 // scripts/docker-plugin.sh, whose settings SCOPE and NODE supply the
 // defaults of --scope and --node.
+//
+// --metrics-listen serves Prometheus metrics on ADDR/metrics (package
+// metrics): the IPAM store's state at each scrape, Docker's calls timed,
+// and the reports of the CNI plugins that use the same --data-dir.
+// --cni-conf-dir names the CNI configuration directories that describe
+// those plugins' networks (node ranges, subnets). With --cni-conf-dir and
+// no --socket (or --socket ""), medianetd is the node agent of a
+// Kubernetes node: metrics only, no Docker plugin (docs/operations.md).
 package main
 
 import (
@@ -24,13 +34,19 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/medianet/medianet/dockerplugin"
+	"github.com/medianet/medianet/ipam"
+	"github.com/medianet/medianet/ipam/etcdstore"
+	"github.com/medianet/medianet/metrics"
+	"github.com/medianet/medianet/metrics/report"
 )
 
 func main() {
@@ -50,60 +66,207 @@ func firstEnv(names ...string) string {
 	return ""
 }
 
-func run(args []string) error {
+// daemonFlags are medianetd's flags, parsed.
+type daemonFlags struct {
+	socket, dataDir, scope, node string
+	etcd                         etcdFlags
+	debug                        bool
+	metricsListen, cniConfDirs   string
+	// docker: serve the Docker plugin (false in node-agent mode).
+	docker bool
+}
+
+func parseFlags(args []string) (*daemonFlags, error) {
+	var f daemonFlags
 	fs := flag.NewFlagSet("medianetd", flag.ContinueOnError)
-	socket := fs.String("socket", "/run/docker/plugins/medianet.sock", "unix socket Docker connects to")
-	dataDir := fs.String("data-dir", "/var/lib/medianet", "directory of docker.db and ipam.db")
-	scope := fs.String("scope", firstEnv("SCOPE", "MEDIANET_SCOPE"), "local (standalone hosts) or global (Swarm); default $SCOPE or local")
-	node := fs.String("node", firstEnv("NODE", "MEDIANET_NODE", "NODE_NAME"), "this host's name in --ipam-opt node-ranges; default $NODE, $MEDIANET_NODE, $NODE_NAME or the hostname")
-	var ef etcdFlags
-	ef.register(fs)
-	debug := fs.Bool("debug", os.Getenv("DEBUG") != "", "log every call")
-	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+	fs.StringVar(&f.socket, "socket", "/run/docker/plugins/medianet.sock", "unix socket Docker connects to; \"\" for none (node agent)")
+	fs.StringVar(&f.dataDir, "data-dir", "/var/lib/medianet", "directory of docker.db and ipam.db")
+	fs.StringVar(&f.scope, "scope", firstEnv("SCOPE", "MEDIANET_SCOPE"), "local (standalone hosts) or global (Swarm); default $SCOPE or local")
+	fs.StringVar(&f.node, "node", firstEnv("NODE", "MEDIANET_NODE", "NODE_NAME"), "this host's name in --ipam-opt node-ranges; default $NODE, $MEDIANET_NODE, $NODE_NAME or the hostname")
+	f.etcd.register(fs)
+	fs.BoolVar(&f.debug, "debug", os.Getenv("DEBUG") != "", "log every call")
+	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics on this address (e.g. :9743) at /metrics")
+	fs.StringVar(&f.cniConfDirs, "cni-conf-dir", "", "CNI configuration directories (comma-separated) describing the CNI networks of --data-dir, for metrics; without --socket, run as the node agent only")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if f.scope == "" {
+		f.scope = dockerplugin.ScopeLocal
+	}
+	socketSet := false
+	fs.Visit(func(fl *flag.Flag) { socketSet = socketSet || fl.Name == "socket" })
+	f.docker = f.socket != "" && (socketSet || f.cniConfDirs == "")
+	if !f.docker && f.metricsListen == "" && f.cniConfDirs == "" {
+		return nil, fmt.Errorf("no --socket, --metrics-listen or --cni-conf-dir: nothing to do; give --cni-conf-dir DIR [--metrics-listen ADDR] to run as the node agent")
+	}
+	if f.node == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("node name: give --node: %w", err)
+		}
+		f.node = h
+	}
+	return &f, nil
+}
+
+func run(args []string) error {
+	f, err := parseFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	} else if err != nil {
 		return err
 	}
-	if *scope == "" {
-		*scope = dockerplugin.ScopeLocal
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	etcdCfg, err := ef.config()
+	etcdCfg, err := f.etcd.config()
 	if err != nil {
 		return err
 	}
 	level := slog.LevelInfo
-	if *debug {
+	if f.debug {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	d, err := dockerplugin.Open(dockerplugin.Config{DataDir: *dataDir, Scope: *scope, Node: *node, Log: log, Etcd: etcdCfg})
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	l, err := dockerplugin.Listen(*socket)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(*socket)
-	srv := &http.Server{Handler: dockerplugin.Handler(d, log), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	if etcdCfg != nil {
-		go syncEtcd(ctx, d, ef.syncInterval)
+	var d *dockerplugin.Driver
+	if f.docker {
+		d, err = dockerplugin.Open(dockerplugin.Config{DataDir: f.dataDir, Scope: f.scope, Node: f.node, Log: log, Etcd: etcdCfg})
+		if err != nil {
+			return err
+		}
+		defer d.Close()
 	}
-	log.Info("serving", "socket", *socket, "dataDir", *dataDir, "scope", *scope, "node", *node, "etcd", ef.endpoints)
+	var onReport func(report.Report)
+	if f.cniConfDirs != "" {
+		// The node agent syncs the CNI plugins' etcd networks: on a
+		// timer, and soon after the DELs they report.
+		syncer := newCNISyncer(splitList(f.cniConfDirs), f.dataDir, f.node, log)
+		onReport = syncer.onReport
+		go syncer.run(ctx, f.etcd.syncInterval)
+	}
+	agent, err := startMetrics(ctx, f, d, etcdCfg, onReport, log)
+	if err != nil {
+		return err
+	}
+	if agent != nil {
+		defer agent.Close()
+	}
+	if !f.docker {
+		log.Info("node agent: metrics and etcd sync of the CNI networks", "metrics", f.metricsListen, "dataDir", f.dataDir, "node", f.node, "cniConfDir", f.cniConfDirs)
+		<-ctx.Done()
+		return nil
+	}
+	return serveDocker(ctx, f, d, agent, etcdCfg != nil, log)
+}
+
+// serveDocker answers Docker on --socket until ctx ends.
+func serveDocker(ctx context.Context, f *daemonFlags, d *dockerplugin.Driver, agent *metrics.Agent, etcd bool, log *slog.Logger) error {
+	l, err := dockerplugin.Listen(f.socket)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.socket)
+	h := dockerplugin.Handler(d, log)
+	if agent != nil {
+		h = agent.DockerHandler(h)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go shutdownOnDone(ctx, srv)
+	if etcd {
+		go syncEtcd(ctx, d, f.etcd.syncInterval)
+	}
+	log.Info("serving", "socket", f.socket, "dataDir", f.dataDir, "scope", f.scope, "node", f.node, "etcd", f.etcd.endpoints, "metrics", f.metricsListen)
 	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+func shutdownOnDone(ctx context.Context, srv *http.Server) {
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+}
+
+// startMetrics serves /metrics on --metrics-listen, if given, and listens
+// for the CNI plugins' reports in --data-dir. It returns nil without
+// --metrics-listen.
+func startMetrics(ctx context.Context, f *daemonFlags, d *dockerplugin.Driver, etcdCfg *etcdstore.Config, onReport func(report.Report), log *slog.Logger) (*metrics.Agent, error) {
+	if f.metricsListen == "" {
+		return nil, nil
+	}
+	var sources []metrics.NetworkSource
+	if f.cniConfDirs != "" {
+		sources = append(sources, metrics.ConfDirs{Dirs: splitList(f.cniConfDirs), DataDir: f.dataDir, Node: f.node})
+	}
+	if d != nil {
+		sources = append(sources, dockerNetworks(d, etcdCfg))
+	}
+	agent, err := metrics.New(metrics.Options{Node: f.node, DataDir: f.dataDir, Sources: sources, Log: log, OnReport: onReport})
+	if err != nil {
+		return nil, err
+	}
+	if err := agent.ListenReports(); err != nil {
+		agent.Close()
+		return nil, err
+	}
+	l, err := net.Listen("tcp", f.metricsListen)
+	if err != nil {
+		agent.Close()
+		return nil, fmt.Errorf("--metrics-listen %s: %w", f.metricsListen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", agent.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go shutdownOnDone(ctx, srv)
+	go func() {
+		if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return agent, nil
+}
+
+// ipamNetworkLister is what the Docker driver tells about its pools: the
+// ipam configuration of each, as this host sees it, those with static
+// ranges apart from those whose blocks are claimed in etcd.
+type ipamNetworkLister interface {
+	IPAMNetworks(ctx context.Context) (static, etcd []ipam.Config, err error)
+}
+
+// dockerNetworks is the metrics source of the Docker driver's pools, when
+// the driver lists them (dockerplugin.Driver.IPAMNetworks); without it,
+// Docker networks get the store's gauges but no range gauges.
+func dockerNetworks(d *dockerplugin.Driver, etcdCfg *etcdstore.Config) metrics.NetworkSource {
+	return metrics.Static(func(ctx context.Context) ([]metrics.Network, error) {
+		l, ok := any(d).(ipamNetworkLister)
+		if !ok {
+			return nil, nil
+		}
+		static, etcd, err := l.IPAMNetworks(ctx)
+		var out []metrics.Network
+		for _, c := range static {
+			out = append(out, metrics.Network{Config: c})
+		}
+		for _, c := range etcd {
+			if etcdCfg != nil {
+				out = append(out, metrics.Network{Config: c, Etcd: etcdCfg})
+			}
+		}
+		return out, err
+	})
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

@@ -126,6 +126,7 @@ type Client struct {
 
 	writes   atomic.Uint64 // successful etcd writes (puts and deletes)
 	requests atomic.Uint64 // etcd round trips attempted
+	failed   atomic.Uint64 // etcd round trips that failed (unreachable, refused)
 }
 
 // New checks cfg and that its TLS files exist; it neither parses them
@@ -156,6 +157,9 @@ func (c *Client) Writes() uint64 { return c.writes.Load() }
 
 // Requests returns the number of etcd round trips this client attempted.
 func (c *Client) Requests() uint64 { return c.requests.Load() }
+
+// Failed returns the number of etcd round trips that failed.
+func (c *Client) Failed() uint64 { return c.failed.Load() }
 
 // Close closes the connection, if one was made.
 func (c *Client) Close() error {
@@ -235,11 +239,13 @@ func isAuth(err error) bool {
 func (c *Client) txn(ctx context.Context, op string, cmps []clientv3.Cmp, then, els []clientv3.Op) (*clientv3.TxnResponse, error) {
 	cli, err := c.conn(ctx)
 	if err != nil {
+		c.failed.Add(1)
 		return nil, err
 	}
 	c.requests.Add(1)
 	resp, err := cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
 	if err != nil {
+		c.failed.Add(1)
 		return nil, c.wrap(op, err)
 	}
 	ops := els
@@ -258,11 +264,13 @@ func (c *Client) txn(ctx context.Context, op string, cmps []clientv3.Cmp, then, 
 func (c *Client) get(ctx context.Context, op, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
 	cli, err := c.conn(ctx)
 	if err != nil {
+		c.failed.Add(1)
 		return nil, err
 	}
 	c.requests.Add(1)
 	resp, err := cli.Get(ctx, key, opts...)
 	if err != nil {
+		c.failed.Add(1)
 		return nil, c.wrap(op, err)
 	}
 	return resp, nil
@@ -271,4 +279,16 @@ func (c *Client) get(ctx context.Context, op, key string, opts ...clientv3.OpOpt
 // bound returns ctx limited by RequestTimeout.
 func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, c.cfg.RequestTimeout)
+}
+
+// RawGet returns the value of key ("" when absent), for tools and tests
+// that inspect what medianet wrote.
+func (c *Client) RawGet(ctx context.Context, key string) (string, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	resp, err := c.get(ctx, "read "+key, key)
+	if err != nil || len(resp.Kvs) == 0 {
+		return "", err
+	}
+	return string(resp.Kvs[0].Value), nil
 }

@@ -31,6 +31,8 @@ type Source struct {
 	sticky bool
 
 	mu      sync.Mutex
+	claims  int                 // blocks obtained (claimed, adopted, taken over)
+	failed  int                 // claims that failed (etcd, exhaustion, races)
 	lost    []ipam.LostBlock    // found while claiming, for TakeLost
 	foreign []ipam.ForeignAddrs // of tombstones taken over, for TakeForeign
 }
@@ -104,6 +106,7 @@ func (s *Source) Next(ctx context.Context, subnet netip.Prefix, bits int, held i
 		return netip.Prefix{}, mapErr(err)
 	}
 	b, err := s.c.ClaimNext(ctx, s.net, s.node, subnet, held)
+	defer func() { s.count(err) }()
 	if errors.Is(err, ErrExhausted) {
 		sub, _ := s.net.subnet(subnet.Masked())
 		var f ipam.ForeignAddrs
@@ -143,7 +146,27 @@ func (s *Source) Containing(ctx context.Context, subnet netip.Prefix, bits int, 
 	if e, ok := s.net.excludedBy(b); ok {
 		return netip.Prefix{}, fmt.Errorf("%s lies in excluded %s: %w", addr, e, ipam.ErrOutOfRange)
 	}
-	return b, mapErr(s.c.ClaimBlock(ctx, s.net, s.node, b))
+	err = s.c.ClaimBlock(ctx, s.net, s.node, b)
+	s.count(err)
+	return b, mapErr(err)
+}
+
+func (s *Source) count(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.failed++
+	} else {
+		s.claims++
+	}
+}
+
+// ClaimStats returns the blocks this source obtained, the claims that
+// failed, and the etcd round trips that failed, for metrics.
+func (s *Source) ClaimStats() (claims, failed, etcdErrors int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.claims, s.failed, int(s.c.Failed())
 }
 
 // Available implements ipam.BlockSource without writing: one keys-only

@@ -1,7 +1,6 @@
 package ctl
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -80,36 +79,12 @@ func readClaims(file string) ([]claim, error) {
 	return out, nil
 }
 
-// ipamConfs returns the network configurations in data that use
-// medianet-ipam: data itself, or each plugin of a conflist with the list's
-// name and cniVersion.
+// ipamConfs returns the medianet-ipam configurations in data
+// (cni.IPAMConfs), and an error naming the file's problem when it has none.
 func ipamConfs(data []byte) ([][]byte, error) {
-	var list struct {
-		Name       string            `json:"name"`
-		CNIVersion string            `json:"cniVersion"`
-		Plugins    []json.RawMessage `json:"plugins"`
+	out, err := cni.IPAMConfs(data)
+	if err == nil && len(out) == 0 {
+		err = fmt.Errorf("no plugin with ipam.type medianet-ipam")
 	}
-	if err := json.Unmarshal(data, &list); err != nil {
-		return nil, fmt.Errorf("not valid JSON: %w", err)
-	}
-	if list.Plugins == nil {
-		return [][]byte{data}, nil
-	}
-	var out [][]byte
-	for _, p := range list.Plugins {
-		var m map[string]any
-		if err := json.Unmarshal(p, &m); err != nil {
-			return nil, err
-		}
-		if ip, ok := m["ipam"].(map[string]any); !ok || ip["type"] != "medianet-ipam" {
-			continue
-		}
-		m["name"], m["cniVersion"] = list.Name, list.CNIVersion
-		b, _ := json.Marshal(m)
-		out = append(out, b)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no plugin with ipam.type medianet-ipam")
-	}
-	return out, nil
+	return out, err
 }

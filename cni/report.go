@@ -1,0 +1,20 @@
+package cni
+
+import (
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/medianet/medianet/metrics/report"
+)
+
+// sendReport tells the node's metrics agent (medianetd --metrics-listen,
+// package metrics) how a verb went: one datagram to <dataDir>/metrics.sock,
+// never waited for, lost when no agent listens. It never fails the verb.
+func sendReport(plugin, verb, network, dataDir string, start time.Time, st Stats, e *types.Error) {
+	r := report.Report{Plugin: plugin, Verb: verb, Network: network, Duration: time.Since(start), LockWait: st.LockWait,
+		Claims: st.Claims, ClaimFailures: st.ClaimFailures, EtcdErrors: st.EtcdErrors}
+	if e != nil {
+		r.Code = e.Code
+	}
+	_ = report.Send(dataDir, r)
+}
