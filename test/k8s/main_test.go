@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/medianet/medianet/internal/cnitest"
 	"github.com/medianet/medianet/internal/containerdtest"
@@ -152,18 +153,19 @@ func (p pod) eth0(t *testing.T) (kind string, addrs []netip.Addr) {
 
 // allocation is one entry of `medianetctl ipam list --json`.
 type allocation struct {
-	Network     string   `json:"network"`
-	ContainerID string   `json:"containerID"`
-	IfName      string   `json:"ifname"`
-	IPs         []string `json:"ips"`
-	Workload    string   `json:"workload"`
+	Network     string    `json:"network"`
+	ContainerID string    `json:"containerID"`
+	IfName      string    `json:"ifname"`
+	IPs         []string  `json:"ips"`
+	Workload    string    `json:"workload"`
+	HeldUntil   time.Time `json:"heldUntil"`
 }
 
 // ipamList runs medianetctl ipam list --json on dataDir, as an operator
 // would, and returns the allocations by container ID.
 func ipamList(t *testing.T, dataDir string) map[string]allocation {
 	t.Helper()
-	out, err := exec.Command(bin("medianetctl"), "--data-dir", dataDir, "ipam", "list", "--network", "media", "--json").Output()
+	out, err := exec.Command(bin("medianetctl"), "--data-dir", dataDir, "ipam", "list", "--json").Output()
 	if err != nil {
 		t.Fatalf("medianetctl ipam list: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -92,6 +93,7 @@ type attachment struct {
 	node    string       // the nodeRanges entry this node takes
 	nodeNet netip.Prefix // its first range (the subnet without nodeRanges)
 	caps    map[string]bool
+	sticky  bool // ipam.sticky: a deleted pod's address is held for it
 }
 
 // prepare adapts a NAD for this test, as little as running it here
@@ -106,6 +108,7 @@ func prepare(t *testing.T, n nad, etcdURL func() string) attachment {
 			continue
 		}
 		ip["dataDir"] = t.TempDir()
+		_, a.sticky = ip["sticky"]
 		if e, ok := ip["etcd"].(map[string]any); ok {
 			e["endpoints"] = []string{etcdURL()}
 		}
@@ -223,7 +226,17 @@ func (a attachment) besideEth0(t *testing.T, p *kpod, conf *libcni.NetworkConfig
 	p.checkKept(t, before)
 	must(t, p.del(conf, "net1", caps))
 	p.checkRestored(t, before)
-	if left := ipamList(t, dataDir); len(left) != 0 {
+	left := ipamList(t, dataDir)
+	if hold := "sticky:media/" + p.id; a.sticky {
+		// The pod's address is held for it; an operator drops the hold.
+		if len(left) != 1 || left[hold].HeldUntil.IsZero() {
+			t.Errorf("after DEL on a sticky network: allocations %v, want only %s's hold", left, hold)
+		}
+		out, err := exec.Command(bin("medianetctl"), "--data-dir", dataDir, "ipam", "release", "--network", conf.Name, "--container", hold).CombinedOutput()
+		mustf(t, err, "medianetctl ipam release %s: %s", hold, out)
+		left = ipamList(t, dataDir)
+	}
+	if len(left) != 0 {
 		t.Errorf("after DEL: allocations %v", left)
 	}
 }
