@@ -131,6 +131,19 @@ func (s *Store) View(ctx context.Context, fn func(ipam.Tx) error) error {
 			return err
 		}
 	}
+	err := s.view(ctx, fn)
+	if errors.Is(err, errUninitialized) {
+		// A writer was killed between creating the file and its first
+		// commit: initialise it (a write), then read.
+		if err := s.Update(ctx, func(ipam.Tx) error { return nil }); err != nil {
+			return err
+		}
+		err = s.view(ctx, fn)
+	}
+	return err
+}
+
+func (s *Store) view(ctx context.Context, fn func(ipam.Tx) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.with(ctx, false, func(db *bolt.DB) error {
@@ -142,6 +155,10 @@ func (s *Store) View(ctx context.Context, fn func(ipam.Tx) error) error {
 		})
 	})
 }
+
+// errUninitialized: the file exists but holds none of the store's
+// buckets (its creator died before its first commit).
+var errUninitialized = errors.New("boltstore: store not initialised")
 
 // with takes the file lock (exclusive for writers), opens the bbolt file,
 // runs fn and closes both.
@@ -234,6 +251,9 @@ func initSchema(btx *bolt.Tx) error {
 
 func checkSchema(btx *bolt.Tx) error {
 	meta := btx.Bucket(bMeta)
+	if meta == nil && btx.Bucket(bNets) == nil {
+		return errUninitialized
+	}
 	if meta == nil || btx.Bucket(bNets) == nil {
 		return fmt.Errorf("boltstore: buckets meta or nets missing: %w", ipam.ErrCorrupt)
 	}

@@ -206,3 +206,25 @@ func TestCheckFindsCorruption(t *testing.T) {
 		t.Errorf("Check() = %v, want ErrCorrupt", err)
 	}
 }
+
+// TestUninitialisedFile: a writer killed after bbolt created the file but
+// before its first commit leaves a valid, empty bbolt file; the next
+// process must initialise it, not call it corrupt.
+func TestUninitialisedFile(t *testing.T) {
+	dir := t.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, boltstore.FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	st, err := boltstore.Open(ctx, dir, boltstore.Options{})
+	if err != nil {
+		t.Fatalf("Open of an uninitialised store = %v", err)
+	}
+	if err := st.View(ctx, func(ipam.Tx) error { return nil }); err != nil {
+		t.Errorf("View = %v", err)
+	}
+	if err := st.Check(ctx); err != nil {
+		t.Errorf("Check = %v", err)
+	}
+}
