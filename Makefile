@@ -4,11 +4,20 @@
 GO        ?= go
 BIN       := bin
 CMDS      := $(notdir $(wildcard cmd/*))
-PKGS_UNIT  = $(shell $(GO) list ./... | grep -v '/test')
+PKGS_UNIT  = $(shell $(GO) list ./... | grep -v '^github.com/medianet/medianet/test/')
+PKGS_E2E  ?= ./test/...
 FUZZTIME  ?= 10s
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps test test-unit test-e2e bench fmt vet lint fuzz clean demo docker-plugin image
+# Every test command runs through testsummary (internal/cmd/testsummary):
+# readable progress, failures in full, and a count of skips with their
+# reasons. With MEDIANET_STRICT_SKIPS=1 (.ci/run sets it) a skip that
+# .ci/allowed-skips does not name fails the run.
+TESTSUMMARY := $(BIN)/tools/testsummary
+REPORTS     := $(BIN)/test-reports
+SUMMARIZE    = $(TESTSUMMARY) -allow .ci/allowed-skips
+
+.PHONY: all build deps test test-unit test-e2e test-tools bench fmt vet lint fuzz clean demo docker-plugin image
 
 all: build
 
@@ -24,16 +33,28 @@ deps:
 
 # test: formatting and vet, unit tests (root-only ones run when root), then
 # the end-to-end tests against real peers, one package at a time because
-# they share dockerd, podman and iptables.
-test: deps build vet test-unit test-e2e
+# they share dockerd, podman and iptables; it ends, failed or not, with how
+# many tests ran, failed and skipped, and why they skipped.
+test: deps build vet
+	@rm -f $(REPORTS)/unit.json $(REPORTS)/e2e.json
+	@rc=0; $(MAKE) --no-print-directory test-unit test-e2e || rc=$$?; \
+	records=$$(ls $(REPORTS)/unit.json $(REPORTS)/e2e.json 2>/dev/null); \
+	if [ -n "$$records" ]; then $(TESTSUMMARY) -report $$records; fi; \
+	exit $$rc
 
-test-unit:
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS_UNIT)
+test-tools:
+	@mkdir -p $(dir $(TESTSUMMARY)) $(REPORTS)
+	@$(GO) build -o $(TESTSUMMARY) ./internal/cmd/testsummary
 
-test-e2e: build
-	@if [ -n "$$($(GO) list ./test/... 2>/dev/null)" ]; then \
-		MEDIANET_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -p 1 -timeout 40m ./test/...; \
-	fi
+test-unit: test-tools
+	@rm -f $(REPORTS)/unit.json
+	CGO_ENABLED=1 $(SUMMARIZE) -name unit -record $(REPORTS)/unit.json -- \
+		$(GO) test -json -race -count=1 -timeout 20m $(PKGS_UNIT)
+
+test-e2e: build test-tools
+	@rm -f $(REPORTS)/e2e.json
+	MEDIANET_BIN=$(CURDIR)/$(BIN) $(SUMMARIZE) -name e2e -record $(REPORTS)/e2e.json -- \
+		$(GO) test -json -count=1 -p 1 -timeout 40m $(PKGS_E2E)
 
 # bench: every benchmark, with iteration counts that make its figures
 # meaningful; ratios against the reference plugins, Docker's macvlan
@@ -44,8 +65,9 @@ bench: build
 	MEDIANET_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 2000x -count 1 ./test/etcd
 	MEDIANET_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./test/natprobe ./test/docker
 
+# fmt: every Go file of the tree, tracked or new, that exists.
 fmt:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); \
+	@out=$$(git ls-files -co --exclude-standard -- '*.go' | while read -r f; do [ -f "$$f" ] && echo "$$f"; done | xargs -r gofmt -l); \
 	if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
 
 vet: fmt

@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/medianet/medianet/macvlan"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // Main runs the verbs of the main plugin (cmd/medianet): a macvlan link
@@ -102,7 +100,7 @@ func (m *Main) Del(ctx context.Context, args *skel.CmdArgs, c *MainConfig) error
 		if err := macvlan.Delete(args.Netns, args.IfName); err != nil {
 			return err
 		}
-		if err := deleteTempLinks(args.Netns); err != nil {
+		if err := macvlan.DeleteTemp(args.Netns); err != nil {
 			return err
 		}
 	}
@@ -318,36 +316,4 @@ func defaultMaster() (string, error) {
 func isDefault(n *net.IPNet) bool {
 	ones, _ := n.Mask.Size()
 	return ones == 0
-}
-
-// tempPrefix starts the temporary name macvlan.Create gives a link before
-// renaming it to CNI_IFNAME.
-const tempPrefix = "mvtmp"
-
-// deleteTempLinks removes macvlans under a temporary name from the
-// namespace at path: an ADD killed between creating and renaming its link
-// leaves one. A missing namespace is success.
-func deleteTempLinks(path string) error {
-	fd, err := netns.GetFromPath(path)
-	if err != nil {
-		return nil // namespace gone: nothing left in it
-	}
-	defer fd.Close()
-	h, err := netlink.NewHandleAt(fd)
-	if err != nil {
-		return fmt.Errorf("netlink handle in netns %q: %w", path, err)
-	}
-	defer h.Close()
-	links, err := h.LinkList()
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		return fmt.Errorf("list links in netns %q: %w", path, err)
-	}
-	for _, l := range links {
-		if l.Type() == "macvlan" && strings.HasPrefix(l.Attrs().Name, tempPrefix) {
-			if err := macvlan.Delete(path, l.Attrs().Name); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

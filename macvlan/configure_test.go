@@ -62,12 +62,12 @@ func TestConfigureFamilies(t *testing.T) {
 				t.Errorf("second Configure: %v", err)
 			}
 			for _, p := range f.peer {
-				if err := cont.Ping(p.Addr(), 1); err != nil {
+				if err := reach(cont, p.Addr()); err != nil {
 					t.Errorf("container cannot reach peer %s: %v", p.Addr(), err)
 				}
 			}
 			for _, p := range f.cont {
-				if err := peer.Ping(p.Addr(), 1); err != nil {
+				if err := reach(peer, p.Addr()); err != nil {
 					t.Errorf("peer cannot reach container %s: %v", p.Addr(), err)
 				}
 			}

@@ -178,3 +178,32 @@ func TestDeleteIdempotent(t *testing.T) {
 		t.Errorf("Delete in missing netns: %v, want nil", err)
 	}
 }
+
+// TestDeleteTemp: what an ADD killed between Create's create and rename
+// leaves (a macvlan named TempPrefix...) goes; the container's real link
+// and a non-macvlan link that merely starts with the prefix stay.
+func TestDeleteTemp(t *testing.T) {
+	e := newEnv(t)
+	spec := macvlan.Spec{Master: e.lan.Master}
+	for _, name := range []string{"eth0", macvlan.TempPrefix + "0123456789"} {
+		if _, err := macvlan.Create(e.lan.Host.Path, spec, e.cont.Path, name); err != nil {
+			t.Fatalf("Create %s: %v", name, err)
+		}
+	}
+	br := &netlink.Bridge{LinkAttrs: netlink.NewLinkAttrs()}
+	br.Name = macvlan.TempPrefix + "bridge"
+	if err := e.cont.Handle(t).LinkAdd(br); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := macvlan.DeleteTemp(e.cont.Path); err != nil {
+			t.Fatalf("DeleteTemp #%d: %v", i+1, err)
+		}
+	}
+	if got, want := links(t, e.cont), []string{"eth0", "lo", br.Name}; !slices.Equal(got, want) {
+		t.Errorf("container links after DeleteTemp = %v, want %v", got, want)
+	}
+	if err := macvlan.DeleteTemp("/run/netns/mvt-gone-already"); err != nil {
+		t.Errorf("DeleteTemp in missing netns: %v, want nil", err)
+	}
+}

@@ -27,9 +27,19 @@
 //
 // # Atomicity
 //
-// Create, CreateInHost, EnsureVLAN and EnsureShim either succeed or leave
-// no link behind. Delete, DeleteVLAN, DeleteShim and DelShimRoute are
-// idempotent: a namespace or link already gone is success.
+// Create and CreateInHost either succeed or leave no link behind; a
+// process killed inside Create leaves at most a link named TempPrefix...
+// in the target namespace, which DeleteTemp removes. Delete, DeleteTemp,
+// DeleteVLAN, DeleteShim and DelShimRoute are idempotent: a namespace or
+// link already gone is success.
+//
+// The VLAN parent and the host shim are shared by every container on a
+// master, and parallel ADDs in other processes may use them the moment
+// they exist. EnsureVLAN and EnsureShim therefore adopt a link another
+// process created between their lookup and their create (EEXIST), after
+// checking it is the right kind on the right master, and never delete a
+// link, not even one they made: a failing caller must not take it from
+// under a concurrent one. Only DeleteVLAN and DeleteShim delete them.
 //
 // # Announcements
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -91,10 +92,38 @@ func newMacvlan(spec Spec, m netlink.Link, name string) *netlink.Macvlan {
 	return &netlink.Macvlan{LinkAttrs: attrs, Mode: mode}
 }
 
+// TempPrefix starts the temporary name Create gives a link before renaming
+// it: a link of that name in a container's namespace is an ADD that died
+// between the two steps (DeleteTemp removes them).
+const TempPrefix = "mvtmp"
+
 func tempName() string {
 	var b [5]byte
 	_, _ = rand.Read(b[:])
-	return "mvtmp" + hex.EncodeToString(b[:]) // 15 bytes
+	return TempPrefix + hex.EncodeToString(b[:]) // 15 bytes
+}
+
+// DeleteTemp removes the macvlans still under a temporary name (TempPrefix)
+// from the namespace at nsPath: what a Create killed between creating and
+// renaming its link leaves. A missing namespace is success.
+func DeleteTemp(nsPath string) error {
+	h, ok, err := existingHandleAt(nsPath)
+	if !ok {
+		return err
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		return fmt.Errorf("macvlan: list links in netns %q: %w", nsPath, err)
+	}
+	for _, l := range links {
+		if l.Type() == "macvlan" && strings.HasPrefix(l.Attrs().Name, TempPrefix) {
+			if err := deleteLink(h, l.Attrs().Name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Create makes a macvlan on spec.Master (in hostNS, "" for the caller's
@@ -200,15 +229,25 @@ func readLink(h handle, name string) (Link, error) {
 // Delete removes link ifname from the namespace at nsPath ("" for the
 // caller's). A missing namespace or link is success.
 func Delete(nsPath, ifname string) error {
-	h, err := handleAt(nsPath)
-	if errors.Is(err, ErrNetNSNotFound) {
-		return nil
-	}
-	if err != nil {
+	h, ok, err := existingHandleAt(nsPath)
+	if !ok {
 		return err
 	}
 	defer h.Close()
 	return deleteLink(h, ifname)
+}
+
+// existingHandleAt is handleAt for what succeeds when the namespace is
+// gone: then ok is false and err nil.
+func existingHandleAt(nsPath string) (h handle, ok bool, err error) {
+	h, err = handleAt(nsPath)
+	switch {
+	case errors.Is(err, ErrNetNSNotFound):
+		return handle{}, false, nil
+	case err != nil:
+		return handle{}, false, err
+	}
+	return h, true, nil
 }
 
 func deleteLink(h handle, name string) error {

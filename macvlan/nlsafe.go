@@ -10,8 +10,8 @@ import (
 
 // handle is a netlink handle whose dumps are retried when the kernel marks
 // them interrupted (NLM_F_DUMP_INTR), as containernetworking's netlinksafe
-// does. netlinksafe itself is not used because it pulls in
-// github.com/pkg/errors, which is not in this module's go.sum.
+// does.
+// Not netlinksafe: its Handle lacks AddrList, needed here per namespace, and it logs to the global logger.
 type handle struct {
 	*netlink.Handle
 }

@@ -31,10 +31,17 @@ type ShimSpec struct {
 // EnsureShim makes sure the shim link exists in hostNS ("" for the
 // caller's) as a bridge-mode macvlan on s.Master, is up, and carries
 // s.Addresses. An existing link of that name on another master or
-// of another kind is an ErrMismatch error. On error a link this call
-// created is removed.
-func EnsureShim(hostNS string, s ShimSpec) (retErr error) {
-	if err := validName("shim name", s.Name); err != nil {
+// of another kind is an ErrMismatch error.
+//
+// The shim is shared by every container on the master, and other
+// processes (parallel ADDs) may route through it from the moment it
+// exists under its name. So EnsureShim never deletes it, not even one it
+// has just created: a shim another process creates between this call's
+// lookup and its create (EEXIST) is adopted, and a failure after the
+// create leaves the shim for the next EnsureShim to complete (it is
+// idempotent).
+func EnsureShim(hostNS string, s ShimSpec) error {
+	if err := s.validate(); err != nil {
 		return err
 	}
 	h, err := handleAt(hostNS)
@@ -46,22 +53,9 @@ func EnsureShim(hostNS string, s ShimSpec) (retErr error) {
 	if err != nil {
 		return err
 	}
-	l, err := h.LinkByName(s.Name)
-	switch {
-	case isNotFound(err):
-		if err := h.LinkAdd(newMacvlan(Spec{Master: s.Master}, m, s.Name)); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("macvlan: create shim %q on %q: %w", s.Name, s.Master, err)
-		}
-		if l, err = h.LinkByName(s.Name); err != nil {
-			return fmt.Errorf("macvlan: create shim %q: %w", s.Name, err)
-		}
-		defer func() {
-			if retErr != nil {
-				_ = h.LinkDel(l)
-			}
-		}()
-	case err != nil:
-		return fmt.Errorf("macvlan: shim %q: %w", s.Name, err)
+	l, err := shimLink(h, s, m)
+	if err != nil {
+		return err
 	}
 	if mv, ok := l.(*netlink.Macvlan); !ok || mv.ParentIndex != m.Attrs().Index || mv.Mode != netlink.MACVLAN_MODE_BRIDGE {
 		return fmt.Errorf("macvlan: shim %q: %w: want a bridge-mode macvlan on %q (kind %s)", s.Name, ErrMismatch, s.Master, l.Type())
@@ -71,10 +65,53 @@ func EnsureShim(hostNS string, s ShimSpec) (retErr error) {
 			return fmt.Errorf("macvlan: shim %q: address %s: %w", s.Name, p, err)
 		}
 	}
-	if err := h.LinkSetUp(l); err != nil {
-		return fmt.Errorf("macvlan: shim %q: set up: %w", s.Name, err)
+	if l.Attrs().Flags&net.FlagUp == 0 {
+		if err := h.LinkSetUp(l); err != nil {
+			return fmt.Errorf("macvlan: shim %q: set up: %w", s.Name, err)
+		}
 	}
 	return nil
+}
+
+// validate checks the shim's name and addresses before anything is made.
+func (s ShimSpec) validate() error {
+	if err := validName("shim name", s.Name); err != nil {
+		return err
+	}
+	for i, p := range s.Addresses {
+		if !p.IsValid() || p.Addr().Is4In6() {
+			return fmt.Errorf("macvlan: shim %q: address %d %q: %w: use an address with a prefix length, such as 192.168.100.253/32", s.Name, i, p, ErrInvalidSpec)
+		}
+	}
+	return nil
+}
+
+// testHookShimCreate, when set (by tests), runs between shimLink's lookup
+// and its create: where a concurrent process may create the shim.
+var testHookShimCreate func()
+
+// shimLink returns the link named s.Name in h, creating it (up, in bridge
+// mode on m) when missing, or adopting the one another process created
+// since the lookup.
+func shimLink(h handle, s ShimSpec, m netlink.Link) (netlink.Link, error) {
+	l, err := h.LinkByName(s.Name)
+	if err == nil {
+		return l, nil
+	} else if !isNotFound(err) {
+		return nil, fmt.Errorf("macvlan: shim %q: %w", s.Name, err)
+	}
+	if testHookShimCreate != nil {
+		testHookShimCreate()
+	}
+	mv := newMacvlan(Spec{Master: s.Master}, m, s.Name)
+	mv.Flags = net.FlagUp
+	if err := h.LinkAdd(mv); err != nil && !errors.Is(err, unix.EEXIST) {
+		return nil, fmt.Errorf("macvlan: create shim %q on %q: %w", s.Name, s.Master, err)
+	}
+	if l, err = h.LinkByName(s.Name); err != nil {
+		return nil, fmt.Errorf("macvlan: create shim %q: %w", s.Name, err)
+	}
+	return l, nil
 }
 
 // AddShimRoute adds (or replaces) the host route dst/32 (/128) through
@@ -130,10 +167,8 @@ func shimRoute(hostNS, shim string, dst netip.Addr, add bool) error {
 // DeleteShim removes the shim link (and with it its routes) from hostNS;
 // a missing shim is success. Call it when the last container is gone.
 func DeleteShim(hostNS, shim string) error {
-	h, err := handleAt(hostNS)
-	if errors.Is(err, ErrNetNSNotFound) {
-		return nil
-	} else if err != nil {
+	h, ok, err := existingHandleAt(hostNS)
+	if !ok {
 		return err
 	}
 	defer h.Close()

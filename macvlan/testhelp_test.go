@@ -51,3 +51,17 @@ func eventually(cond func() bool) bool {
 	}
 	return cond()
 }
+
+// reach pings dst from n once, up to three times, and returns the last
+// error: it asserts reachability, not speed. On a loaded machine the
+// first echo right after a link comes up can go unanswered while neighbour
+// discovery is still on its way (seen with IPv6 under load).
+func reach(n *nstest.NS, dst netip.Addr) error {
+	var err error
+	for range 3 {
+		if err = n.Ping(dst, 1); err == nil {
+			return nil
+		}
+	}
+	return err
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/medianet/medianet/internal/nstest"
@@ -110,6 +111,51 @@ func TestVLANParent(t *testing.T) {
 	}
 	if got := links(t, lan.Host); slices.Contains(got, name) {
 		t.Errorf("host links after DeleteVLAN = %v, still has %q", got, name)
+	}
+}
+
+// TestVLANFirstADDsRace: several first ADDs on one VLAN network at once
+// (goroutines here, separate processes in production; the kernel sees
+// the same races) all get their container link on the VLAN parent, and
+// exactly one reports it created the parent. TestEnsureVLANSeam covers
+// the same logic on kernels without 802.1q.
+func TestVLANFirstADDsRace(t *testing.T) {
+	nstest.SkipUnlessRoot(t)
+	if err := nstest.HaveVLAN(t); err != nil {
+		t.Skip(err)
+	}
+	lan := nstest.NewLAN(t, "mvt")
+	const n = 6
+	conts := make([]*nstest.NS, n)
+	for i := range conts {
+		conts[i] = nstest.NewNS(t, "mvc")
+	}
+	start := make(chan struct{})
+	errs := make([]error, n)
+	created := make([]bool, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			var name string
+			if name, created[i], errs[i] = macvlan.EnsureVLAN(lan.Host.Path, lan.Master, 100); errs[i] == nil {
+				_, errs[i] = macvlan.Create(lan.Host.Path, macvlan.Spec{Master: name}, conts[i].Path, "eth0")
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	made := 0
+	for i := range n {
+		if errs[i] != nil {
+			t.Errorf("ADD %d: %v", i, errs[i])
+		}
+		if created[i] {
+			made++
+		}
+	}
+	if made != 1 {
+		t.Errorf("%d ADDs reported creating %s.100, want 1", made, lan.Master)
 	}
 }
 

@@ -31,6 +31,22 @@ info() { printf '    %s\n' "$*"; }
 
 podman_() { CONTAINERS_CONF=$WORK/containers.conf podman --network-config-dir "$WORK/net.d" "$@"; }
 
+# The NAT network's CNI firewall plugin adds the chains CNI-FORWARD and
+# CNI-ADMIN and a jump to them from FORWARD, and never removes them. When
+# the demo made them, cleanup removes them, once no one else's rule is in
+# them.
+remove_fw_chains() {
+	local n
+	n=$(iptables -w -S CNI-FORWARD 2>/dev/null | grep -cv -e '^-N CNI-FORWARD' -e '-j CNI-ADMIN$') || true
+	[ "$n" = 0 ] || return 0
+	n=$(iptables -w -S CNI-ADMIN 2>/dev/null | grep -cv '^-N CNI-ADMIN') || true
+	[ "$n" = 0 ] || return 0
+	iptables -w -D FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD
+	iptables -w -F CNI-FORWARD
+	iptables -w -X CNI-FORWARD
+	iptables -w -X CNI-ADMIN
+}
+
 cleanup() {
 	set +e
 	if [ -d "$WORK" ]; then
@@ -40,6 +56,9 @@ cleanup() {
 	fi
 	[ -f "$WORK/natprobe.pid" ] && kill "$(cat "$WORK/natprobe.pid")" 2>/dev/null
 	ip route del 203.0.113.0/24 2>/dev/null
+	# The root namespace's forwarding and firewall chains as they were.
+	[ -f "$WORK/ip_forward" ] && sysctl -qw net.ipv4.ip_forward="$(cat "$WORK/ip_forward")"
+	[ -f "$WORK/fw-chains-ours" ] && remove_fw_chains
 	for l in $P-a $P-b $P-up $P-nat0; do ip link del "$l" 2>/dev/null; done
 	for n in $P-lan $P-gw $P-inet; do ip netns del "$n" 2>/dev/null; done
 	rm -rf "$WORK"
@@ -59,6 +78,7 @@ done
 step "cleaning up what an earlier run may have left"
 cleanup
 mkdir -p "$WORK/net.d" "$WORK/cni-bin" "$WORK/node-a" "$WORK/node-b"
+iptables -w -n -L CNI-FORWARD >/dev/null 2>&1 || touch "$WORK/fw-chains-ours"
 
 step "building a LAN, a gateway and an 'internet' in network namespaces"
 for n in lan gw inet; do ip netns add $P-$n; ip -n $P-$n link set lo up; done
@@ -91,6 +111,7 @@ ip link set $P-up up
 ip -n $P-inet addr add $UPLINK_INET/30 dev up0
 ip -n $P-inet link set up0 up
 ip route add 203.0.113.0/24 via $UPLINK_INET dev $P-up
+sysctl -n net.ipv4.ip_forward >"$WORK/ip_forward" # cleanup puts it back
 sysctl -qw net.ipv4.ip_forward=1
 info "LAN $SUBNET, gateway $GW, STUN server on $STUN1 and $STUN2"
 

@@ -1,12 +1,15 @@
 // Package podmantest runs real podman (4.x, CNI backend, runc) for
-// end-to-end tests without touching the machine's CNI setup: each Harness
-// has its own network config directory (podman --network-config-dir) and
-// its own CNI plugin directory, listed first in cni_plugin_dirs of a
-// private containers.conf that podman reads through CONTAINERS_CONF (a
-// copy of /etc/containers/containers.conf with that one key changed).
-// The plugin binaries of the test (medianet, medianet-ipam) go there with
-// InstallPlugins; the reference plugins in /usr/lib/cni stay reachable
-// after it.
+// end-to-end tests without touching the machine's podman or CNI setup:
+// each Harness writes its own containers.conf, which podman reads instead
+// of the machine's files through CONTAINERS_CONF (runtime runc,
+// cgroup_manager cgroupfs, events_logger file, the CNI network backend,
+// default_ulimits where this process's limits need it), with its own
+// network config directory (network_config_dir, also passed as
+// --network-config-dir) and its own CNI plugin directory listed first in
+// cni_plugin_dirs. The plugin binaries of the test (medianet,
+// medianet-ipam) go there with InstallPlugins; the reference plugins in
+// /usr/lib/cni stay reachable after it. /etc/containers is only read by
+// podman for what this file does not set (policy.json, registries).
 //
 // Images come from no registry: ImportBusybox builds a minimal root
 // filesystem from the static busybox binary (/usr/bin/busybox, Debian's
@@ -25,7 +28,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,9 +35,6 @@ import (
 
 // BusyboxImage is the tag ImportBusybox gives the image.
 const BusyboxImage = "localhost/medianet-busybox:test"
-
-// SystemContainersConf is the containers.conf the harness copies.
-var SystemContainersConf = "/etc/containers/containers.conf"
 
 // Harness runs podman with a private network config and plugin directory.
 type Harness struct {
@@ -65,39 +64,34 @@ func New(t testing.TB) *Harness {
 			t.Fatalf("podmantest: %v", err)
 		}
 	}
-	if err := writeConf(SystemContainersConf, h.ConfFile, h.PluginDir); err != nil {
+	if err := os.WriteFile(h.ConfFile, []byte(ContainersConf(h.ConfDir, h.PluginDir)), 0o644); err != nil {
 		t.Fatalf("podmantest: %v", err)
 	}
 	return h
 }
 
-var pluginDirsRE = regexp.MustCompile(`(?m)^\s*cni_plugin_dirs\s*=.*$`)
+// ContainersConf returns the text of a private containers.conf for podman
+// 4.x on machines like CI's (cgroup v1, maybe no systemd): runc (crun
+// fails under cgroup v1), cgroupfs, events in a file, the CNI backend
+// with networks in confDir and plugins searched in pluginDir first, and
+// default_ulimits when this process's hard limits are below what podman
+// asks runc for.
+func ContainersConf(confDir, pluginDir string) string {
+	var b strings.Builder
+	if l := defaultUlimits(); l != "" {
+		fmt.Fprintf(&b, "[containers]\n%s\n\n", l)
+	}
+	fmt.Fprintf(&b, `[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
 
-// writeConf copies src to dst with cni_plugin_dirs led by pluginDir and
-// the CNI backend selected.
-func writeConf(src, dst, pluginDir string) error {
-	conf, err := os.ReadFile(src)
-	if err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("read %s: %w", src, err)
-	}
-	dirs := fmt.Sprintf(`cni_plugin_dirs = [%q, "/usr/local/libexec/cni", "/usr/lib/cni", "/opt/cni/bin"]`, pluginDir)
-	s := string(conf)
-	switch {
-	case pluginDirsRE.MatchString(s):
-		s = pluginDirsRE.ReplaceAllLiteralString(s, dirs)
-	case strings.Contains(s, "[network]"):
-		s = strings.Replace(s, "[network]", "[network]\n"+dirs, 1)
-	default:
-		s += "\n[network]\n" + dirs + "\n"
-	}
-	if !regexp.MustCompile(`(?m)^\s*network_backend\s*=`).MatchString(s) {
-		s = strings.Replace(s, "[network]", "[network]\nnetwork_backend = \"cni\"", 1)
-	}
-	s = capNofile(s)
-	if err := os.WriteFile(dst, []byte(s), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", dst, err)
-	}
-	return nil
+[network]
+network_backend = "cni"
+network_config_dir = %q
+cni_plugin_dirs = [%q, "/usr/local/libexec/cni", "/usr/lib/cni", "/opt/cni/bin"]
+`, confDir, pluginDir)
+	return b.String()
 }
 
 // Command returns an exec.Cmd for podman with the harness's configuration.
@@ -171,16 +165,13 @@ func copyFile(src, dst string, mode os.FileMode) error {
 	return out.Close()
 }
 
-// capNofile sets default_ulimits when this process's hard RLIMIT_NOFILE
-// or RLIMIT_NPROC is below what podman asks runc for (1048576 and
-// 4194304): without CAP_SYS_RESOURCE (as in some CI sandboxes) runc then
-// fails with "error setting rlimit type 7 (or 6): operation not
-// permitted". podman lowers its own (and conmon's) nproc to 32768 when it
-// cannot raise it, so nproc is capped there.
-func capNofile(conf string) string {
-	if regexp.MustCompile(`(?m)^\s*default_ulimits\s*=`).MatchString(conf) {
-		return conf
-	}
+// defaultUlimits returns the default_ulimits line needed when this
+// process's hard RLIMIT_NOFILE or RLIMIT_NPROC is below what podman asks
+// runc for (1048576 and 4194304), else "": without CAP_SYS_RESOURCE (as
+// in some CI sandboxes) runc then fails with "error setting rlimit type 7
+// (or 6): operation not permitted". podman lowers its own (and conmon's)
+// nproc to 32768 when it cannot raise it, so nproc is capped there.
+func defaultUlimits() string {
 	var limits []string
 	for _, r := range []struct {
 		name       string
@@ -194,11 +185,7 @@ func capNofile(conf string) string {
 		}
 	}
 	if len(limits) == 0 {
-		return conf
+		return ""
 	}
-	line := "default_ulimits = [" + strings.Join(limits, ", ") + "]"
-	if strings.Contains(conf, "[containers]") {
-		return strings.Replace(conf, "[containers]", "[containers]\n"+line, 1)
-	}
-	return "[containers]\n" + line + "\n" + conf
+	return "default_ulimits = [" + strings.Join(limits, ", ") + "]"
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -87,4 +88,52 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.WriteFile(dst, b, 0o755)
+}
+
+// TestPrivateConfig: podman run through the harness uses the harness's
+// containers.conf (runc, cgroupfs, file events, CNI), and its networks
+// live only in the harness's directory: the machine's podman and CNI
+// configuration (which this test never runs podman on, since that alone
+// may write there) are left as they were.
+func TestPrivateConfig(t *testing.T) {
+	system := []string{"/etc/containers/containers.conf", "/etc/containers/networks", "/etc/cni/net.d"}
+	before := fileStates(t, system)
+	h := podmantest.New(t)
+	got := strings.TrimSpace(h.MustRun("info", "--format",
+		"{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}} {{.Host.NetworkBackend}} {{.Host.EventLogger}}"))
+	if want := "runc cgroupfs cni file"; got != want {
+		t.Errorf("podman info through the harness = %q, want %q", got, want)
+	}
+	network := nstest.UniqueName("mpt-priv")
+	h.WriteConflist(network, []byte(fmt.Sprintf(`{"cniVersion": "1.0.0", "name": %q,
+  "plugins": [{"type": "bridge", "bridge": %q, "ipam": {"type": "host-local", "subnet": "10.86.0.0/24"}}]}`, network, network)))
+	if out := h.MustRun("network", "ls", "--format", "{{.Name}}"); !contains(out, network) {
+		t.Errorf("harness podman network ls = %q, want %q", out, network)
+	}
+	if after := fileStates(t, system); !slices.Equal(after, before) {
+		t.Errorf("machine's podman configuration changed:\nbefore %q\nafter  %q", before, after)
+	}
+}
+
+// fileStates describes each path: missing, or its mode, size and mtime
+// (for a directory, of each entry).
+func fileStates(t *testing.T, paths []string) []string {
+	t.Helper()
+	var out []string
+	for _, p := range paths {
+		entries := []string{p}
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			more, _ := filepath.Glob(filepath.Join(p, "*"))
+			entries = append(entries, more...)
+		}
+		for _, e := range entries {
+			fi, err := os.Stat(e)
+			if err != nil {
+				out = append(out, e+": missing")
+				continue
+			}
+			out = append(out, fmt.Sprintf("%s: %v %d %v", e, fi.Mode(), fi.Size(), fi.ModTime().UnixNano()))
+		}
+	}
+	return out
 }

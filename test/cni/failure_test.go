@@ -180,7 +180,7 @@ func TestDelRemovesTempLink(t *testing.T) {
 	nstest.SkipUnlessRoot(t)
 	lan := nstest.NewLAN(t, "mnct")
 	ctr := nstest.NewNS(t, "mncc")
-	if _, err := macvlan.Create(lan.Host.Path, macvlan.Spec{Master: lan.Master}, ctr.Path, "mvtmp0123456789"); err != nil {
+	if _, err := macvlan.Create(lan.Host.Path, macvlan.Spec{Master: lan.Master}, ctr.Path, macvlan.TempPrefix+"0123456789"); err != nil {
 		t.Fatal(err)
 	}
 	conf := netConf{version: "1.1.0", master: lan.Master, dataDir: t.TempDir(), subnets: families[0].subnets}.json()

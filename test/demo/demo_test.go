@@ -4,6 +4,7 @@ package demo_test
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -17,12 +18,13 @@ import (
 // temporary directory, runs `make demo` there, and checks that the demo
 // prints addresses of both simulated nodes from their own, disjoint
 // ranges and the two natprobe verdicts (NAT: needs-turn, medianet: ok),
-// exits 0, and leaves no namespace or link of its own behind.
+// exits 0, and leaves no namespace, link, route, forwarding setting or
+// firewall chain of its own behind.
 func TestMakeDemoFromClone(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("make demo needs root (network namespaces, podman)")
 	}
-	for _, tool := range []string{"git", "make", "podman", "ip"} {
+	for _, tool := range []string{"git", "make", "podman", "ip", "iptables"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("make demo needs %s: %v", tool, err)
 		}
@@ -35,6 +37,7 @@ func TestMakeDemoFromClone(t *testing.T) {
 	if out, err := exec.Command("git", "clone", "-q", strings.TrimSpace(string(top)), clone).CombinedOutput(); err != nil {
 		t.Fatalf("git clone: %v\n%s", err, out)
 	}
+	before := hostState(t)
 	cmd := exec.Command("make", "-C", clone, "demo")
 	cmd.Env = append(os.Environ(), "MEDIANET_BIN=") // the clone builds its own bin/
 	var out bytes.Buffer
@@ -47,6 +50,34 @@ func TestMakeDemoFromClone(t *testing.T) {
 	checkNodeAddresses(t, out.String())
 	checkVerdicts(t, out.String())
 	checkNothingLeft(t)
+	if after := hostState(t); after != before {
+		t.Errorf("the root namespace's settings changed: before %+v, after %+v", before, after)
+	}
+}
+
+// state is what the demo changes in the root namespace while it runs and
+// must put back (IPv4 forwarding, the chains the CNI firewall plugin of its
+// NAT network adds), and the machine's podman configuration, which neither
+// it nor scripts/deps.sh may touch.
+type state struct {
+	ipForward      string
+	cniChains      bool
+	containersConf string
+}
+
+func hostState(t *testing.T) state {
+	t.Helper()
+	fwd, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := "missing"
+	if fi, err := os.Stat("/etc/containers/containers.conf"); err == nil {
+		conf = fmt.Sprintf("%d bytes, modified %v", fi.Size(), fi.ModTime())
+	}
+	return state{ipForward: strings.TrimSpace(string(fwd)),
+		cniChains:      exec.Command("iptables", "-w", "-n", "-L", "CNI-FORWARD").Run() == nil,
+		containersConf: conf}
 }
 
 var nodeLine = regexp.MustCompile(`(?m)^\s+node-([ab])\s+\S+\s+(\S+)\s+\(node-[ab] range (\S+)\)`)

@@ -138,7 +138,7 @@ func TestDocumentedFlagsExist(t *testing.T) {
 func helpText(t *testing.T, path string) string {
 	t.Helper()
 	var all strings.Builder
-	for _, args := range [][]string{{"-h"}, {"probe", "-h"}, {"serve", "-h"}, {"ice", "-h"},
+	for _, args := range [][]string{{"-h"}, {"probe", "-h"}, {"serve", "-h"}, {"ice", "-h"}, {"turn", "-h"}, {"check", "-h"},
 		{"ipam", "list", "-h"}, {"ipam", "release", "-h"}, {"ipam", "gc", "-h"}, {"ipam", "reclaim", "-h"}} {
 		out, _ := exec.Command(path, args...).CombinedOutput() // -h exits non-zero
 		all.Write(out)
