@@ -14,7 +14,7 @@ import (
 // DefaultDataDir is where the store lives when ipam.dataDir is unset.
 const DefaultDataDir = "/var/lib/medianet"
 
-// NetConf is a medianet network configuration as JSON (DESIGN.md). Unknown
+// NetConf is a medianet network configuration as JSON (docs/design.md). Unknown
 // keys are ignored, as CNI configurations carry other plugins' keys.
 type NetConf struct {
 	CNIVersion string `json:"cniVersion,omitempty"`

@@ -25,7 +25,7 @@ const designConf = `{
 func TestParseDesignConfig(t *testing.T) {
 	c, err := ParseConfig([]byte(designConf))
 	if err != nil {
-		t.Fatalf("ParseConfig(DESIGN.md example): %v", err)
+		t.Fatalf("ParseConfig(docs/design.md example): %v", err)
 	}
 	checks := []struct{ name, got, want string }{
 		{"master", c.Net.Master, "eth1"},

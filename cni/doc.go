@@ -1,8 +1,8 @@
 // Package cni adapts medianet to the CNI specification (0.3.0 to 1.1.0).
 //
 // Plugin is the IPAM (medianet-ipam): it parses the network configuration
-// of DESIGN.md, resolves the node name and requested addresses, and runs the
-// IPAM verbs ADD, DEL, CHECK, GC and STATUS against the store. Its verb
+// of docs/design.md, resolves the node name and requested addresses, and
+// runs the IPAM verbs ADD, DEL, CHECK, GC and STATUS against the store. Its verb
 // methods return results and errors instead of printing, so the main plugin
 // runs IPAM in-process; Plugin.Funcs wraps them for skel.PluginMainFuncs in
 // cmd/medianet-ipam.

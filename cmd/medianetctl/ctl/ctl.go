@@ -28,6 +28,7 @@ const (
 )
 
 const usage = `usage:
+  medianetctl [--data-dir DIR] [--timeout D] ipam ...   (D: how long to wait for a busy store, default 10s)
   medianetctl [--data-dir DIR] ipam list [--network NAME] [--json]
   medianetctl [--data-dir DIR] ipam verify CONFIG...
   medianetctl [--data-dir DIR] ipam release --network NAME --container ID [--ifname IF]
