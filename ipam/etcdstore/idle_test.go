@@ -148,7 +148,7 @@ func TestAdoptBeatsStaleRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.MarkEmpty(ctx, n.Name, "a", p, true); err != nil {
+	if err := c.MarkUsage(ctx, n.Name, "a", p, nil); err != nil {
 		t.Fatal(err)
 	}
 	stale, err := c.Claims(ctx, n.Name, "a")

@@ -32,7 +32,7 @@ type ReclaimResult struct {
 }
 
 // Reclaim frees the blocks node holds, so other nodes can claim them. When
-// any of them is not marked empty (MarkEmpty) and opts.Force is false, it
+// any of them is not marked empty (MarkUsage) and opts.Force is false, it
 // frees nothing and returns an error wrapping ErrLiveBlocks that names
 // those blocks. Each delete compares the claim's ModRevision, so a block
 // the node touched meanwhile is left alone (listed in Changed). Each etcd

@@ -97,40 +97,6 @@ func (c *Client) deleteIfUnchanged(ctx context.Context, bc BlockClaim) (bool, er
 	return resp.Succeeded, nil
 }
 
-// MarkEmpty records whether node has no allocation left in block b
-// (empty true) or has one again (empty false). Call it on those
-// transitions only: a write happens only when the state changes. Reclaim
-// without force frees a node's blocks only when all are marked empty.
-func (c *Client) MarkEmpty(ctx context.Context, net, node string, b netip.Prefix, empty bool) error {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	for attempt := 0; attempt < 3; attempt++ {
-		bc, ok, err := c.getClaim(ctx, net, b)
-		if err != nil {
-			return err
-		}
-		if !ok || bc.Claim.Node != node {
-			return fmt.Errorf("mark block %s on network %q: not claimed by node %q: %w", b, net, node, ErrNotOwner)
-		}
-		if bc.Claim.Empty == empty {
-			return nil
-		}
-		bc.Claim.Empty, bc.Claim.EmptySince = empty, time.Time{}
-		if empty {
-			bc.Claim.EmptySince = time.Now().UTC()
-		}
-		val, _ := json.Marshal(bc.Claim)
-		key := c.blockKey(net, b)
-		resp, err := c.txn(ctx, fmt.Sprintf("mark block %s on network %q", b, net),
-			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", bc.ModRevision)},
-			[]clientv3.Op{clientv3.OpPut(key, string(val))}, nil)
-		if err != nil || resp.Succeeded {
-			return err
-		}
-	}
-	return c.wrap(fmt.Sprintf("mark block %s on network %q", b, net), fmt.Errorf("claim kept changing"))
-}
-
 // IdleBlocks returns node's claims on network net marked empty for at
 // least Config.IdleRelease at now. To give one back, the caller removes
 // the block from its local store (only if it is still empty there), then

@@ -115,7 +115,7 @@ func TestReleaseMarkReclaim(t *testing.T) {
 	if err := b.Release(ctx, net.Name, "b", heldA[0]); !errors.Is(err, etcdstore.ErrNotOwner) {
 		t.Errorf("release by another node: got %v, want ErrNotOwner", err)
 	}
-	if err := b.MarkEmpty(ctx, net.Name, "b", heldA[0], true); !errors.Is(err, etcdstore.ErrNotOwner) {
+	if err := b.MarkUsage(ctx, net.Name, "b", heldA[0], nil); !errors.Is(err, etcdstore.ErrNotOwner) {
 		t.Errorf("mark by another node: got %v, want ErrNotOwner", err)
 	}
 	// A specific block held by a is refused to b, naming a.
@@ -139,7 +139,7 @@ func TestReleaseMarkReclaim(t *testing.T) {
 	// Marking: a write only on a change.
 	w := a.Writes()
 	for i := 0; i < 2; i++ {
-		if err := a.MarkEmpty(ctx, net.Name, "a", heldA[0], true); err != nil {
+		if err := a.MarkUsage(ctx, net.Name, "a", heldA[0], nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -150,7 +150,7 @@ func TestReleaseMarkReclaim(t *testing.T) {
 	if err != nil || len(idle) != 1 || idle[0].Block != heldA[0] {
 		t.Errorf("idle blocks: got %v, %v; want [%s]", idle, err, heldA[0])
 	}
-	if err := a.MarkEmpty(ctx, net.Name, "a", heldA[1], true); err != nil {
+	if err := a.MarkUsage(ctx, net.Name, "a", heldA[1], nil); err != nil {
 		t.Fatal(err)
 	}
 	res, err := b.Reclaim(ctx, "a", etcdstore.ReclaimOptions{})
