@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -42,6 +43,9 @@ type Stats struct {
 	// Claims, ClaimFailures and EtcdErrors count the blocks obtained from
 	// etcd, the claims that failed, and the etcd round trips that failed.
 	Claims, ClaimFailures, EtcdErrors int
+	// Sync: a DEL emptied a block or left a sticky hold, for the node
+	// agent to sync an etcd network soon.
+	Sync bool
 }
 
 // Stats returns what this Plugin's verbs did.
@@ -184,8 +188,30 @@ func (p *Plugin) Release(ctx context.Context, args *skel.CmdArgs, c *Config) (ip
 	}
 	defer s.close()
 	// No network call here: an emptied block is marked and given back by
-	// GC or the node agent's sync, never while a runtime waits on DEL.
-	return s.Allocator.Release(ctx, args.ContainerID, args.IfName)
+	// GC or the node agent's sync, never while a runtime waits on DEL. The
+	// agent is asked for a sync soon only when there is something for it.
+	alloc, ok, err := s.Allocator.Release(ctx, args.ContainerID, args.IfName)
+	if err == nil && ok && c.UsesEtcd() {
+		p.stats.Sync = p.stats.Sync || (alloc.Workload != "" && c.IPAM.Sticky > 0) || s.emptied(ctx, c.IPAM.Network, alloc.IPs)
+	}
+	return alloc, ok, err
+}
+
+// emptied reports whether a held block that contained one of ips has no
+// address in use left.
+func (s *session) emptied(ctx context.Context, network string, ips []netip.Addr) bool {
+	empty := false
+	_ = s.st.View(ctx, func(tx ipam.Tx) error {
+		for _, ip := range ips {
+			b, ok, err := tx.BlockContaining(network, ip)
+			if err != nil {
+				return err
+			}
+			empty = empty || (ok && !slices.ContainsFunc(b.Used, func(w uint64) bool { return w != 0 }))
+		}
+		return nil
+	})
+	return empty
 }
 
 // Check verifies that the attachment holds its addresses and, when a

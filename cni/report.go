@@ -12,7 +12,7 @@ import (
 // never waited for, lost when no agent listens. It never fails the verb.
 func sendReport(plugin, verb, network, dataDir string, start time.Time, st Stats, e *types.Error) {
 	r := report.Report{Plugin: plugin, Verb: verb, Network: network, Duration: time.Since(start), LockWait: st.LockWait,
-		Claims: st.Claims, ClaimFailures: st.ClaimFailures, EtcdErrors: st.EtcdErrors}
+		Claims: st.Claims, ClaimFailures: st.ClaimFailures, EtcdErrors: st.EtcdErrors, Sync: st.Sync}
 	if e != nil {
 		r.Code = e.Code
 	}

@@ -75,7 +75,13 @@ func (a *Allocator) Allocate(ctx context.Context, req Request) (Allocation, erro
 	}
 	n := len(a.cfg.Subnets)
 	r := &round{pending: make([]netip.Prefix, n), wrap: make([]bool, n), srcErr: make([]error, n)}
-	for range 4*n + 2 {
+	var unlock func()
+	defer func() {
+		if unlock != nil {
+			unlock()
+		}
+	}()
+	for range 4*n + 3 {
 		var out Allocation
 		err := a.st.Update(ctx, func(tx Tx) error {
 			var err error
@@ -84,6 +90,17 @@ func (a *Allocator) Allocate(ctx context.Context, req Request) (Allocation, erro
 		})
 		if !errors.Is(err, errNeedBlock) {
 			return out, err
+		}
+		if unlock == nil {
+			// A block is needed: queue behind the node's other processes
+			// claiming on this network, then try again, since the one
+			// ahead may have got a block with room for this one too.
+			if unlock, err = a.claimLock(ctx); err != nil {
+				return Allocation{}, err
+			}
+			if unlock != nil {
+				continue
+			}
 		}
 		if err := a.obtainBlock(ctx, r); err != nil {
 			return Allocation{}, err
@@ -98,6 +115,21 @@ func (a *Allocator) Allocate(ctx context.Context, req Request) (Allocation, erro
 		}
 	}
 	return Allocation{}, fmt.Errorf("network %q: allocation for %s/%s did not settle: %w", a.cfg.Network, req.ContainerID, req.IfName, ErrBusy)
+}
+
+// claimLock takes the store's claim lock for the network when the source
+// claims from a cluster store (not a static source, whose blocks follow
+// from the configuration); nil when there is none to take.
+func (a *Allocator) claimLock(ctx context.Context) (func(), error) {
+	cl, ok := a.st.(ClaimLocker)
+	if _, static := a.src.(RangeOwner); !ok || static {
+		return nil, nil
+	}
+	unlock, err := cl.ClaimLock(ctx, a.cfg.Network)
+	if err != nil {
+		return nil, fmt.Errorf("network %q: wait for this node's other claims: %w", a.cfg.Network, err)
+	}
+	return unlock, nil
 }
 
 // requested maps requested addresses to subnet indexes.

@@ -78,6 +78,14 @@ type Store interface {
 	Close() error
 }
 
+// ClaimLocker is implemented by stores that can serialise, per network,
+// the processes of a node that need a new block from the source (see
+// Allocator.Allocate): held while the source claims, never across a
+// transaction.
+type ClaimLocker interface {
+	ClaimLock(ctx context.Context, network string) (unlock func(), err error)
+}
+
 // Tx is the view of the store inside one transaction. Write methods fail in
 // a View. Values returned are copies owned by the caller.
 type Tx interface {

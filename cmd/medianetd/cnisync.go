@@ -31,10 +31,12 @@ func newCNISyncer(dirs []string, dataDir, node string, log *slog.Logger) *cniSyn
 	return &cniSyncer{dirs: dirs, dataDir: dataDir, node: node, log: log, kick: make(chan struct{}, 1)}
 }
 
-// onReport asks for a sync soon after a plugin released addresses (it is
-// an Agent's OnReport: it never blocks).
+// onReport asks for a sync soon after a plugin emptied a block or left a
+// sticky hold (the report says so); other DELs wait for the timer, so
+// etcd's load does not follow pod churn. It is an Agent's OnReport: it
+// never blocks.
 func (s *cniSyncer) onReport(r report.Report) {
-	if r.Verb != "DEL" && r.Verb != "GC" {
+	if !r.Sync {
 		return
 	}
 	select {

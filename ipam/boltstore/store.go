@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/medianet/medianet/ipam"
@@ -190,42 +188,6 @@ func (s *Store) with(ctx context.Context, write bool, fn func(*bolt.DB) error) e
 		err = fmt.Errorf("boltstore: close %s: %w", s.Path(), cerr)
 	}
 	return err
-}
-
-// acquire takes a flock on path (exclusive or shared), polling with
-// backoff until deadline.
-func acquire(ctx context.Context, path string, exclusive bool, deadline time.Time) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("boltstore: lock %s: data directory not writable: %w: %w", path, err, ipam.ErrConfig)
-	}
-	how := syscall.LOCK_SH
-	if exclusive {
-		how = syscall.LOCK_EX
-	}
-	wait := time.Millisecond
-	for {
-		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
-		if err == nil {
-			return f, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("boltstore: lock %s: %w", path, err)
-		}
-		if time.Now().After(deadline) {
-			f.Close()
-			return nil, fmt.Errorf("boltstore: lock %s held by other processes: %w", path, ipam.ErrBusy)
-		}
-		sleep := wait/2 + rand.N(wait/2+1)
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("boltstore: lock %s: %w", path, ctx.Err())
-		case <-time.After(sleep):
-		}
-		wait = min(wait*2, 32*time.Millisecond)
-	}
 }
 
 // initSchema creates the top buckets and the schema key on first use, and

@@ -236,7 +236,10 @@ func isAuth(err error) bool {
 }
 
 // txn runs one transaction, counting it and, when it wrote, its write.
+// Without a deadline of the caller's, it is bounded by RequestTimeout.
 func (c *Client) txn(ctx context.Context, op string, cmps []clientv3.Cmp, then, els []clientv3.Op) (*clientv3.TxnResponse, error) {
+	ctx, cancel := c.boundOne(ctx)
+	defer cancel()
 	cli, err := c.conn(ctx)
 	if err != nil {
 		c.failed.Add(1)
@@ -260,8 +263,10 @@ func (c *Client) txn(ctx context.Context, op string, cmps []clientv3.Cmp, then, 
 	return resp, nil
 }
 
-// get runs one range read.
+// get runs one range read, bounded as txn is.
 func (c *Client) get(ctx context.Context, op, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	ctx, cancel := c.boundOne(ctx)
+	defer cancel()
 	cli, err := c.conn(ctx)
 	if err != nil {
 		c.failed.Add(1)
@@ -279,6 +284,15 @@ func (c *Client) get(ctx context.Context, op, key string, opts ...clientv3.OpOpt
 // bound returns ctx limited by RequestTimeout.
 func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, c.cfg.RequestTimeout)
+}
+
+// boundOne bounds one round trip by RequestTimeout unless the caller set
+// a deadline (a whole claim is bounded as one).
+func (c *Client) boundOne(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return c.bound(ctx)
 }
 
 // RawGet returns the value of key ("" when absent), for tools and tests

@@ -57,16 +57,17 @@ type heldBlock struct {
 //
 // It never holds the store's lock while it talks to etcd. Call it from
 // GC, from a daemon's timer (medianetd, the node agent), or from
-// `medianetctl ipam sync`; it is bounded by Config.RequestTimeout and
-// returns ErrUnavailable when etcd is down, which the caller may ignore.
+// `medianetctl ipam sync`; each etcd round trip is bounded by
+// Config.RequestTimeout, and it returns ErrUnavailable when etcd is down,
+// which the caller may ignore.
 func (s *Source) SyncIdle(ctx context.Context, st ipam.Store, now time.Time) (SyncResult, error) {
 	var res SyncResult
 	held, err := heldBlocks(ctx, st, s.net.Name)
 	if err != nil {
 		return res, err
 	}
-	ctx, cancel := s.c.bound(ctx)
-	defer cancel()
+	// Each etcd round trip is bounded by Config.RequestTimeout, not the
+	// whole sync: the store's lock waits must not eat etcd's budget.
 	marks := map[netip.Prefix]string{} // new Lost reason ("" = usable again)
 	for p, hb := range held {
 		if err := s.syncBlock(ctx, st, p, hb, now, marks, &res); err != nil {

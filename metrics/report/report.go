@@ -76,6 +76,10 @@ type Report struct {
 	Claims        int `json:"claims,omitempty"`
 	ClaimFailures int `json:"claimFailures,omitempty"`
 	EtcdErrors    int `json:"etcdErrors,omitempty"`
+	// Sync asks the node agent for an etcd sync soon: the verb emptied a
+	// block (to give back) or left a sticky hold (to publish). Other verbs
+	// wait for the agent's timer, so etcd's load does not follow churn.
+	Sync bool `json:"sync,omitempty"`
 }
 
 // SocketPath returns the agent's socket for dataDir ("" means
