@@ -1,7 +1,9 @@
 // Package cnitest holds what the end-to-end tests of the CNI plugins
-// share: finding or building medianet's binaries, and filling a medianet
-// store or a host-local directory with n allocations, for benchmarks that
-// compare the two at the same occupancy.
+// share: finding or building medianet's binaries; running a plugin as a
+// runtime does, in a node's network namespace, and killing it midway
+// (exec.go); and filling a medianet store or a host-local directory with
+// n allocations, for benchmarks that compare the two at the same
+// occupancy.
 package cnitest
 
 import (

@@ -3,8 +3,10 @@
 // temporary data directory, optionally serving TLS with certificates it
 // generates (a CA, a server certificate for 127.0.0.1 and a client
 // certificate) and optionally with authentication enabled. The server can be
-// stopped and started again on the same ports and data, so tests can cut
-// clients off and bring etcd back.
+// stopped (or killed) and started again on the same ports and data, so
+// tests can cut clients off and bring etcd back. StartCluster starts
+// several such servers as the members of one cluster (cluster.go), and
+// every server serves etcd's Prometheus metrics (metrics.go).
 //
 // Everything the server creates is removed through t.Cleanup, also when the
 // test fails.
@@ -46,12 +48,16 @@ type Options struct {
 	ClientCN string
 }
 
-// Server is one running (or stopped) single-member etcd.
+// Server is one running (or stopped) etcd member: a single-member
+// cluster from Start, or one member of a StartCluster cluster.
 type Server struct {
 	t         testing.TB
 	dir       string
+	name      string
 	clientURL string
 	peerURL   string
+	cluster   string // --initial-cluster: name=peerURL of every member
+	token     string // --initial-cluster-token, the same for every member
 	opts      Options
 
 	// TLS holds the generated files when Options.TLS is set.
@@ -64,6 +70,8 @@ type Server struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	log  *bytes.Buffer
+
+	netns string // when set, the member runs in this network namespace (netns.go)
 }
 
 // RootPassword is the password of etcd's root user when auth is enabled.
@@ -82,36 +90,67 @@ func SkipUnlessAvailable(t testing.TB) {
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	SkipUnlessAvailable(t)
-	if opts.UserPrefix == "" {
-		opts.UserPrefix = "/medianet"
-	}
+	opts = opts.withDefaults()
 	dir := t.TempDir()
-	s := &Server{t: t, dir: dir, opts: opts}
-	scheme := "http"
-	if opts.TLS {
-		files, err := GenerateTLS(filepath.Join(dir, "pki"), opts.ClientCN)
-		if err != nil {
-			t.Fatalf("etcdtest: generate certificates: %v", err)
-		}
-		s.TLS = files
-		scheme = "https"
-	}
-	ports, err := freePorts(2)
-	if err != nil {
-		t.Fatalf("etcdtest: pick ports: %v", err)
-	}
-	s.clientURL = fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[0])
-	s.peerURL = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	tlsFiles := generateTLS(t, dir, opts)
+	s := newServer(t, dir, "etcdtest", opts, tlsFiles)
+	s.launchAlone(t)
+	return s
+}
+
+// launchAlone starts s as a single-member cluster, stopped when the test
+// ends, with authentication when its options ask for it.
+func (s *Server) launchAlone(t testing.TB) {
+	t.Helper()
+	s.cluster, s.token = s.name+"="+s.peerURL, "etcdtest-"+s.peerURL
 	t.Cleanup(s.Stop)
 	if err := s.start(); err != nil {
 		t.Fatalf("etcdtest: %v", err)
 	}
-	if opts.Auth {
+	if s.opts.Auth {
 		if err := s.enableAuth(); err != nil {
 			t.Fatalf("etcdtest: enable auth: %v", err)
 		}
 	}
-	return s
+}
+
+func (o Options) withDefaults() Options {
+	if o.UserPrefix == "" {
+		o.UserPrefix = "/medianet"
+	}
+	return o
+}
+
+// generateTLS writes the certificates under dir when opts asks for TLS.
+func generateTLS(t testing.TB, dir string, opts Options) *TLSFiles {
+	t.Helper()
+	if !opts.TLS {
+		return nil
+	}
+	files, err := GenerateTLS(filepath.Join(dir, "pki"), opts.ClientCN)
+	if err != nil {
+		t.Fatalf("etcdtest: generate certificates: %v", err)
+	}
+	return files
+}
+
+// newServer picks loopback ports for a member named name working in
+// dir; the caller sets its --initial-cluster.
+func newServer(t testing.TB, dir, name string, opts Options, tlsFiles *TLSFiles) *Server {
+	t.Helper()
+	ports, err := freePorts(2)
+	if err != nil {
+		t.Fatalf("etcdtest: pick ports: %v", err)
+	}
+	scheme := "http"
+	if tlsFiles != nil {
+		scheme = "https"
+	}
+	return &Server{
+		t: t, dir: dir, name: name, opts: opts, TLS: tlsFiles,
+		clientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[0]),
+		peerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+	}
 }
 
 // Endpoints returns the client URL(s).
@@ -122,13 +161,14 @@ func (s *Server) Dir() string { return s.dir }
 
 func (s *Server) args() []string {
 	a := []string{
-		"--name", "etcdtest",
+		"--name", s.name,
 		"--data-dir", filepath.Join(s.dir, "data"),
-		"--listen-client-urls", s.clientURL,
+		"--listen-client-urls", s.listenClientURLs(),
 		"--advertise-client-urls", s.clientURL,
 		"--listen-peer-urls", s.peerURL,
 		"--initial-advertise-peer-urls", s.peerURL,
-		"--initial-cluster", "etcdtest=" + s.peerURL,
+		"--initial-cluster", s.cluster,
+		"--initial-cluster-token", s.token,
 		"--initial-cluster-state", "new",
 		"--logger", "zap",
 		"--log-level", "error",
@@ -145,26 +185,43 @@ func (s *Server) args() []string {
 }
 
 func (s *Server) start() error {
+	done, err := s.spawn()
+	if err != nil || done == nil {
+		return err
+	}
+	return s.awaitHealthy(done)
+}
+
+// spawn starts the process; done is nil when it was already running.
+func (s *Server) spawn() (chan struct{}, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd != nil {
-		return nil
+		return nil, nil
 	}
 	s.log = &bytes.Buffer{}
-	cmd := exec.Command(Binary, s.args()...)
+	cmd := s.command()
 	cmd.Stdout = s.log
 	cmd.Stderr = s.log
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", Binary, err)
+		return nil, fmt.Errorf("start %s: %w", Binary, err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	s.cmd, s.done = cmd, done
+	return done, nil
+}
+
+// awaitHealthy waits for the spawned process to answer, killing it when
+// it does not.
+func (s *Server) awaitHealthy(done chan struct{}) error {
 	if err := s.waitHealthy(done); err != nil {
-		_ = cmd.Process.Kill()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_ = s.cmd.Process.Kill()
 		<-done
 		s.cmd = nil
-		return fmt.Errorf("etcd at %s did not come up: %w; log:\n%s", s.clientURL, err, s.log.String())
+		return fmt.Errorf("etcd member %s at %s did not come up: %w; log:\n%s", s.name, s.clientURL, err, s.log.String())
 	}
 	return nil
 }
@@ -196,21 +253,40 @@ func (s *Server) waitHealthy(done <-chan struct{}) error {
 }
 
 // Stop stops the server (SIGTERM, then SIGKILL after 5 s). Data is kept.
-func (s *Server) Stop() {
+func (s *Server) Stop() { s.halt(os.Interrupt, 5*time.Second) }
+
+// Kill kills the server with SIGKILL at once, as a crash or a power cut
+// would. Data is kept (as far as etcd had synced it).
+func (s *Server) Kill() { s.halt(os.Kill, 0) }
+
+func (s *Server) halt(sig os.Signal, grace time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(os.Interrupt)
+	_ = s.cmd.Process.Signal(sig)
 	select {
 	case <-s.done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(grace):
 		_ = s.cmd.Process.Kill()
 		<-s.done
 	}
 	s.cmd = nil
 }
+
+// PID returns the server's process id, 0 when it is not running.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// Name returns the member's name.
+func (s *Server) Name() string { return s.name }
 
 // Restart starts a stopped server again on the same ports and data.
 func (s *Server) Restart() {

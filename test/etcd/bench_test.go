@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/medianet/medianet/internal/etcdtest"
+	"github.com/medianet/medianet/internal/etcdtest/simnode"
 )
 
 // BenchmarkADD measures one ADD (open the node's store, allocate, close;
@@ -40,7 +41,7 @@ func BenchmarkADD(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				for _, m := range []struct {
-					n   *Node
+					n   *simnode.Node
 					out *[]time.Duration
 				}{{single, &ts}, {cluster, &tc}} {
 					before := m.n.Contacts.Load()

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/medianet/medianet/internal/etcdtest"
+	"github.com/medianet/medianet/internal/etcdtest/simnode"
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/boltstore"
 )
@@ -55,7 +56,7 @@ func TestChurnClaimsOnlyWhenFull(t *testing.T) {
 	}
 }
 
-func releaseAll(ctx context.Context, n *Node) error {
+func releaseAll(ctx context.Context, n *simnode.Node) error {
 	as, err := n.Allocations(ctx)
 	if err != nil {
 		return err

@@ -1,9 +1,15 @@
+// Package etcd holds the end-to-end tests of cluster IPAM: simulated nodes
+// (internal/etcdtest/simnode), each with its own data directory, bbolt
+// store and node name, allocating through ipam.Allocator with blocks
+// claimed in a real etcd server (internal/etcdtest) that the tests stop
+// and restart.
 package etcd
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +17,7 @@ import (
 	"time"
 
 	"github.com/medianet/medianet/internal/etcdtest"
+	"github.com/medianet/medianet/internal/etcdtest/simnode"
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/etcdstore"
 )
@@ -26,23 +33,23 @@ func etcdConfig(srv *etcdtest.Server) *etcdstore.Config {
 	return cfg
 }
 
-func makeNodes(t testing.TB, count int, ecfg *etcdstore.Config, subnet string, blockSize int) []*Node {
-	var nodes []*Node
+func makeNodes(t testing.TB, count int, ecfg *etcdstore.Config, subnet string, blockSize int) []*simnode.Node {
+	var nodes []*simnode.Node
 	for i := 0; i < count; i++ {
 		cfg := ipam.Config{
 			Network:   "media",
-			Subnets:   []ipam.Subnet{{Prefix: ipamPrefix(subnet)}},
+			Subnets:   []ipam.Subnet{{Prefix: netip.MustParsePrefix(subnet)}},
 			BlockSize: blockSize,
 			Node:      fmt.Sprintf("node-%d", i),
 		}
-		nodes = append(nodes, &Node{Name: cfg.Node, Dir: t.TempDir(), Cfg: cfg, Etcd: ecfg})
+		nodes = append(nodes, &simnode.Node{Name: cfg.Node, Dir: t.TempDir(), Cfg: cfg, Etcd: ecfg})
 	}
 	return nodes
 }
 
 // allocateAll runs per ADDs on every node, all concurrently, and returns
 // the errors by node.
-func allocateAll(ctx context.Context, nodes []*Node, tag string, per int) map[string][]error {
+func allocateAll(ctx context.Context, nodes []*simnode.Node, tag string, per int) map[string][]error {
 	var mu sync.Mutex
 	errs := map[string][]error{}
 	var wg sync.WaitGroup
@@ -95,7 +102,7 @@ func runScenario(t *testing.T, srv *etcdtest.Server) {
 	for node, errs := range allocateAll(ctx, nodes, "a", 50) {
 		t.Errorf("node %s: %d ADDs failed, first: %v", node, len(errs), errs[0])
 	}
-	total, err := CheckCluster(ctx, nodes, checker)
+	total, err := simnode.CheckCluster(ctx, nodes, checker)
 	if err != nil {
 		t.Fatalf("after concurrent ADDs: %v", err)
 	}
@@ -136,7 +143,7 @@ func runScenario(t *testing.T, srv *etcdtest.Server) {
 	for node, errs := range allocateAll(ctx, nodes, "c", 20) {
 		t.Errorf("node %s after restart: %d ADDs failed, first: %v", node, len(errs), errs[0])
 	}
-	total, err = CheckCluster(ctx, nodes, checker)
+	total, err = simnode.CheckCluster(ctx, nodes, checker)
 	if err != nil {
 		t.Fatalf("after restart: %v", err)
 	}
@@ -146,7 +153,7 @@ func runScenario(t *testing.T, srv *etcdtest.Server) {
 // drainDuringOutage has every node allocate until its held blocks are full:
 // each ADD succeeds while a held block has room, and the first failure is
 // ErrUnavailable naming the endpoint, with no free address left.
-func drainDuringOutage(t *testing.T, ctx context.Context, nodes []*Node, endpoint string) {
+func drainDuringOutage(t *testing.T, ctx context.Context, nodes []*simnode.Node, endpoint string) {
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		wg.Add(1)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/medianet/medianet/internal/etcdtest"
+	"github.com/medianet/medianet/internal/etcdtest/simnode"
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/boltstore"
 	"github.com/medianet/medianet/ipam/etcdstore"
@@ -18,7 +19,7 @@ func TestRequestedAddress(t *testing.T) {
 	srv := etcdtest.Start(t, etcdtest.Options{})
 	ctx := context.Background()
 	nodes := makeNodes(t, 2, etcdConfig(srv), "10.12.0.0/16", 28)
-	request := func(n *Node, cid, ip string) (ipam.Allocation, error) {
+	request := func(n *simnode.Node, cid, ip string) (ipam.Allocation, error) {
 		st, err := boltstore.Open(ctx, n.Dir, boltstore.Options{})
 		if err != nil {
 			return ipam.Allocation{}, err
@@ -52,7 +53,7 @@ func TestRequestedAddress(t *testing.T) {
 	}
 	checker, _ := etcdstore.New(*nodes[0].Etcd)
 	defer checker.Close()
-	if _, err := CheckCluster(ctx, nodes, checker); err != nil {
+	if _, err := simnode.CheckCluster(ctx, nodes, checker); err != nil {
 		t.Fatal(err)
 	}
 }
