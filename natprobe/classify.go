@@ -5,7 +5,7 @@ const (
 	adviceAnnounce   = "announce the public IP to the media server (e.g. Janus nat_1_1_mapping, mediasoup announcedAddress) so its host candidate is reachable"
 	adviceDedicated  = "give the media server a dedicated IP with no NAT in front of it (a medianet macvlan network)"
 	adviceDropNew    = "on the NAT box drop unsolicited inbound UDP: iptables -I INPUT -i <wan> -p udp -m conntrack --ctstate NEW -j DROP (stops the port remap when a peer's packet arrives first)"
-	adviceAnswerer   = "make the media server the answerer (let the client send the offer), so the server sends first"
+	adviceAnswerer   = "make the media server the answerer (let the client send the offer) so that its checks go out first; this holds only when the client's offer already carries its server-reflexive candidate (no trickle ICE on the client's side): with trickle ICE the client may check first and the call fails (natprobe ice says when the order matters)"
 	adviceTURN       = "deploy TURN (e.g. coturn) and give clients its address: direct paths fail for clients behind address-and-port-dependent NATs"
 	adviceUDP        = "UDP to the server does not pass: open UDP egress (and replies) on the firewall, or use TURN over TCP/TLS on 443"
 	adviceMoreServer = "run the probe against an RFC 5780 server (natprobe serve with two addresses) or give two or more --server to decide"

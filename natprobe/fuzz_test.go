@@ -2,6 +2,8 @@ package natprobe
 
 import (
 	"bytes"
+	"errors"
+	"net"
 	"net/netip"
 	"testing"
 
@@ -56,6 +58,57 @@ func FuzzReadReport(f *testing.F) {
 		p := Predict(r, r)
 		if p.Decided && p.Direct == p.TURNNeeded {
 			t.Fatalf("prediction %+v: direct and turnNeeded agree", p)
+		}
+		if p.Decided && p.Direct != (p.DirectIfASendsFirst || p.DirectIfBSendsFirst) {
+			t.Fatalf("prediction %+v: direct is not the union of the two orders", p)
+		}
+		if p.OrderDependent != (p.Decided && p.DirectIfASendsFirst != p.DirectIfBSendsFirst) || p.OrderDependent != (p.AdviceHolds != "") {
+			t.Fatalf("prediction %+v: order dependence and its condition disagree", p)
+		}
+		Summarize(r, nil)
+	})
+}
+
+// FuzzParseTURNURI feeds arbitrary --server values to the TURN URI
+// parser: it must not panic, and what it accepts must be usable.
+func FuzzParseTURNURI(f *testing.F) {
+	for _, s := range []string{"turn:198.51.100.1:3478", "turn:h?transport=tcp", "turns:h:443", "turn:[2001:db8::1]:3478?transport=udp",
+		"stun:h:3478", "turns:h?transport=udp", "turn:h:0", "turn::", "turn:h:3478?transport=tcp&x=1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		s, err := ParseTURNURI(raw)
+		if err != nil {
+			if !errors.Is(err, ErrBadTURNURI) {
+				t.Fatalf("%q: error %v is not ErrBadTURNURI", raw, err)
+			}
+			return
+		}
+		if s.Host == "" || s.Port == 0 || (s.Transport != TransportUDP && s.Transport != TransportTCP && s.Transport != TransportTLS) {
+			t.Fatalf("%q: accepted as %+v", raw, s)
+		}
+	})
+}
+
+// FuzzSnifferRecord feeds arbitrary packets to the TURN check's view of
+// the server's responses: it must not panic, and what it records must be
+// sane.
+func FuzzSnifferRecord(f *testing.F) {
+	ok, _ := stun.Build(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassSuccessResponse),
+		&stun.XORMappedAddress{IP: net.IPv4(198, 51, 100, 1), Port: 4000}, stun.RawAttribute{Type: stun.AttrLifetime, Value: []byte{0, 0, 2, 88}})
+	e, _ := stun.Build(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassErrorResponse), stun.CodeUnauthorized,
+		stun.NewRealm("r"), stun.NewNonce("n"))
+	f.Add(ok.Raw)
+	f.Add(e.Raw)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		var s sniffer
+		if m, ok := decode(pkt); ok {
+			s.record(m)
+		}
+		st := s.state()
+		if st.lifetime < 0 || st.unauthorized > 1 || (st.errCode != 0 && !st.answered) {
+			t.Fatalf("recorded %+v from one packet", st)
 		}
 	})
 }

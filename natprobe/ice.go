@@ -27,6 +27,13 @@ const (
 
 // Prediction says whether ICE between two probed hosts will form a direct
 // pair (host or server-reflexive candidates, peer-reflexive allowed).
+//
+// What happens can depend on which side's connectivity checks reach the
+// other's NAT first: a NAT that remaps when a peer's packet arrives first
+// (unsolicitedInboundRemaps) must send first. In WebRTC the answerer
+// usually checks first, since it gets the offer's candidates before the
+// offerer gets the answer's; Offerer is the advice for that order, and
+// AdviceHolds says what it takes.
 type Prediction struct {
 	A string `json:"a"` // side class of A
 	B string `json:"b"`
@@ -40,6 +47,20 @@ type Prediction struct {
 	// Decided is false when a report's classes leave the answer unknown.
 	Decided bool     `json:"decided"`
 	Reasons []string `json:"reasons"`
+
+	// Additions to the object of docs/design.md.
+	// DirectIfASendsFirst and DirectIfBSendsFirst give the outcome for
+	// each check order: a's checks reach b's NAT first, or b's reach a's.
+	DirectIfASendsFirst bool `json:"directIfASendsFirst"`
+	DirectIfBSendsFirst bool `json:"directIfBSendsFirst"`
+	// OrderDependent is true when only one check order gives a direct
+	// pair: the offerer advice then holds only under AdviceHolds.
+	OrderDependent bool `json:"orderDependent"`
+	// AdviceHolds says when the offerer advice holds, and IfNotHeld what
+	// to change when that cannot be guaranteed; both empty when the order
+	// does not matter.
+	AdviceHolds string   `json:"adviceHolds,omitempty"`
+	IfNotHeld   []string `json:"ifNotHeld,omitempty"`
 }
 
 // ExitCode maps a prediction to the ice exit code: 0 direct, 3 TURN
@@ -84,12 +105,15 @@ func sideOf(r *Report, receivesFirst bool) string {
 }
 
 // direct reads the table of the notes: does a direct pair form between
-// sides x and y? ok is false when a side is unknown or blocked.
+// sides x and y? ok is false when a side is unknown. A blocked side never
+// forms a direct pair.
 func direct(x, y string) (d, ok bool) {
-	if x == sideUnknown || y == sideUnknown || x == sideBlocked || y == sideBlocked {
+	switch {
+	case x == sideUnknown || y == sideUnknown:
 		return false, false
-	}
-	if x == sideOpen || y == sideOpen {
+	case x == sideBlocked || y == sideBlocked:
+		return false, true
+	case x == sideOpen || y == sideOpen:
 		return true, true
 	}
 	// Both endpoint-independent (one filtering APDF) still meet; a side
@@ -97,37 +121,57 @@ func direct(x, y string) (d, ok bool) {
 	return x == sideEIMAPDF && y == sideEIMAPDF, true
 }
 
-// Predict says whether a direct ICE pair will form between a and b and
-// which side should send the offer. The answerer sends the first checks,
-// so the offerer is the side that receives first.
-func Predict(a, b *Report) Prediction {
+// Predict says whether a direct ICE pair will form between a and b, in
+// each check order, and which side should send the offer. The side that
+// receives the first checks is the one whose NAT may remap.
+func Predict(a, b *Report) Prediction { return predict(a, b, "a", "b") }
+
+// predict is Predict with the sides named an and bn in the reasons.
+func predict(a, b *Report, an, bn string) Prediction {
 	p := Prediction{A: sideOf(a, false), B: sideOf(b, false), Offerer: OffererNone}
-	aOffers, okA := direct(sideOf(a, true), sideOf(b, false))
-	bOffers, okB := direct(sideOf(a, false), sideOf(b, true))
+	var okA, okB bool
+	p.DirectIfASendsFirst, okA = direct(sideOf(a, false), sideOf(b, true))
+	p.DirectIfBSendsFirst, okB = direct(sideOf(a, true), sideOf(b, false))
 	p.Decided = okA && okB
+	p.Direct = p.DirectIfASendsFirst || p.DirectIfBSendsFirst
+	p.TURNNeeded = p.Decided && !p.Direct
 	switch {
 	case !p.Decided:
+		p.Direct = false
 		p.Reasons = append(p.Reasons, fmt.Sprintf("side classes a=%s b=%s leave the answer unknown", p.A, p.B))
-		if p.A == sideBlocked || p.B == sideBlocked {
-			p.TURNNeeded = true
-			p.Reasons = append(p.Reasons, "UDP is blocked on one side: TURN over TCP/TLS is needed")
-		}
 		return p
-	case aOffers && bOffers:
+	case p.A == sideBlocked || p.B == sideBlocked:
+		p.Reasons = append(p.Reasons, "UDP is blocked on one side: only TURN over TCP or TLS can connect it")
+		return p
+	case p.DirectIfASendsFirst && p.DirectIfBSendsFirst:
 		p.Offerer = OffererEither
-	case aOffers:
+		p.Reasons = append(p.Reasons, "a direct pair forms in either check order: either side may offer")
+	case p.DirectIfBSendsFirst:
+		orderAdvice(&p, an, bn)
 		p.Offerer = OffererA
-		p.Reasons = append(p.Reasons, "b remaps its port when a peer's packet arrives first: b must be the answerer (it sends first)")
-	case bOffers:
+	case p.DirectIfASendsFirst:
+		orderAdvice(&p, bn, an)
 		p.Offerer = OffererB
-		p.Reasons = append(p.Reasons, "a remaps its port when a peer's packet arrives first: a must be the answerer (it sends first)")
-	}
-	p.Direct = aOffers || bOffers
-	p.TURNNeeded = !p.Direct
-	if p.TURNNeeded {
-		p.Reasons = append(p.Reasons, fmt.Sprintf("a=%s and b=%s: a mapping that varies by destination meets address-and-port-dependent filtering; deploy TURN", p.A, p.B))
+	default:
+		p.Reasons = append(p.Reasons, fmt.Sprintf("a=%s and b=%s: a mapping that varies by destination meets address-and-port-dependent filtering, in either check order; deploy TURN", p.A, p.B))
 	}
 	return p
+}
+
+// orderAdvice fills the reasons and conditions when only the remapping
+// side r sending first (and so the other side o offering) works.
+func orderAdvice(p *Prediction, o, r string) {
+	p.OrderDependent = true
+	p.Reasons = append(p.Reasons,
+		fmt.Sprintf("%s remaps its port when a peer's packet arrives first: a direct pair forms only if %s's checks reach %s's NAT first, so %s must be the answerer and %s the offerer", r, r, o, r, o))
+	p.AdviceHolds = fmt.Sprintf("%s answers and starts its checks as soon as it has the offer, and the offer already carries %s's server-reflexive candidate "+
+		"(%s does not trickle its candidates, or waits for gathering to complete before it sends the offer); "+
+		"if %s's checks can reach %s first (trickle ICE, a slow answer), the session fails", r, o, o, o, r)
+	p.IfNotHeld = []string{
+		fmt.Sprintf("remove the remap on %s's side: give %s a dedicated IP with no NAT (a medianet macvlan network), or drop unsolicited inbound UDP on %s's NAT box: iptables -I INPUT -i <wan> -p udp -m conntrack --ctstate NEW -j DROP", r, r, r),
+		fmt.Sprintf("give %s a fixed public port (a DNAT port forward such as docker run -p 10000:10000/udp) and announce it; with it %s may also run ICE-lite", r, r),
+		"or relay the session through TURN",
+	}
 }
 
 // ReadReport reads one probe report (the JSON of probe --json) and checks

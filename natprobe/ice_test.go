@@ -28,17 +28,20 @@ func TestPredict(t *testing.T) {
 		wantDirect  bool
 		wantOfferer string
 		wantExit    int
+		aFirst      bool // direct when a's checks go out first
+		bFirst      bool
 	}{
-		{"open and symmetric", open, symmetric, true, OffererEither, 0},
-		{"full cone and symmetric", fullCone, symmetric, true, OffererEither, 0},
-		{"two port restricted", portRestricted, portRestricted, true, OffererEither, 0},
-		{"port restricted and symmetric", portRestricted, symmetric, false, OffererNone, 3},
-		{"symmetric and symmetric open filter", symmetric, symOpen, false, OffererNone, 3},
-		{"docker and home nat: client offers", docker, portRestricted, true, OffererB, 0},
-		{"home nat and docker", portRestricted, docker, true, OffererA, 0},
-		{"docker and open", docker, open, true, OffererEither, 0},
-		{"unknown", unknown, open, false, OffererNone, 5},
-		{"blocked", blockedRep, open, false, OffererNone, 4},
+		{"open and symmetric", open, symmetric, true, OffererEither, 0, true, true},
+		{"full cone and symmetric", fullCone, symmetric, true, OffererEither, 0, true, true},
+		{"two port restricted", portRestricted, portRestricted, true, OffererEither, 0, true, true},
+		{"port restricted and symmetric", portRestricted, symmetric, false, OffererNone, 3, false, false},
+		{"symmetric and symmetric open filter", symmetric, symOpen, false, OffererNone, 3, false, false},
+		{"docker and home nat: client offers", docker, portRestricted, true, OffererB, 0, true, false},
+		{"home nat and docker", portRestricted, docker, true, OffererA, 0, false, true},
+		{"two dockers", docker, docker, false, OffererNone, 3, false, false},
+		{"docker and open", docker, open, true, OffererEither, 0, true, true},
+		{"unknown", unknown, open, false, OffererNone, 5, false, false},
+		{"blocked", blockedRep, open, false, OffererNone, 4, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,6 +51,13 @@ func TestPredict(t *testing.T) {
 			}
 			if p.Decided && p.TURNNeeded == p.Direct {
 				t.Errorf("got turnNeeded %v with direct %v", p.TURNNeeded, p.Direct)
+			}
+			if p.DirectIfASendsFirst != tt.aFirst || p.DirectIfBSendsFirst != tt.bFirst {
+				t.Errorf("got direct if a first %v, if b first %v, want %v %v", p.DirectIfASendsFirst, p.DirectIfBSendsFirst, tt.aFirst, tt.bFirst)
+			}
+			// The advice's condition is stated exactly when only one order works.
+			if orderDep := tt.aFirst != tt.bFirst; p.OrderDependent != orderDep || (p.AdviceHolds != "") != orderDep || (len(p.IfNotHeld) > 0) != orderDep {
+				t.Errorf("got orderDependent %v holds %q ifNot %q, want order dependence %v", p.OrderDependent, p.AdviceHolds, p.IfNotHeld, orderDep)
 			}
 		})
 	}

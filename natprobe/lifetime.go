@@ -1,12 +1,8 @@
 package natprobe
 
 import (
-	"net"
-	"net/netip"
 	"sync"
 	"time"
-
-	"github.com/pion/stun/v3"
 )
 
 // lifetimeSteps are the fractions of Prober.Lifetime tested, each on its
@@ -63,58 +59,27 @@ func (r *run) lifetimeTest(wait time.Duration) *bool {
 		return nil
 	}
 	defer y.Close()
-	req, err := stun.Build(stun.TransactionID, stun.BindingRequest, responsePort(mx.Port()), stun.Fingerprint)
+	req, err := newRequest(responsePort(mx.Port()))
 	if err != nil {
 		return nil
 	}
-	if r.sendWatch(y, r.primary, req, x) {
+	// The answer would reach x; the control binding runs on y, whose own
+	// binding shows the path still works.
+	st := silentTest{
+		send:  func() error { _, err := y.WriteToUDPAddrPort(req.Raw, r.primary); return err },
+		watch: x,
+		judge: sees(req),
+	}
+	v, err := st.run(r.schedule(), r.end)
+	switch {
+	case err != nil:
+		r.note("lifetime: %v", err)
+		return nil
+	case v == answered:
 		return boolp(true)
 	}
 	if _, ok := r.bind(y, r.primary, "lifetime control"); ok {
 		return boolp(false)
 	}
 	return nil
-}
-
-// sendWatch sends req from one socket to dst with backoff for the Silence
-// window and reports whether the watch socket received a packet with
-// req's transaction ID.
-func (r *run) sendWatch(from *net.UDPConn, dst netip.AddrPort, req *stun.Message, watch *net.UDPConn) bool {
-	w := r.silence()
-	seen, done := make(chan struct{}), make(chan struct{})
-	defer func() { <-done }()
-	go func() {
-		defer close(done)
-		buf := make([]byte, 1500)
-		watch.SetReadDeadline(w.hard)
-		for {
-			n, _, err := watch.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			m := new(stun.Message)
-			if stun.Decode(append([]byte(nil), buf[:n]...), m) == nil && m.TransactionID == req.TransactionID {
-				close(seen)
-				return
-			}
-		}
-	}()
-	b := r.p.backoff()
-	var wait time.Duration
-	for sends := 0; !w.over(time.Now(), sends); sends++ {
-		from.WriteToUDPAddrPort(req.Raw, dst)
-		wait = b.next(wait)
-		select {
-		case <-seen:
-			return true
-		case <-time.After(time.Until(minTime(time.Now().Add(wait), w.hard))):
-		}
-	}
-	watch.SetReadDeadline(time.Now()) // stop the reader
-	select {
-	case <-seen:
-		return true
-	case <-done:
-		return false
-	}
 }

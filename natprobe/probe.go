@@ -38,6 +38,13 @@ func (HostNetwork) SourceFor(dst netip.AddrPort) (netip.Addr, error) {
 }
 
 // Prober runs the RFC 5780 tests. The zero value needs only Servers.
+//
+// Timing: the first request (the basic binding) retransmits from RTO,
+// doubling to MaxRTO. Every later test sizes its waits from the round-trip
+// time measured on the replies so far: retransmissions from twice the RTT,
+// and a test whose answer may rightly be silence sends silentSends
+// requests half an RTT apart, waits one more RTT, and counts the silence
+// only when a control binding on the same socket then answers first.
 type Prober struct {
 	// Servers are the STUN servers; the first that answers is the primary.
 	Servers []netip.AddrPort
@@ -46,12 +53,8 @@ type Prober struct {
 	LocalPort uint16
 	// Timeout bounds the whole probe; default 5s.
 	Timeout time.Duration
-	// Silence is how long a test that may rightly get no answer
-	// (CHANGE-REQUEST, hairpin) retransmits before it counts as
-	// unanswered; default 1.5s.
-	Silence time.Duration
-	// RTO is the first retransmission interval, doubling to MaxRTO;
-	// defaults 100ms and 300ms.
+	// RTO is the first retransmission interval before any round trip was
+	// measured, doubling to MaxRTO; defaults 100ms and 300ms.
 	RTO, MaxRTO time.Duration
 	// Lifetime, when set, runs the binding lifetime test up to this long
 	// (RFC 5780 section 4.6); the probe then takes that much longer.
@@ -69,7 +72,8 @@ type run struct {
 	local   netip.Addr
 	primary netip.AddrPort
 	other   netip.AddrPort // OTHER-ADDRESS, invalid without RFC 5780
-	mu      sync.Mutex     // guards notes
+	rtt     rttEstimator
+	mu      sync.Mutex // guards notes
 	notes   []string
 }
 
@@ -82,9 +86,6 @@ func (r *run) note(format string, args ...any) {
 func (p *Prober) defaults() {
 	if p.Timeout <= 0 {
 		p.Timeout = 5 * time.Second
-	}
-	if p.Silence <= 0 {
-		p.Silence = 1500 * time.Millisecond
 	}
 	if p.RTO <= 0 {
 		p.RTO = 100 * time.Millisecond
@@ -101,16 +102,6 @@ func (p *Prober) defaults() {
 }
 
 func (p *Prober) backoff() backoff { return backoff{rto: p.RTO, max: p.MaxRTO} }
-
-// minSilentSends is how many requests a test whose answer may rightly be
-// silence sends at least (within the probe's bound) before it counts as
-// unanswered: with 25% loss each way, all six are lost about once in 140.
-const minSilentSends = 6
-
-// silence is the window of such a test.
-func (r *run) silence() window {
-	return window{end: minTime(time.Now().Add(r.p.Silence), r.end), hard: r.end, min: minSilentSends}
-}
 
 // Probe runs every test and returns the report. An error means the probe
 // could not run (bad input, no socket); an unanswered server is a result.
@@ -196,14 +187,23 @@ func (r *run) probe() (*Report, error) {
 	rep.UnsolicitedInboundRemaps = remaps(rep, in)
 	decide(rep)
 	rep.Notes = r.notes
+	if rtt, ok := r.rtt.get(); ok {
+		rep.RTTMs = float64(rtt.Microseconds()) / 1000
+	}
 	return rep, nil
 }
 
 // basic is RFC 5780 test I: a plain Binding to each server in turn from
-// s0 until one answers correctly; that one becomes the primary.
+// s0 until one answers correctly; that one becomes the primary. Each
+// server but the last gets an equal share of the time left, so a dead
+// first server does not use up the whole timeout.
 func (r *run) basic(s0 *net.UDPConn) (reply, bool) {
-	for _, srv := range r.p.Servers {
-		rp, err := transact(s0, srv, r.p.backoff(), until(r.end))
+	for i, srv := range r.p.Servers {
+		x := r.exchange(nil)
+		if left := len(r.p.Servers) - i; left > 1 {
+			x.end = time.Now().Add(time.Until(r.end) / time.Duration(left))
+		}
+		rp, err := x.do(s0, srv)
 		if err == nil {
 			err = checkSource(rp, srv)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 )
 
 func fastProber(servers ...netip.AddrPort) *natprobe.Prober {
-	return &natprobe.Prober{Servers: servers, Timeout: 2 * time.Second, Silence: 300 * time.Millisecond,
+	return &natprobe.Prober{Servers: servers, Timeout: 2 * time.Second,
 		RTO: 20 * time.Millisecond, MaxRTO: 80 * time.Millisecond}
 }
 
@@ -177,5 +178,27 @@ func TestProbeLifetimeLoopback(t *testing.T) {
 	}
 	if rep.BindingLifetimeAtLeastMs == nil || *rep.BindingLifetimeAtLeastMs != 200 || rep.BindingLifetimeAtMostMs != nil {
 		t.Errorf("got lifetime at least %v at most %v, want 200 and none (no NAT)", rep.BindingLifetimeAtLeastMs, rep.BindingLifetimeAtMostMs)
+	}
+}
+
+// TestProbeDeadFirstServer: the first --server never answers; the second
+// becomes the primary within its share of the timeout.
+func TestProbeDeadFirstServer(t *testing.T) {
+	dead, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	addrs := natprobetest.Loopback(t)
+	p := fastProber(dead.LocalAddr().(*net.UDPAddr).AddrPort(), addrs[0])
+	rep, err := p.Probe(context.Background())
+	if err != nil {
+		t.Fatalf("Probe: %v", err)
+	}
+	if rep.Server != addrs[0].String() || rep.Verdict != natprobe.VerdictOK {
+		t.Errorf("got server %s verdict %s, want %s ok (notes %q)", rep.Server, rep.Verdict, addrs[0], rep.Notes)
+	}
+	if len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "basic binding") {
+		t.Errorf("got notes %q, want the dead server's basic binding noted", rep.Notes)
 	}
 }

@@ -25,12 +25,12 @@ const (
 	VerdictNeedsTURN = "needs-turn"
 	VerdictBlocked   = "blocked"
 	// VerdictUnknown means the servers given could not decide (for example
-	// one server without RFC 5780 behind a NAT). An addition to DESIGN.md.
+	// one server without RFC 5780 behind a NAT). An addition to the contract (docs/design.md).
 	VerdictUnknown = "unknown"
 )
 
 // Report is the result of a probe; its JSON form is the contract of
-// DESIGN.md (fields may be added, never renamed).
+// docs/design.md (fields may be added, never renamed).
 type Report struct {
 	Server      string `json:"server"`
 	Local       string `json:"local"`
@@ -49,7 +49,7 @@ type Report struct {
 	Verdict                  string   `json:"verdict"`
 	Advice                   []string `json:"advice"`
 
-	// Additions to the DESIGN.md object.
+	// Additions to the object of docs/design.md.
 	// OtherAddress is the server's OTHER-ADDRESS, empty without RFC 5780.
 	OtherAddress string `json:"otherAddress,omitempty"`
 	// MappingVariesByDestination is set when mapping was told from several
@@ -63,6 +63,9 @@ type Report struct {
 	// binding outlived every wait tested.
 	BindingLifetimeAtLeastMs *int64 `json:"bindingLifetimeAtLeastMs,omitempty"`
 	BindingLifetimeAtMostMs  *int64 `json:"bindingLifetimeAtMostMs,omitempty"`
+	// RTTMs is the largest round-trip time to the server measured on
+	// replies to requests sent once; the probe's waits are sized from it.
+	RTTMs float64 `json:"rttMs,omitempty"`
 	// Notes record evidence that left a result unknown (lost replies, a
 	// server ignoring CHANGE-REQUEST, a wrong RESPONSE-ORIGIN).
 	Notes []string `json:"notes,omitempty"`

@@ -236,7 +236,7 @@ func (s *Server) successReply(req *stun.Message, src netip.AddrPort, outIdx, loc
 		other := s.addrs[local^3]
 		setters = append(setters, &stun.OtherAddress{IP: toIP(other.Addr()), Port: int(other.Port())})
 	}
-	setters = append(setters, stun.Fingerprint)
+	setters = withFingerprint(req, setters)
 	m, err := stun.Build(setters...)
 	if err != nil {
 		return nil, fmt.Errorf("natprobe: build binding success: %w", err)
@@ -249,10 +249,20 @@ func (s *Server) errorReply(req *stun.Message, code stun.ErrorCode, unknown stun
 	if len(unknown) > 0 {
 		setters = append(setters, unknown)
 	}
-	setters = append(setters, stun.Fingerprint)
+	setters = withFingerprint(req, setters)
 	m, err := stun.Build(setters...)
 	if err != nil {
 		return nil, 0, src, fmt.Errorf("natprobe: build binding error %d: %w", code, err)
 	}
 	return m.Raw, local, src, nil
+}
+
+// withFingerprint adds FINGERPRINT to a reply when the request carried
+// one: a request without it gets none, which keeps a minimal request's
+// reply (and a reflection attack's gain) smaller.
+func withFingerprint(req *stun.Message, setters []stun.Setter) []stun.Setter {
+	if req.Contains(stun.AttrFingerprint) {
+		return append(setters, stun.Fingerprint)
+	}
+	return setters
 }

@@ -45,6 +45,7 @@ func TestServerHandle(t *testing.T) {
 		wantCode  int    // 0 means success
 	}{
 		{"basic", four, 0, nil, 0, "203.0.113.9:40000", "192.0.2.2:3479", 0},
+		{"basic with fingerprint", four, 0, []stun.Setter{stun.Fingerprint}, 0, "203.0.113.9:40000", "192.0.2.2:3479", 0},
 		{"change ip and port", four, 0, []stun.Setter{changeRequest{ip: true, port: true}}, 3, "203.0.113.9:40000", "192.0.2.2:3479", 0},
 		{"change port", four, 0, []stun.Setter{changeRequest{port: true}}, 1, "203.0.113.9:40000", "192.0.2.2:3479", 0},
 		{"change ip", four, 0, []stun.Setter{changeRequest{ip: true}}, 2, "203.0.113.9:40000", "192.0.2.2:3479", 0},
@@ -59,7 +60,8 @@ func TestServerHandle(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, idx, to, err := tt.s.Handle(request(t, tt.setters...), src, tt.local)
+			req := request(t, tt.setters...)
+			out, idx, to, err := tt.s.Handle(req, src, tt.local)
 			if err != nil || out == nil {
 				t.Fatalf("Handle: reply %v, err %v", out != nil, err)
 			}
@@ -94,8 +96,13 @@ func TestServerHandle(t *testing.T) {
 			if got != tt.wantOther {
 				t.Errorf("got OTHER-ADDRESS %q, want %q", got, tt.wantOther)
 			}
-			if err := stun.Fingerprint.Check(m); err != nil {
-				t.Errorf("reply fingerprint: %v", err)
+			// FINGERPRINT in the reply exactly when the request had one.
+			if rm, _ := decode(req); rm.Contains(stun.AttrFingerprint) != m.Contains(stun.AttrFingerprint) {
+				t.Errorf("reply has FINGERPRINT %v, request %v", m.Contains(stun.AttrFingerprint), rm.Contains(stun.AttrFingerprint))
+			} else if m.Contains(stun.AttrFingerprint) {
+				if err := stun.Fingerprint.Check(m); err != nil {
+					t.Errorf("reply fingerprint: %v", err)
+				}
 			}
 		})
 	}

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/pion/stun/v3"
 )
@@ -66,10 +65,16 @@ func (r *run) mapping(s0 *net.UDPConn, mapped netip.AddrPort, rep *Report) {
 	}
 }
 
+// exchange is the retransmission of a request that should be answered,
+// timed from the round-trip time measured so far.
+func (r *run) exchange(late func([]byte, netip.AddrPort) bool) exchange {
+	return exchange{b: r.schedule().backoff, end: r.end, late: late, rtt: &r.rtt}
+}
+
 // bind sends a plain Binding from c to dst and returns the mapped address,
 // checking the reply's source and RESPONSE-ORIGIN.
 func (r *run) bind(c packetConn, dst netip.AddrPort, what string) (netip.AddrPort, bool) {
-	rp, err := transact(c, dst, r.p.backoff(), until(r.end))
+	rp, err := r.exchange(nil).do(c, dst)
 	if err == nil {
 		err = checkSource(rp, dst)
 	}
@@ -78,6 +83,26 @@ func (r *run) bind(c packetConn, dst netip.AddrPort, what string) (netip.AddrPor
 		return netip.AddrPort{}, false
 	}
 	return rp.addrs.reflexive(), true
+}
+
+// control runs the control binding after a silent phase on c: it returns
+// answered when the awaited answer arrived late (before the control
+// reply), ignore when the control answered first (the silence was real),
+// and wrong when neither can be told.
+func (r *run) control(c packetConn, st silentTest, what string) watchResult {
+	var late watchResult
+	rp, err := r.exchange(st.lateHook(&late)).do(c, r.primary)
+	switch {
+	case errors.Is(err, errLate):
+		return late
+	case err == nil:
+		err = checkSource(rp, r.primary)
+	}
+	if err != nil {
+		r.note("%s control to %v: %v", what, r.primary, err)
+		return wrong
+	}
+	return ignore
 }
 
 // outcome of one filtering test.
@@ -133,23 +158,35 @@ func (r *run) filterTest(cr changeRequest, want netip.AddrPort) outcome {
 	if _, ok := r.bind(c, r.primary, "filtering test I"); !ok {
 		return undecided
 	}
-	out := undecided
-	rp, err := transact(c, r.primary, r.p.backoff(), r.silence(), cr)
-	switch {
-	case err == nil:
-		if err := checkSource(rp, want); err != nil {
-			r.note("filtering %s: %v (the server ignores CHANGE-REQUEST?)", crName(cr), err)
-		} else {
-			out = passed
-		}
-	case errors.Is(err, ErrNoReply):
-		if _, ok := r.bind(c, r.primary, "filtering control"); ok {
-			out = filtered
-		}
-	default:
-		r.note("filtering %s: %v", crName(cr), err)
+	req, err := newRequest(cr)
+	if err != nil {
+		r.note("filtering: %v", err)
+		return undecided
 	}
-	return out
+	what := "filtering " + crName(cr)
+	st := silentTest{
+		send:  func() error { _, err := c.WriteToUDPAddrPort(req.Raw, r.primary); return err },
+		watch: c,
+		judge: func(pkt []byte, from netip.AddrPort) watchResult {
+			rp, ok := match(pkt, req.TransactionID)
+			if !ok {
+				return ignore
+			}
+			rp.from = from
+			if err := checkSource(rp, want); err != nil {
+				r.note("%s: %v (the server ignores CHANGE-REQUEST?)", what, err)
+				return wrong
+			}
+			return answered
+		},
+	}
+	switch b := r.silentOutcome(st, c, what); {
+	case b == nil:
+		return undecided
+	case *b:
+		return passed
+	}
+	return filtered
 }
 
 func crName(cr changeRequest) string {
@@ -157,6 +194,22 @@ func crName(cr changeRequest) string {
 		return "change-IP-and-port"
 	}
 	return "change-port"
+}
+
+// newRequest builds a Binding request with setters and a FINGERPRINT.
+func newRequest(setters ...stun.Setter) (*stun.Message, error) {
+	return stun.Build(append([]stun.Setter{stun.TransactionID, stun.BindingRequest}, append(setters, stun.Fingerprint)...)...)
+}
+
+// sees judges a packet answered when it carries req's transaction ID
+// (a request or a response: a hairpinned request arrives as sent).
+func sees(req *stun.Message) func([]byte, netip.AddrPort) watchResult {
+	return func(pkt []byte, _ netip.AddrPort) watchResult {
+		if m, ok := decode(pkt); ok && m.TransactionID == req.TransactionID {
+			return answered
+		}
+		return ignore
+	}
 }
 
 // hairpin is RFC 5780 section 4.5: a second socket sends to the first
@@ -179,22 +232,34 @@ func (r *run) hairpin() *bool {
 	if !ok {
 		return nil
 	}
-	req, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
+	req, err := newRequest()
 	if err != nil {
 		return nil
 	}
-	if r.sendWatch(h2, m1, req, h1) {
-		return boolp(true)
+	st := silentTest{
+		send:  func() error { _, err := h2.WriteToUDPAddrPort(req.Raw, m1); return err },
+		watch: h1,
+		judge: sees(req),
 	}
-	if _, ok := r.bind(h1, r.primary, "hairpin control"); ok {
+	return r.silentOutcome(st, h1, "hairpin")
+}
+
+// silentOutcome runs st and its control on watch: true when the answer
+// came, false when the control answered first, nil when undecided.
+func (r *run) silentOutcome(st silentTest, watch packetConn, what string) *bool {
+	v, err := st.run(r.schedule(), r.end)
+	if err != nil {
+		r.note("%s: %v", what, err)
+		return nil
+	}
+	if v == ignore {
+		v = r.control(watch, st, what)
+	}
+	switch v {
+	case answered:
+		return boolp(true)
+	case ignore:
 		return boolp(false)
 	}
 	return nil
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }

@@ -75,7 +75,9 @@ func TestTransactRetransmits(t *testing.T) {
 			}
 			defer u.Close()
 			c := &lossyConn{UDPConn: u, drop: tt.drop, forged: tt.forged}
-			r, err := transact(c, srv, backoff{rto: 10 * time.Millisecond, max: 40 * time.Millisecond}, until(time.Now().Add(300*time.Millisecond)))
+			var est rttEstimator
+			x := exchange{b: backoff{rto: 10 * time.Millisecond, max: 40 * time.Millisecond}, end: time.Now().Add(300 * time.Millisecond), rtt: &est}
+			r, err := x.do(c, srv)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("got error %v, want %v", err, tt.wantErr)
 			}
@@ -87,6 +89,10 @@ func TestTransactRetransmits(t *testing.T) {
 			}
 			if r.sends != tt.wantSends {
 				t.Errorf("got %d sends, want %d", r.sends, tt.wantSends)
+			}
+			// Karn's rule: only a reply to a single send is an RTT sample.
+			if _, sampled := est.get(); sampled != (tt.wantSends == 1) {
+				t.Errorf("got an RTT sample %v after %d sends, want one only after a single send", sampled, r.sends)
 			}
 			if got, want := r.addrs.xorMapped, u.LocalAddr().(*net.UDPAddr).AddrPort(); got != want {
 				t.Errorf("got mapped %v, want %v (a forged reply was accepted?)", got, want)
@@ -137,40 +143,49 @@ func TestCheckSource(t *testing.T) {
 	}
 }
 
-func TestWindow(t *testing.T) {
-	now := time.Unix(100, 0)
-	w := window{end: now, hard: now.Add(time.Second), min: 3}
-	tests := []struct {
-		at    time.Duration
-		sends int
-		want  bool
-	}{
-		{-time.Millisecond, 5, false}, // before end
-		{0, 2, false},                 // end passed, too few sends
-		{0, 3, true},                  // end passed, enough sends
-		{time.Second, 0, true},        // hard bound
-	}
-	for _, tt := range tests {
-		if got := w.over(now.Add(tt.at), tt.sends); got != tt.want {
-			t.Errorf("over(%v, %d): got %v, want %v", tt.at, tt.sends, got, tt.want)
-		}
-	}
-}
-
-// TestTransactMinSends checks a silent test still sends its minimum when
-// its soft window has already passed (a starved process).
-func TestTransactMinSends(t *testing.T) {
+// TestExchangeLate checks that a packet other than the reply goes to the
+// late hook, which can end the exchange.
+func TestExchangeLate(t *testing.T) {
 	_, srv := startLoopbackServer(t)
 	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	c := &lossyConn{UDPConn: u, drop: 100}
-	now := time.Now()
-	_, err = transact(c, srv, backoff{rto: 5 * time.Millisecond, max: 5 * time.Millisecond},
-		window{end: now, hard: now.Add(2 * time.Second), min: 4})
-	if !errors.Is(err, ErrNoReply) || c.writes != 4 {
-		t.Errorf("got %d sends, %v, want 4 and ErrNoReply", c.writes, err)
+	c := &lossyConn{UDPConn: u, forged: true}
+	seen := 0
+	x := exchange{b: backoff{rto: 50 * time.Millisecond, max: 50 * time.Millisecond}, end: time.Now().Add(2 * time.Second),
+		late: func([]byte, netip.AddrPort) bool { seen++; return true }}
+	if _, err := x.do(c, srv); !errors.Is(err, errLate) || seen != 1 {
+		t.Errorf("got %v after %d late packets, want errLate after one", err, seen)
+	}
+}
+
+func TestSchedule(t *testing.T) {
+	p := &Prober{}
+	p.defaults()
+	tests := []struct {
+		name                      string
+		rtt                       time.Duration // 0: no sample
+		rto, gap, settle, backMax time.Duration
+	}{
+		{"no sample", 0, 100 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 300 * time.Millisecond},
+		{"lan", 200 * time.Microsecond, minRTO, minGap, minSettle, 4 * minRTO},
+		{"20ms", 20 * time.Millisecond, 40 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 160 * time.Millisecond},
+		{"100ms", 100 * time.Millisecond, 200 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 800 * time.Millisecond},
+		{"300ms", 300 * time.Millisecond, 600 * time.Millisecond, maxGap, 300 * time.Millisecond, 2400 * time.Millisecond},
+		{"stalled 5s", 5 * time.Second, 2 * maxRTT, maxGap, maxRTT, 8 * maxRTT},
+	}
+	for _, tt := range tests {
+		r := &run{p: p}
+		if tt.rtt > 0 {
+			r.rtt.add(tt.rtt / 2)
+			r.rtt.add(tt.rtt) // the largest sample counts
+		}
+		s := r.schedule()
+		if s.backoff.rto != tt.rto || s.gap != tt.gap || s.settle != tt.settle || s.backoff.max != tt.backMax {
+			t.Errorf("%s: got rto %v gap %v settle %v max %v, want %v %v %v %v", tt.name,
+				s.backoff.rto, s.gap, s.settle, s.backoff.max, tt.rto, tt.gap, tt.settle, tt.backMax)
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -46,23 +45,48 @@ func iceCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	p := natprobe.Predict(reps[0], reps[1])
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.SetEscapeHTML(false)
-		enc.Encode(p)
+		writeJSON(stdout, p)
 	} else {
-		fmt.Fprintf(stdout, "a (%s): %s\nb (%s): %s\n", files[0], p.A, files[1], p.B)
-		for _, r := range p.Reasons {
-			fmt.Fprintf(stdout, "reason: %s\n", r)
-		}
-		switch {
-		case !p.Decided:
-			fmt.Fprintln(stdout, "verdict: unknown")
-		case p.Direct:
-			fmt.Fprintf(stdout, "verdict: direct pair forms; offerer: %s\n", p.Offerer)
-		default:
-			fmt.Fprintln(stdout, "verdict: TURN needed")
-		}
+		printPrediction(stdout, files, reps, p)
 	}
 	return p.ExitCode()
+}
+
+// printPrediction prints the human form of ice: the sides, the outcome in
+// each check order, the verdict, and when the offerer advice holds.
+func printPrediction(w io.Writer, files []string, reps [2]*natprobe.Report, p natprobe.Prediction) {
+	for i, side := range []string{p.A, p.B} {
+		name := []string{"a", "b"}[i]
+		extra := ""
+		if r := reps[i].UnsolicitedInboundRemaps; r != nil && *r {
+			extra = ", remaps its port when a peer's packet arrives first"
+		}
+		fmt.Fprintf(w, "%s (%s): %s%s\n", name, files[i], side, extra)
+	}
+	outcome := func(d bool) string {
+		if d {
+			return "direct"
+		}
+		return "no direct pair"
+	}
+	if p.Decided {
+		fmt.Fprintf(w, "a's checks first: %s\nb's checks first: %s\n", outcome(p.DirectIfASendsFirst), outcome(p.DirectIfBSendsFirst))
+	}
+	for _, r := range p.Reasons {
+		fmt.Fprintf(w, "reason: %s\n", r)
+	}
+	switch {
+	case !p.Decided:
+		fmt.Fprintln(w, "verdict: unknown")
+	case p.OrderDependent:
+		fmt.Fprintf(w, "verdict: direct pair forms only in one check order; offerer: %s\n", p.Offerer)
+		fmt.Fprintf(w, "holds when: %s\n", p.AdviceHolds)
+		for _, a := range p.IfNotHeld {
+			fmt.Fprintf(w, "if not: %s\n", a)
+		}
+	case p.Direct:
+		fmt.Fprintf(w, "verdict: direct pair forms; offerer: %s\n", p.Offerer)
+	default:
+		fmt.Fprintln(w, "verdict: TURN needed")
+	}
 }

@@ -5,10 +5,16 @@
 //	               [--local-port N] [--timeout 5s] [--lifetime 3m] [--json]
 //	natprobe serve --primary IP:PORT [--alternate IP:PORT] [--json-log]
 //	natprobe ice A.json B.json [--json]
+//	natprobe turn --server turn:HOST:PORT[?transport=udp|tcp] | turns:HOST:PORT
+//	              (--user U --password P | --secret S [--user ID] [--ttl 1h]) [--ca FILE]
+//	              [--netns PATH | --container ID] [--timeout 5s] [--json]
+//	natprobe check --server HOST:PORT [--turn URI ...] [turn's credential flags]
+//	               [--netns PATH | --container ID] [--local-port N] [--timeout 5s] [--json]
 //
-// Exit codes: 0 verdict ok (ice: a direct pair forms), 3 needs-turn, 4
-// blocked, 5 unknown (the servers given cannot decide), 1 usage or runtime
-// error.
+// Exit codes: 0 verdict ok (ice: a direct pair forms; turn: the relay
+// works), 3 needs-turn, 4 blocked (turn: unreachable), 5 unknown (the
+// servers given cannot decide), 6 turn refused, 7 turn relay failed, 1
+// usage or runtime error; check exits with its worst finding's code.
 package main
 
 import (
@@ -22,7 +28,13 @@ const usage = `usage:
                  [--local-port N] [--timeout 5s] [--lifetime 3m] [--json]
   natprobe serve --primary IP:PORT [--alternate IP:PORT] [--json-log]
   natprobe ice A.json B.json [--json]
-exit codes: 0 ok, 3 needs-turn, 4 blocked, 5 unknown, 1 error
+  natprobe turn --server turn:HOST:PORT[?transport=udp|tcp] | turns:HOST:PORT
+                (--user U --password P | --secret S [--user ID] [--ttl 1h]) [--ca FILE]
+                [--netns PATH | --container ID [--runtime docker|podman]] [--timeout 5s] [--json]
+  natprobe check --server HOST:PORT [--server ...] [--turn URI ...] [--user U --password P | --secret S] [--ca FILE]
+                 [--netns PATH | --container ID [--runtime docker|podman]] [--local-port N] [--timeout 5s] [--json]
+exit codes: 0 ok, 3 needs-turn, 4 blocked or unreachable, 5 unknown, 6 turn refused, 7 turn relay failed, 1 error
+(check: the worst finding's code)
 `
 
 func main() {
@@ -41,6 +53,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serveCmd(args[1:], stderr)
 	case "ice":
 		return iceCmd(args[1:], stdout, stderr)
+	case "turn":
+		return turnCmd(args[1:], stdout, stderr)
+	case "check":
+		return checkCmd(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -11,7 +11,7 @@ import (
 	"github.com/medianet/medianet/natprobe/natprobetest"
 )
 
-// designFields are the keys of the DESIGN.md probe object.
+// designFields are the keys of the probe object of docs/design.md.
 var designFields = []string{"server", "local", "mapped", "natPresent", "mapping", "filtering", "hairpinning",
 	"portPreserved", "classic", "rfc5780", "durationMs", "unsolicitedInboundRemaps", "verdict", "advice"}
 
@@ -76,6 +76,15 @@ func TestUsageErrors(t *testing.T) {
 		{"serve without primary", []string{"serve"}, "--primary"},
 		{"serve same ip", []string{"serve", "--primary", "127.0.0.1:3478", "--alternate", "127.0.0.1:3479"}, "alternate"},
 		{"ice one file", []string{"ice", bad}, "two probe reports"},
+		{"turn without server", []string{"turn", "--user", "u", "--password", "p"}, "--server"},
+		{"turn bad uri", []string{"turn", "--server", "stun:127.0.0.1:3478", "--user", "u", "--password", "p"}, "turn:HOST:PORT"},
+		{"turn dtls", []string{"turn", "--server", "turns:127.0.0.1:5349?transport=udp", "--secret", "s"}, "DTLS"},
+		{"turn no credentials", []string{"turn", "--server", "turn:127.0.0.1:3478"}, "--secret"},
+		{"turn password and secret", []string{"turn", "--server", "turn:127.0.0.1:3478", "--user", "u", "--password", "p", "--secret", "s"}, "not both"},
+		{"turn netns and container", []string{"turn", "--server", "turn:127.0.0.1:3478", "--secret", "s", "--netns", "/x", "--container", "y"}, "not both"},
+		{"turn missing ca", []string{"turn", "--server", "turns:127.0.0.1:1", "--secret", "s", "--ca", "/nonexistent/ca.pem"}, ""},
+		{"check without server", []string{"check", "--turn", "turn:127.0.0.1:3478"}, "--server"},
+		{"check turn without credentials", []string{"check", "--server", "127.0.0.1:1", "--turn", "turn:127.0.0.1:3478"}, "--turn"},
 		{"ice bad report", []string{"ice", bad, bad}, "verdict"},
 	}
 	for _, tt := range tests {

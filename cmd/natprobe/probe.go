@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -63,13 +62,7 @@ func probeCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(rep); err != nil {
-			fmt.Fprintf(stderr, "natprobe probe: write report: %v\n", err)
-			return 1
-		}
+		writeJSON(stdout, rep)
 	} else {
 		printReport(stdout, rep)
 	}
@@ -86,22 +79,32 @@ func setupProber(ctx context.Context, p *natprobe.Prober, srv []string, netnsPat
 		}
 		p.Servers = append(p.Servers, ap)
 	}
+	n, closeNet, err := openNetwork(ctx, netnsPath, container, runtime)
+	if err != nil {
+		return nil, err
+	}
+	p.Net = n
+	return closeNet, nil
+}
+
+// openNetwork returns where sockets are opened: the host's namespace, or
+// the one at --netns or of --container; the func releases it.
+func openNetwork(ctx context.Context, netnsPath, container, runtime string) (natprobe.TURNNetwork, func(), error) {
 	if container != "" {
 		path, err := containerNetns(ctx, runtime, container)
 		if err != nil {
-			return nil, fmt.Errorf("--container %q: %w", container, err)
+			return nil, nil, fmt.Errorf("--container %q: %w", container, err)
 		}
 		netnsPath = path
 	}
 	if netnsPath == "" {
-		return func() {}, nil
+		return natprobe.HostNetwork{}, func() {}, nil
 	}
 	n, err := natprobe.NewNetnsNetwork(netnsPath)
 	if err != nil {
-		return nil, fmt.Errorf("--netns: %w", err)
+		return nil, nil, fmt.Errorf("--netns: %w", err)
 	}
-	p.Net = n
-	return func() { n.Close() }, nil
+	return n, func() { n.Close() }, nil
 }
 
 // resolve parses HOST:PORT, looking the host up when it is a name.

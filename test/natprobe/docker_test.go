@@ -4,8 +4,8 @@ import (
 	"testing"
 
 	"github.com/medianet/medianet/internal/dockertest"
+	"github.com/medianet/medianet/internal/natlab"
 	"github.com/medianet/medianet/natprobe"
-	"github.com/medianet/medianet/natprobe/natlab"
 )
 
 // TestDockerBridgeContainer is the seed's story: a container on Docker's

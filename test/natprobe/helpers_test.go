@@ -1,6 +1,8 @@
 // Package natprobe_test runs the natprobe binary against real Linux NATs
-// built in network namespaces (natprobe/natlab), against coturn, and
-// against a container on Docker's default bridge.
+// built in network namespaces (internal/natlab), against coturn
+// (internal/coturntest), against real ICE sessions between pion/ice agents
+// (internal/icetest), and against containers on Docker's and podman's
+// default bridges.
 package natprobe_test
 
 import (
@@ -8,22 +10,24 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/medianet/medianet/internal/cnitest"
+	"github.com/medianet/medianet/internal/coturntest"
+	"github.com/medianet/medianet/internal/icetest"
+	"github.com/medianet/medianet/internal/natlab"
 	"github.com/medianet/medianet/natprobe"
-	"github.com/medianet/medianet/natprobe/natlab"
 )
 
 // binDir holds natprobe and medianetd: $MEDIANET_BIN, or built by TestMain.
 var binDir string
 
 func TestMain(m *testing.M) {
+	icetest.MaybeRunAgent()
 	os.Exit(cnitest.Main(m, &binDir, "natprobe", "medianetd"))
 }
 
@@ -31,36 +35,10 @@ func TestMain(m *testing.M) {
 func natprobeBin() string { return filepath.Join(binDir, "natprobe") }
 
 // startInNS starts a long-running command in namespace ns, stopped when t
-// ends, and waits until ns has UDP sockets on every address in ready.
+// ends, and waits until ns has sockets on every address in ready.
 func startInNS(t testing.TB, ns string, ready []string, args ...string) {
 	t.Helper()
-	cmd := natlab.Cmd(ns, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %v in %s: %v", args, ns, err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, _ := natlab.In(ns, "ss", "-Hlun")
-		missing := ""
-		for _, a := range ready {
-			if !strings.Contains(out, a) {
-				missing = a
-			}
-		}
-		if missing == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%v in %s: no socket on %s after 10s; stderr: %s", args, ns, missing, stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	natlab.Start(t, ns, ready, args...)
 }
 
 // serveNatprobe runs natprobe serve on the lab's two server addresses.
@@ -73,15 +51,9 @@ func serveNatprobe(t testing.TB, l *natlab.Lab) string {
 // serveCoturn runs coturn's turnserver as a STUN-only RFC 5780 server on
 // the lab's two server addresses (alternate port = port + 1).
 func serveCoturn(t testing.TB, l *natlab.Lab) string {
-	if _, err := exec.LookPath("turnserver"); err != nil {
-		t.Skip("coturn turnserver not installed")
-	}
-	dir := t.TempDir()
-	startInNS(t, l.Server, []string{"198.18.0.10:3478", "198.18.0.11:3479"},
-		"turnserver", "-n", "--no-auth", "--stun-only", "--no-cli", "--no-tls", "--no-dtls",
-		"--listening-ip=198.18.0.10", "--listening-ip=198.18.0.11", "--listening-port=3478",
-		"--pidfile="+filepath.Join(dir, "turnserver.pid"), "--log-file="+filepath.Join(dir, "turn.log"), "--simple-log")
-	return "198.18.0.10:3478"
+	t.Helper()
+	s := coturntest.Start(t, l.Server, coturntest.Options{IPs: []netip.Addr{natlab.ServerIP1, natlab.ServerIP2}, STUNOnly: true})
+	return s.Addr().String()
 }
 
 // probe runs natprobe probe --json from the lab's client namespace and
@@ -93,6 +65,28 @@ func probe(t testing.TB, l *natlab.Lab, extra ...string) (*natprobe.Report, int)
 }
 
 func runProbe(t testing.TB, args ...string) (*natprobe.Report, int) {
+	t.Helper()
+	var rep natprobe.Report
+	code := runNatprobe(t, &rep, args...)
+	return &rep, code
+}
+
+// runNatprobe runs the natprobe binary, fails t on exit 1 (a usage or
+// runtime error), decodes its stdout as JSON into out (when out is not
+// nil) and returns the exit code and stdout.
+func runNatprobe(t testing.TB, out any, args ...string) int {
+	t.Helper()
+	code, stdout := runNatprobeText(t, args...)
+	if out != nil {
+		if err := json.Unmarshal([]byte(stdout), out); err != nil {
+			t.Fatalf("natprobe %v: output is not a %T: %v\n%s", args, out, err, stdout)
+		}
+	}
+	return code
+}
+
+// runNatprobeText is runNatprobe for human output.
+func runNatprobeText(t testing.TB, args ...string) (int, string) {
 	t.Helper()
 	cmd := exec.Command(natprobeBin(), args...)
 	var stdout, stderr bytes.Buffer
@@ -108,11 +102,7 @@ func runProbe(t testing.TB, args ...string) (*natprobe.Report, int) {
 	if code == 1 {
 		t.Fatalf("natprobe %v: exit 1: %s", args, stderr.String())
 	}
-	var rep natprobe.Report
-	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-		t.Fatalf("natprobe %v: output is not a report: %v\n%s\n%s", args, err, stdout.String(), stderr.String())
-	}
-	return &rep, code
+	return code, stdout.String()
 }
 
 func bstr(b *bool) string {

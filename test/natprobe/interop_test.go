@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/medianet/medianet/natprobe/natlab"
+	"github.com/medianet/medianet/internal/natlab"
 )
 
 // basicNATs are the four NATs that the interop and IPv6 tests run on,

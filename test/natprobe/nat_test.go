@@ -4,8 +4,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/medianet/medianet/internal/natlab"
 	"github.com/medianet/medianet/natprobe"
-	"github.com/medianet/medianet/natprobe/natlab"
 )
 
 // want is what a probe must report for one NAT; "" skips a field.
@@ -49,6 +49,8 @@ var (
 		"true", "false", "false", natprobe.VerdictNeedsTURN, 3}
 	wantFullCone = want{true, natprobe.EndpointIndependent, natprobe.EndpointIndependent, natprobe.ClassicFullCone,
 		"true", "", "false", natprobe.VerdictOK, 0}
+	wantRestricted = want{true, natprobe.EndpointIndependent, natprobe.AddressDependent, natprobe.ClassicRestrictedCone,
+		"true", "", "false", natprobe.VerdictOK, 0}
 	wantBlocked = want{false, natprobe.Unknown, natprobe.Unknown, natprobe.ClassicUDPBlocked,
 		"", "null", "null", natprobe.VerdictBlocked, 4}
 )
@@ -66,6 +68,7 @@ func TestProbeLinuxNATs(t *testing.T) {
 		{"masquerade random-fully", natlab.MasqueradeRandomFully, nil, wantRandomFully},
 		{"masquerade dropping unsolicited inbound", natlab.MasqueradeDropNew, nil, wantDropNew},
 		{"one-to-one snat dnat", natlab.OneToOne, nil, wantFullCone},
+		{"one-to-one address-dependent filtering", natlab.AddressDependent, nil, wantRestricted},
 		{"udp dropped", natlab.UDPBlocked, []string{"--timeout", "2s"}, wantBlocked},
 	}
 	for _, tt := range tests {

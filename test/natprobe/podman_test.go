@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/medianet/medianet/internal/dockertest"
+	"github.com/medianet/medianet/internal/natlab"
 	"github.com/medianet/medianet/natprobe"
-	"github.com/medianet/medianet/natprobe/natlab"
 )
 
 const podmanImage = "localhost/medianet/natprobe-busybox:test"
