@@ -66,7 +66,8 @@ type round struct {
 // Allocate returns the addresses of req's attachment, allocating them if
 // needed.
 func (a *Allocator) Allocate(ctx context.Context, req Request) (Allocation, error) {
-	if ips := a.recall(ctx, req); len(ips) > 0 {
+	ips, skipHold := a.recall(ctx, req)
+	if len(ips) > 0 {
 		req.IPs = ips
 	}
 	want, err := a.requested(req.IPs)
@@ -85,7 +86,7 @@ func (a *Allocator) Allocate(ctx context.Context, req Request) (Allocation, erro
 		var out Allocation
 		err := a.st.Update(ctx, func(tx Tx) error {
 			var err error
-			out, err = a.tryAllocate(tx, req, want, r)
+			out, err = a.tryAllocate(tx, req, want, r, skipHold)
 			return err
 		})
 		if !errors.Is(err, errNeedBlock) {
@@ -226,7 +227,7 @@ func (a *Allocator) exhausted(sub netip.Prefix) error {
 
 // tryAllocate is one transaction's attempt. It returns errNeedBlock (and
 // sets r.needIdx/needFor) when a block must first come from the source.
-func (a *Allocator) tryAllocate(tx Tx, req Request, want []netip.Addr, r *round) (Allocation, error) {
+func (a *Allocator) tryAllocate(tx Tx, req Request, want []netip.Addr, r *round, skipHold bool) (Allocation, error) {
 	key := Key{Network: a.cfg.Network, ContainerID: req.ContainerID, IfName: req.IfName}
 	if old, ok, err := tx.Allocation(key); err != nil || ok {
 		if err == nil {
@@ -238,7 +239,7 @@ func (a *Allocator) tryAllocate(tx Tx, req Request, want []netip.Addr, r *round)
 		return Allocation{}, err
 	}
 	out := Allocation{Key: key, Created: a.Now().UTC(), Workload: req.Workload}
-	if ips, ok, err := a.takeHold(tx, req, want); err != nil || ok {
+	if ips, ok, err := a.takeHold(tx, req, want, skipHold); err != nil || ok {
 		out.IPs = ips
 		if err == nil {
 			err = tx.PutAllocation(out)

@@ -74,6 +74,10 @@ type StickySource interface {
 	// or they could not be moved). The allocator then records a
 	// single-address block for each that lies in no block it holds.
 	Recall(ctx context.Context, workload, ifname string) ([]netip.Addr, error)
+	// HoldIsMine reports whether this node's hold for workload on ifname
+	// is still its own (no other node moved it away), before the
+	// allocator hands its addresses back to the workload.
+	HoldIsMine(ctx context.Context, workload, ifname string) (bool, error)
 }
 
 // RangeOwner is implemented by sources whose ownership of a block follows

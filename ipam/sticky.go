@@ -13,12 +13,18 @@ import (
 // until HeldUntil. The addresses stay Used, so nobody else gets them; the
 // workload coming back (same Workload, same interface) takes them again.
 // Expired holds are freed by the next allocation or GC.
+//
+// With a StickySource (etcd), another node may have moved a hold's
+// addresses away, so the allocator never frees a hold itself: it only
+// marks one given up as expired, and the source's sync frees it through
+// etcd (the transaction a move also compares). A local hold is taken only
+// once the source confirms it is still this node's (HoldIsMine).
 
 // takeHold gives req the addresses of its workload's hold, if it has one
 // and req asks for no other address. It reports false when there is no
 // hold to take.
-func (a *Allocator) takeHold(tx Tx, req Request, want []netip.Addr) ([]netip.Addr, bool, error) {
-	if req.Workload == "" {
+func (a *Allocator) takeHold(tx Tx, req Request, want []netip.Addr, skip bool) ([]netip.Addr, bool, error) {
+	if req.Workload == "" || skip {
 		return nil, false, nil
 	}
 	hk := HoldKey(a.cfg.Network, req.Workload, req.IfName)
@@ -29,21 +35,27 @@ func (a *Allocator) takeHold(tx Tx, req Request, want []netip.Addr) ([]netip.Add
 	for _, w := range want {
 		if w.IsValid() && !slices.Contains(h.IPs, w) {
 			// An explicit request wins: give the hold up and allocate anew.
-			_, _, err := releaseTx(tx, hk)
-			return nil, false, err
+			return nil, false, a.giveUp(tx, h)
 		}
 	}
 	if err := a.usable(tx, h.IPs); err != nil {
-		_, _, rerr := releaseTx(tx, hk)
-		if rerr != nil {
-			return nil, false, rerr
-		}
-		return nil, false, nil
+		return nil, false, a.giveUp(tx, h)
 	}
 	if err := tx.DeleteAllocation(hk); err != nil {
 		return nil, false, err
 	}
 	return slices.Clone(h.IPs), true, nil
+}
+
+// giveUp frees hold h, or with a StickySource marks it expired for the
+// source's sync to free through etcd.
+func (a *Allocator) giveUp(tx Tx, h Allocation) error {
+	if _, ok := a.src.(StickySource); !ok {
+		_, _, err := releaseTx(tx, h.Key)
+		return err
+	}
+	h.HeldUntil = a.Now().UTC()
+	return tx.PutAllocation(h)
 }
 
 // usable reports whether every address of a hold may still be handed out
@@ -97,29 +109,37 @@ func (a *Allocator) expireHolds(tx Tx) error {
 // block for each that lies in no held block. It returns the addresses to
 // request, or none (no hold elsewhere, nothing movable, or the source
 // failing: the workload then gets a new address).
-func (a *Allocator) recall(ctx context.Context, req Request) []netip.Addr {
+//
+// skipHold is true when the node has a hold for the workload that the
+// source could not confirm as still its own (moved to another node since,
+// or etcd unreachable): the allocator must not take it (it stays reserved
+// until the sync sorts it out) and gives the workload a new address.
+func (a *Allocator) recall(ctx context.Context, req Request) (ips []netip.Addr, skipHold bool) {
 	ss, ok := a.src.(StickySource)
-	if !ok || a.cfg.Sticky <= 0 || req.Workload == "" || len(req.IPs) > 0 {
-		return nil
+	if !ok || a.cfg.Sticky <= 0 || req.Workload == "" {
+		return nil, false
 	}
-	local := false
+	var hold, attached bool
 	_ = a.st.View(ctx, func(tx Tx) error {
-		for _, k := range []Key{HoldKey(a.cfg.Network, req.Workload, req.IfName),
-			{Network: a.cfg.Network, ContainerID: req.ContainerID, IfName: req.IfName}} {
-			_, ok, err := tx.Allocation(k)
-			local = local || ok
-			if err != nil {
-				return err
-			}
+		var err error
+		if _, hold, err = tx.Allocation(HoldKey(a.cfg.Network, req.Workload, req.IfName)); err != nil {
+			return err
 		}
-		return nil
+		_, attached, err = tx.Allocation(Key{Network: a.cfg.Network, ContainerID: req.ContainerID, IfName: req.IfName})
+		return err
 	})
-	if local {
-		return nil
+	switch {
+	case attached:
+		return nil, false
+	case hold:
+		mine, err := ss.HoldIsMine(ctx, req.Workload, req.IfName)
+		return nil, err != nil || !mine
+	case len(req.IPs) > 0:
+		return nil, false
 	}
 	ips, err := ss.Recall(ctx, req.Workload, req.IfName)
 	if err != nil || len(ips) == 0 {
-		return nil
+		return nil, false
 	}
 	err = a.st.Update(ctx, func(tx Tx) error {
 		for _, ip := range ips {
@@ -130,9 +150,9 @@ func (a *Allocator) recall(ctx context.Context, req Request) []netip.Addr {
 		return nil
 	})
 	if err != nil {
-		return nil
+		return nil, false
 	}
-	return ips
+	return ips, false
 }
 
 // adoptSingle records a single-address block for ip, moved here from
@@ -164,8 +184,18 @@ func (a *Allocator) adoptSingle(tx Tx, ip netip.Addr) error {
 
 // holdTx turns the allocation a into its workload's hold until the sticky
 // period ends, replacing an older hold of the same workload and interface.
+// With a StickySource an older hold is freed only by the sync, through
+// etcd: the allocation is then released without a hold of its own.
 func (a *Allocator) holdTx(tx Tx, al Allocation) error {
 	hk := HoldKey(al.Network, al.Workload, al.IfName)
+	if _, ok := a.src.(StickySource); ok {
+		if _, older, err := tx.Allocation(hk); err != nil || older {
+			if err == nil {
+				_, _, err = releaseTx(tx, al.Key)
+			}
+			return err
+		}
+	}
 	if _, _, err := releaseTx(tx, hk); err != nil {
 		return err
 	}

@@ -150,9 +150,24 @@ func (s *Source) syncSticky(ctx context.Context, st ipam.Store, now time.Time) e
 			current[string(kv.Key)] = &stickyKV{rec: rec, rev: kv.ModRevision}
 		}
 	}
+	// Holds first: a hold given up beside the workload's new attachment
+	// (same record key) expires before the new one is published.
+	slices.SortStableFunc(allocs, func(x, y stickyAlloc) int {
+		switch {
+		case x.IsHold() == y.IsHold():
+			return 0
+		case x.IsHold():
+			return -1
+		}
+		return 1
+	})
 	for _, a := range allocs {
-		if err := s.syncWorkload(ctx, st, a, current[s.c.stickyKey(s.net.Name, a.Workload, a.IfName)], now); err != nil {
+		key := s.c.stickyKey(s.net.Name, a.Workload, a.IfName)
+		if err := s.syncWorkload(ctx, st, a, current[key], now); err != nil {
 			return err
+		}
+		if !a.IsHold() || !now.Before(a.HeldUntil) {
+			delete(current, key) // expired or published over: re-read next time
 		}
 	}
 	return s.syncMoved(ctx, st, moved)
@@ -317,4 +332,27 @@ func (s *Source) movedHere(ctx context.Context, p netip.Prefix) (bool, error) {
 	}
 	var mark addrMark
 	return json.Unmarshal(resp.Kvs[0].Value, &mark) == nil && mark.Node == s.node, nil
+}
+
+// HoldIsMine implements ipam.StickySource: the workload's record names
+// this node, or there is none (never published, or given back since by
+// the node it had moved to, which deleted its marks).
+func (s *Source) HoldIsMine(ctx context.Context, workload, ifname string) (bool, error) {
+	if strings.ContainsRune(ifname, '/') {
+		return true, nil
+	}
+	ctx, cancel := s.c.bound(ctx)
+	defer cancel()
+	resp, err := s.c.get(ctx, fmt.Sprintf("read where workload %q is", workload), s.c.stickyKey(s.net.Name, workload, ifname))
+	if err != nil {
+		return false, err
+	}
+	if len(resp.Kvs) == 0 {
+		return true, nil
+	}
+	var rec stickyRecord
+	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+		return false, fmt.Errorf("sticky record of %q: %w", workload, err)
+	}
+	return rec.Node == s.node, nil
 }
