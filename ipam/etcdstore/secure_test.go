@@ -190,11 +190,3 @@ func TestReleaseMarkReclaim(t *testing.T) {
 	}
 }
 
-func contains(ps []netip.Prefix, p netip.Prefix) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
-		}
-	}
-	return false
-}

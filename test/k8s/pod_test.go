@@ -2,6 +2,7 @@ package k8s_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -62,10 +63,17 @@ func confList(t *testing.T, raw string) *libcni.NetworkConfigList {
 		mustf(t, err, "conflist %s", raw)
 		return l
 	}
-	c, err := libcni.ConfFromBytes([]byte(raw))
-	mustf(t, err, "config %s", raw)
-	l, err := libcni.ConfListFromConf(c)
+	// A single plugin's configuration, as a NAD may hold: wrap it in a
+	// list of one, as libcni (and Multus) do.
+	var head struct {
+		Name       string `json:"name"`
+		CNIVersion string `json:"cniVersion"`
+	}
+	mustf(t, json.Unmarshal([]byte(raw), &head), "config %s", raw)
+	wrapped, err := json.Marshal(map[string]any{"name": head.Name, "cniVersion": head.CNIVersion, "plugins": []json.RawMessage{json.RawMessage(raw)}})
 	must(t, err)
+	l, err := libcni.ConfListFromBytes(wrapped)
+	mustf(t, err, "config %s", raw)
 	return l
 }
 
