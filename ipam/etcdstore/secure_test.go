@@ -189,4 +189,3 @@ func TestReleaseMarkReclaim(t *testing.T) {
 		t.Errorf("claims after a forced reclaim: %+v, want a tombstone of %s reclaimed from a", all, heldA[0])
 	}
 }
-
