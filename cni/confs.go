@@ -29,8 +29,7 @@ func IPAMConfs(data []byte) ([][]byte, error) {
 		if err := json.Unmarshal(p, &m); err != nil {
 			return nil, fmt.Errorf("plugin entry: %w", err)
 		}
-		ip, ok := m["ipam"].(map[string]any)
-		if !ok || (ip["type"] != IPAMType && (list.Plugins != nil || ip["type"] != nil)) {
+		if !medianetIPAM(p, list.Plugins != nil) {
 			continue
 		}
 		if list.Plugins != nil {
@@ -43,4 +42,21 @@ func IPAMConfs(data []byte) ([][]byte, error) {
 		out = append(out, b)
 	}
 	return out, nil
+}
+
+// medianetIPAM reports whether a configuration's ipam.type is
+// medianet-ipam, or unset in a single configuration (not a conflist
+// entry). Keys match as libcni and the plugin read them: encoding/json
+// into a struct, whatever their case ("tYpe" is "type").
+func medianetIPAM(entry []byte, inList bool) bool {
+	var probe struct {
+		IPAM *struct {
+			Type *string `json:"type"`
+		} `json:"ipam"`
+	}
+	if json.Unmarshal(entry, &probe) != nil || probe.IPAM == nil {
+		return false
+	}
+	t := probe.IPAM.Type
+	return (t != nil && *t == IPAMType) || (t == nil && !inList)
 }

@@ -15,6 +15,9 @@ func TestIPAMConfs(t *testing.T) {
 		{"conf", `{"name":"n","type":"macvlan","ipam":{"type":"medianet-ipam","subnet":"10.0.0.0/24"}}`, 1},
 		{"conf without ipam.type", `{"name":"n","ipam":{"subnet":"10.0.0.0/24"}}`, 1},
 		{"conf other ipam", `{"name":"n","ipam":{"type":"static"}}`, 0},
+		// Keys in another case, as libcni reads them (found by FuzzIPAMConfs).
+		{"conflist entry, keys in capitals", `{"name":"n","plugins":[{"type":"macvlan","IPAM":{"Type":"medianet-ipam"}}]}`, 1},
+		{"conf with an empty tYpe", `{"name":"n","ipam":{"tYpe":""}}`, 0},
 	}
 	for _, tt := range tests {
 		got, err := IPAMConfs([]byte(tt.data))
