@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/boltstore"
@@ -121,10 +122,52 @@ func (b *ipamBook) Release(ctx context.Context, p pool, a netip.Addr) error {
 	})
 }
 
+func (b *ipamBook) Held(ctx context.Context, p pool, a netip.Addr) (bool, error) {
+	held := false
+	err := b.with(ctx, func(st ipam.Store) error {
+		return st.View(ctx, func(tx ipam.Tx) error {
+			for _, n := range []string{p.ipamNet(), staticNet(p.ipamNet())} {
+				_, ok, err := tx.Owner(n, a)
+				if err != nil || ok {
+					held = ok
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	return held, err
+}
+
 func (b *ipamBook) ReleaseAll(ctx context.Context, p pool) error {
 	return b.with(ctx, func(st ipam.Store) error {
 		for _, n := range []string{p.ipamNet(), staticNet(p.ipamNet())} {
 			if _, err := ipam.GC(ctx, st, n, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ReleaseExcept frees every address of p but those in keep. It lists,
+// then releases in a second transaction: its callers (bind.go) run while
+// no address of p is being allocated (the Swarm allocator calls one at a
+// time).
+func (b *ipamBook) ReleaseExcept(ctx context.Context, p pool, keep []netip.Addr) error {
+	return b.with(ctx, func(st ipam.Store) error {
+		for _, n := range []string{p.ipamNet(), staticNet(p.ipamNet())} {
+			all, err := ipam.List(ctx, st, n)
+			if err != nil {
+				return err
+			}
+			var valid []ipam.Attachment
+			for _, a := range all {
+				if slices.ContainsFunc(a.IPs, func(ip netip.Addr) bool { return slices.Contains(keep, ip) }) {
+					valid = append(valid, ipam.Attachment{ContainerID: a.ContainerID, IfName: a.IfName})
+				}
+			}
+			if _, err := ipam.GC(ctx, st, n, valid); err != nil {
 				return err
 			}
 		}

@@ -51,50 +51,98 @@ func ipamConfig(p pool, node string) ipam.Config {
 // allocating it; a request without a MAC option is an --aux-address,
 // reserved unless it lies in another node's node-ranges; any other request
 // allocates the preferred address (--ip) or the next free one.
+//
+// The allocation runs without the driver's lock, since it may claim a
+// block in etcd; the pool is looked up again afterwards, and an address
+// of a pool released meanwhile is given back.
 func (d *ipamDriver) RequestAddress(req *requestAddressRequest) (requestAddressResponse, error) {
+	a, done, err := d.addressRequest(req)
+	if err != nil || done.Address != "" {
+		return done, err
+	}
+	ctx := context.Background()
+	if a.mustBeFree {
+		held, err := d.addrs.Held(ctx, a.p, a.want)
+		switch {
+		case err != nil:
+			return requestAddressResponse{}, d.addressError(a.p, a.want, err)
+		case held && slices.Contains(a.p.Aux, a.want):
+			return answer(a.p, a.want), nil // the network's aux address, asked again
+		case held:
+			return requestAddressResponse{}, fmt.Errorf("medianet: address %s of --subnet %s, asked for by the Swarm allocator, is held on node %s: %w", a.want, a.p.Prefix, d.node, ipam.ErrTaken)
+		}
+	}
+	got, err := d.addrs.Allocate(ctx, a.p, d.node, a.holder, a.want)
+	if a.p.Etcd && strings.HasPrefix(a.holder, "aux-") && errors.Is(err, ipam.ErrOutOfRange) {
+		return answer(a.p, a.want), nil // in another host's block: that host reserves it
+	}
+	if err != nil {
+		return requestAddressResponse{}, d.addressError(a.p, a.want, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok, err := d.pool(a.p.ID); err != nil || !ok {
+		if err == nil {
+			err = d.addrs.Release(ctx, a.p, got)
+		}
+		return requestAddressResponse{}, fmt.Errorf("medianet: address %s of --subnet %s on node %s: pool %s: %w (%v)", got, a.p.Prefix, d.node, a.p.ID, ErrPoolReleased, err)
+	}
+	return answer(a.p, got), nil
+}
+
+// addressReq is a validated address request, to allocate.
+type addressReq struct {
+	p      pool
+	want   netip.Addr
+	holder string
+	// mustBeFree: an address the Swarm allocator asks for (a task's on a
+	// new leader, a container's --ip on an attachable network) in the
+	// global space, where a held address is answered only when it is the
+	// network's aux address.
+	mustBeFree bool
+}
+
+// addressRequest validates req under d.mu. A request answered at once
+// (the gateway, an address another node reserves) comes back in done.
+func (d *ipamDriver) addressRequest(req *requestAddressRequest) (a addressReq, done requestAddressResponse, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	p, ok, err := d.pool(req.PoolID)
 	if err != nil {
-		return requestAddressResponse{}, err
+		return a, done, err
 	}
 	if !ok {
-		return requestAddressResponse{}, fmt.Errorf("medianet: pool %s: %w", req.PoolID, ErrUnknown)
+		return a, done, fmt.Errorf("medianet: pool %s on node %s (address %q): %w", req.PoolID, d.node, req.Address, ErrUnknown)
 	}
 	var want netip.Addr
 	if req.Address != "" {
 		if want, err = netip.ParseAddr(req.Address); err != nil {
-			return requestAddressResponse{}, fmt.Errorf("medianet: address %q: %w: %w", req.Address, ErrBadOption, err)
+			return a, done, fmt.Errorf("medianet: address %q: %w: %w", req.Address, ErrBadOption, err)
 		}
 		if !p.Prefix.Contains(want) {
-			return requestAddressResponse{}, fmt.Errorf("medianet: address %s is outside --subnet %s: %w", want, p.Prefix, ErrOutOfPool)
+			return a, done, fmt.Errorf("medianet: address %s is outside --subnet %s: %w", want, p.Prefix, ErrOutOfPool)
 		}
 	}
 	if req.Options[requestAddressType] == gatewayRequest {
-		return d.gateway(p, want)
+		done, err = d.gateway(p, want)
+		return a, done, err
 	}
 	holder := "docker-" + randomID(8)
 	if _, isEndpoint := req.Options[macAddressOption]; !isEndpoint && want.IsValid() {
 		mine := slices.ContainsFunc(p.ranges(d.node), func(r netip.Prefix) bool { return r.Contains(want) })
 		if p.Options.NodeRanges != nil && !mine {
-			return answer(p, want), nil // another node's to reserve
+			return a, answer(p, want), nil // another node's to reserve
 		}
 		holder = "aux-" + want.String()
 	}
 	switch {
 	case want.IsValid() && want == p.Gateway:
-		return requestAddressResponse{}, fmt.Errorf("medianet: --ip %s is the gateway of --subnet %s: %w", want, p.Prefix, ErrOutOfPool)
+		return a, done, fmt.Errorf("medianet: --ip %s is the gateway of --subnet %s: %w", want, p.Prefix, ErrOutOfPool)
 	case slices.Contains(ipam.NetworkAndBroadcast(p.Prefix), want):
-		return requestAddressResponse{}, fmt.Errorf("medianet: --ip %s is the network or broadcast address of --subnet %s: %w", want, p.Prefix, ErrOutOfPool)
+		return a, done, fmt.Errorf("medianet: --ip %s is the network or broadcast address of --subnet %s: %w", want, p.Prefix, ErrOutOfPool)
 	}
-	got, err := d.addrs.Allocate(context.Background(), p, d.node, holder, want)
-	if p.Etcd && strings.HasPrefix(holder, "aux-") && errors.Is(err, ipam.ErrOutOfRange) {
-		return answer(p, want), nil // in another host's block: that host reserves it
-	}
-	if err != nil {
-		return requestAddressResponse{}, addressError(p, want, err)
-	}
-	return answer(p, got), nil
+	mustBeFree := p.Space == GlobalAddressSpace && strings.HasPrefix(holder, "aux-")
+	return addressReq{p: p, want: want, holder: holder, mustBeFree: mustBeFree}, done, nil
 }
 
 func answer(p pool, a netip.Addr) requestAddressResponse {
@@ -121,7 +169,7 @@ func (d *ipamDriver) gateway(p pool, want netip.Addr) (requestAddressResponse, e
 }
 
 // addressError says what to do about an allocation failure.
-func addressError(p pool, want netip.Addr, err error) error {
+func (d *ipamDriver) addressError(p pool, want netip.Addr, err error) error {
 	switch {
 	case errors.Is(err, etcdstore.ErrUnavailable):
 		return fmt.Errorf("medianet: --subnet %s: this host's blocks have no free address and no new block can be claimed: %w; try again when etcd is reachable", p.Prefix, err)

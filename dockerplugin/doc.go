@@ -26,6 +26,21 @@
 // is idempotent: creating what exists returns it, deleting what is gone
 // succeeds.
 //
+// Reconciliation: state follows what the Docker engine says exists, not
+// what Docker remembered to release (a former Swarm leader never releases
+// the cluster's pools; a dockerd killed with SIGKILL forgets its tasks'
+// networks). Pools record the networks bound to them (bind.go); a network
+// allocated or created again gives back its former addresses; a pool
+// whose networks the engine (its API socket, Config.DockerHost) no longer
+// lists is dropped when a new pool would overlap it, and by Reconcile on a
+// timer (reconcile.go, engine.go).
+//
+// Locks: the driver's mutex is never held across a network call. etcd
+// (block claims, SyncEtcd) and the engine are asked without it; their
+// answers are applied under it after a re-check.
+//
+// Errors Docker shows end with the node's name ("(node node-a)").
+//
 // Scope: ScopeLocal for standalone hosts; ScopeGlobal for Swarm, where the
 // manager's IPAM (this driver, address space medianet-global) allocates
 // every task's address and AllocateNetwork echoes the options so that

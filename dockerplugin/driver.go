@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/medianet/medianet/ipam/etcdstore"
 	"github.com/medianet/medianet/macvlan"
@@ -29,7 +30,20 @@ type Config struct {
 	// without --ipam-opt node-ranges claim its blocks in etcd, so hosts
 	// sharing the etcd never hand out the same address.
 	Etcd *etcdstore.Config
+	// DockerHost is the engine's API socket ("unix:///path"), asked which
+	// networks exist so that pools and networks Docker never released are
+	// dropped (reconcile.go); empty means env DOCKER_HOST, else
+	// DefaultDockerHost. "none" turns the engine off: stale state is then
+	// only found by Docker's own calls.
+	DockerHost string
+	// ReconcileInterval is how often Open's driver compares its state with
+	// the engine's networks; 0 means DefaultReconcileInterval, negative
+	// never (the checks made on RequestPool and on network creation stay).
+	ReconcileInterval time.Duration
 }
+
+// DefaultReconcileInterval is Config.ReconcileInterval's default.
+const DefaultReconcileInterval = 30 * time.Second
 
 // addressBook is what the IPAM driver needs from the address store:
 // allocate (a wanted address, or any free one) and release by address,
@@ -38,6 +52,10 @@ type addressBook interface {
 	Allocate(ctx context.Context, p pool, node, holder string, want netip.Addr) (netip.Addr, error)
 	Release(ctx context.Context, p pool, a netip.Addr) error
 	ReleaseAll(ctx context.Context, p pool) error
+	// ReleaseExcept frees every address of p but those of keep.
+	ReleaseExcept(ctx context.Context, p pool, keep []netip.Addr) error
+	// Held reports whether a is allocated in p.
+	Held(ctx context.Context, p pool, a netip.Addr) (bool, error)
 }
 
 // linkMaker is the netlink work of the network driver, all in the host
@@ -54,7 +72,10 @@ type linkMaker interface {
 // is idempotent, and its state is persisted before the call returns.
 type Driver struct {
 	// mu serialises calls: each pairs netlink or IPAM work with a state
-	// update, and Docker's calls for one network must not interleave.
+	// update, and Docker's calls for one network must not interleave. It
+	// is never held across a network call: etcd (address allocation,
+	// SyncEtcd) and the engine (reconcile.go) are asked without it, and
+	// what they answer is applied under it after a re-check.
 	mu    sync.Mutex
 	st    *state
 	addrs addressBook
@@ -63,6 +84,14 @@ type Driver struct {
 	node  string
 	log   *slog.Logger
 	etcd  *etcdstore.Client // nil without Config.Etcd
+	eng   engine            // nil with DockerHost "none"
+	now   func() time.Time
+	// viewTries is how many more times dropStale asks the engine for a
+	// view holding the Swarm network being created (swarmViewTries).
+	viewTries int
+
+	stopLoop context.CancelFunc // ends the reconcile loop, if any
+	loopDone chan struct{}
 }
 
 // Open opens the driver's state in cfg.DataDir with the real IPAM store
@@ -89,6 +118,13 @@ func Open(cfg Config) (*Driver, error) {
 			return nil, fmt.Errorf("dockerplugin: --etcd-endpoints: %w", err)
 		}
 	}
+	eng, err := openEngine(cfg.DockerHost)
+	if err != nil {
+		if cli != nil {
+			cli.Close()
+		}
+		return nil, err
+	}
 	st, err := openState(cfg.DataDir)
 	if err != nil {
 		if cli != nil {
@@ -97,8 +133,29 @@ func Open(cfg Config) (*Driver, error) {
 		return nil, err
 	}
 	d := newDriver(cfg, st, &ipamBook{dir: cfg.DataDir, etcd: cli}, hostLinks{})
-	d.etcd = cli
+	d.etcd, d.eng = cli, eng
+	if eng != nil && cfg.ReconcileInterval >= 0 {
+		if cfg.ReconcileInterval == 0 {
+			cfg.ReconcileInterval = DefaultReconcileInterval
+		}
+		d.startLoop(cfg.ReconcileInterval)
+	}
 	return d, nil
+}
+
+// openEngine returns the engine of host (see Config.DockerHost), nil for
+// "none".
+func openEngine(host string) (engine, error) {
+	if host == "" {
+		host = os.Getenv("DOCKER_HOST")
+	}
+	switch host {
+	case "":
+		host = DefaultDockerHost
+	case "none":
+		return nil, nil
+	}
+	return newDockerEngine(host)
 }
 
 func newDriver(cfg Config, st *state, addrs addressBook, links linkMaker) *Driver {
@@ -106,11 +163,16 @@ func newDriver(cfg Config, st *state, addrs addressBook, links linkMaker) *Drive
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{st: st, addrs: addrs, links: links, scope: cfg.Scope, node: cfg.Node, log: log}
+	return &Driver{st: st, addrs: addrs, links: links, scope: cfg.Scope, node: cfg.Node, log: log, now: time.Now, viewTries: swarmViewTries}
 }
 
-// Close closes the state file and the etcd connection.
+// Close stops the reconcile loop and closes the state file and the etcd
+// connection.
 func (d *Driver) Close() error {
+	if d.stopLoop != nil {
+		d.stopLoop()
+		<-d.loopDone
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.etcd != nil {

@@ -25,7 +25,7 @@ func (d *networkDriver) CreateEndpoint(req *createEndpointRequest) (createEndpoi
 	} else if ok {
 		return endpointResponse(e, req.Interface), nil
 	}
-	e = endpoint{ID: req.EndpointID, NetworkID: req.NetworkID}
+	e = endpoint{ID: req.EndpointID, NetworkID: req.NetworkID, Created: d.now()}
 	in := req.Interface
 	if in == nil {
 		in = &endpointInterface{}

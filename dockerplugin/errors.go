@@ -24,4 +24,12 @@ var (
 	// ErrEtcdRequired: a pool created with --etcd-endpoints is used by a
 	// medianetd started without it.
 	ErrEtcdRequired = errors.New("pool needs etcd")
+	// ErrEngineUnavailable: the Docker engine could not be asked which
+	// networks exist (socket missing, dockerd starting or busy), so state
+	// it may have forgotten cannot be told stale and is kept.
+	ErrEngineUnavailable = errors.New("docker engine unavailable")
+	// ErrPoolReleased: the pool was released, or found stale and dropped,
+	// while an address was being allocated from it; the address is given
+	// back.
+	ErrPoolReleased = errors.New("pool released meanwhile")
 )

@@ -20,7 +20,7 @@ const etcdSubnet = "10.60.0.0/24"
 func etcdHosts(t *testing.T) (*etcdtest.Server, *etcdstore.Config, [2]*harness) {
 	t.Helper()
 	srv := etcdtest.Start(t, etcdtest.Options{})
-	ecfg := &etcdstore.Config{Endpoints: srv.Endpoints(), Prefix: "/medianet-docker", RequestTimeout: time.Second, IdleRelease: time.Minute}
+	ecfg := &etcdstore.Config{Endpoints: srv.Endpoints(), Prefix: "/medianet-docker", RequestTimeout: 3 * time.Second, IdleRelease: time.Minute}
 	var hs [2]*harness
 	for i, node := range []string{"host-a", "host-b"} {
 		hs[i] = newHarness(t, Config{Node: node, Etcd: ecfg}, newFakeLinks("lan0"))

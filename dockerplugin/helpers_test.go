@@ -2,15 +2,19 @@ package dockerplugin
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/medianet/medianet/ipam/etcdstore"
 	"github.com/medianet/medianet/macvlan"
@@ -97,14 +101,14 @@ func (f *fakeLinks) names() []string {
 
 // harness is a Driver behind its HTTP handler, on a temporary data dir.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	links *fakeLinks
 	d     *Driver
 	srv   *httptest.Server
 }
 
-func newHarness(t *testing.T, cfg Config, links *fakeLinks) *harness {
+func newHarness(t testing.TB, cfg Config, links *fakeLinks) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir(), links: links}
 	h.start(cfg)
@@ -218,3 +222,155 @@ func generic(opts map[string]string) map[string]any {
 	}
 	return map[string]any{genericOptions: m}
 }
+
+// fakeEngine is an engine over a set of network IDs and subnets, for
+// tests without dockerd; gate, when set, holds every call until closed.
+type fakeEngine struct {
+	mu      sync.Mutex
+	ids     map[string]bool
+	subnets map[netip.Prefix]bool
+	eps     map[string]map[string]bool // network -> endpoints
+	err     error
+	// noControl: the Swarm's control does not answer (a worker, or a
+	// manager without a leader).
+	noControl bool
+	calls     int
+	gate      chan struct{}
+}
+
+func newFakeEngine(ids ...string) *fakeEngine {
+	f := &fakeEngine{ids: map[string]bool{}, subnets: map[netip.Prefix]bool{}}
+	for _, id := range ids {
+		f.ids[id] = true
+	}
+	return f
+}
+
+func (f *fakeEngine) Networks(ctx context.Context) (engineView, error) {
+	f.mu.Lock()
+	gate := f.gate
+	f.calls++
+	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return engineView{}, ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return engineView{}, f.err
+	}
+	return engineView{ids: maps.Clone(f.ids), subnets: maps.Clone(f.subnets), control: !f.noControl}, nil
+}
+
+// Endpoints lists the endpoints set for id with setEndpoints (none by
+// default).
+func (f *fakeEngine) Endpoints(ctx context.Context, id string) (map[string]bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	return maps.Clone(f.eps[id]), nil
+}
+
+func (f *fakeEngine) setEndpoints(id string, eps ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.eps == nil {
+		f.eps = map[string]map[string]bool{}
+	}
+	f.eps[id] = map[string]bool{}
+	for _, e := range eps {
+		f.eps[id][e] = true
+	}
+}
+
+// addNet makes the engine list network id of subnet too; with subnet ""
+// it is listed without one, as dockerd lists a Swarm network whose pool
+// is being allocated.
+func (f *fakeEngine) addNet(id, subnet string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ids[id] = true
+	if subnet != "" {
+		f.subnets[netip.MustParsePrefix(subnet)] = true
+	}
+}
+
+// set makes the engine list exactly ids.
+func (f *fakeEngine) set(ids ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ids = map[string]bool{}
+	for _, id := range ids {
+		f.ids[id] = true
+	}
+}
+
+// withEngine gives h's driver the engine e and a clock that runs
+// staleGrace ahead when the test calls later().
+func (h *harness) withEngine(e engine) *clock {
+	c := &clock{now: time.Now()}
+	h.d.eng, h.d.now, h.d.viewTries = e, c.get, 1
+	return c
+}
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) get() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// later moves the clock past staleGrace.
+func (c *clock) later() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(2 * staleGrace)
+}
+
+// globalPool requests a global pool and its gateway, as swarmkit's
+// allocator does on the leader.
+func (h *harness) globalPool(subnet, gateway string) (string, error) {
+	var p requestPoolResponse
+	if err := h.call("IpamDriver.RequestPool", requestPoolRequest{AddressSpace: GlobalAddressSpace, Pool: subnet}, &p); err != nil {
+		return "", err
+	}
+	return p.PoolID, h.call("IpamDriver.RequestAddress", requestAddressRequest{PoolID: p.PoolID, Address: gateway, Options: map[string]string{requestAddressType: gatewayRequest}}, nil)
+}
+
+// allocate is the leader's AllocateNetwork of network nid on subnet, with
+// the given aux addresses.
+func (h *harness) allocate(nid, subnet string, aux ...string) error {
+	a := map[string]any{}
+	for i, x := range aux {
+		a[fmt.Sprintf("aux%d", i)] = x + "/" + strings.Split(subnet, "/")[1]
+	}
+	req := allocateNetworkRequest{NetworkID: nid, Options: map[string]string{"parent": "lan0"}, IPv4Data: []ipamData{{Pool: subnet, AuxAddresses: a}}}
+	return h.call("NetworkDriver.AllocateNetwork", req, nil)
+}
+
+// taskAddr is the allocator's RequestAddress for a task (no MAC option),
+// of want or of any free address.
+func (h *harness) taskAddr(poolID, want string) (string, error) {
+	var r requestAddressResponse
+	err := h.call("IpamDriver.RequestAddress", requestAddressRequest{PoolID: poolID, Address: want, Options: map[string]string{"com.docker.network.ipam.serial": "true"}}, &r)
+	return r.Address, err
+}
+
+func (f *fakeEngine) callCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+// ipam is the driver's IPAM face, for calling it directly.
+func (d *Driver) ipam() *ipamDriver { return (*ipamDriver)(d) }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -37,33 +38,73 @@ func (d *ipamDriver) GetDefaultAddressSpaces() (addressSpacesResponse, error) {
 
 // RequestPool validates --subnet, --ip-range and --ipam-opt and registers
 // the pool. The same request again returns the same pool (counted); a
-// different pool overlapping one of the same address space is refused.
+// different pool overlapping one of the same address space is refused,
+// unless the engine no longer lists a network using that one: such a
+// stale pool (reconcile.go) is dropped first.
 func (d *ipamDriver) RequestPool(req *requestPoolRequest) (requestPoolResponse, error) {
 	p, err := d.newPool(req)
 	if err != nil {
 		return requestPoolResponse{}, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	err = d.st.db.Update(func(tx *bolt.Tx) error {
+	ctx := context.Background()
+	judgeSame := p.Space == GlobalAddressSpace
+	for attempt := 0; ; attempt++ {
+		d.mu.Lock()
+		resp, conflicts, err := d.registerPool(p, judgeSame)
+		d.mu.Unlock()
+		switch {
+		case err != nil || len(conflicts) == 0:
+			return resp, err
+		case judgeSame && len(conflicts) == 1 && conflicts[0].Prefix == p.Prefix:
+			// The identical global pool: a new leader restoring its
+			// network (shared), or a network removed under another leader
+			// (stale: dropped, and p gets a clean pool). Asked once: a
+			// restore must not wait, and AllocateNetwork judges again.
+			judgeSame = false
+			if _, err := (*Driver)(d).dropStale(ctx, p, conflicts, 0); err != nil {
+				d.log.Info("engine not asked about an identical pool: shared", "pool", conflicts[0].ID, "node", d.node, "err", err)
+			}
+			continue
+		case attempt > 1: // a new pool overlaps since the stale ones went
+			return requestPoolResponse{}, d.overlapError(p, conflicts, nil)
+		}
+		kept, err := (*Driver)(d).dropStale(ctx, p, conflicts, d.viewTries)
+		if err != nil || len(kept) > 0 {
+			return requestPoolResponse{}, d.overlapError(p, kept, err)
+		}
+	}
+}
+
+// registerPool registers p, or shares the identical pool, unless p
+// overlaps other pools of its space: those are returned, with the
+// identical one when judgeSame and it was not requested within
+// staleGrace.
+func (d *ipamDriver) registerPool(p pool, judgeSame bool) (requestPoolResponse, []pool, error) {
+	var conflicts []pool
+	now := d.now()
+	err := d.st.db.Update(func(tx *bolt.Tx) error {
 		var same *pool
 		err := each(tx, bucketPools, func(o pool) error {
 			switch {
 			case o.Space != p.Space || !o.Prefix.Overlaps(p.Prefix):
 			case o.Prefix == p.Prefix && o.Range == p.Range && reflect.DeepEqual(o.Options, p.Options):
 				same = &o
+				if judgeSame && now.Sub(o.Requested) >= staleGrace {
+					conflicts = append(conflicts, o)
+				}
 			default:
-				return fmt.Errorf("medianet: --subnet %s overlaps %s of another network: %w", p.Prefix, o.Prefix, ErrPoolOverlap)
+				conflicts = append(conflicts, o)
 			}
 			return nil
 		})
-		if err != nil {
+		if err != nil || len(conflicts) > 0 {
 			return err
 		}
 		if same != nil {
 			p = *same
 		}
 		p.Refs++
+		p.Requested = now
 		if p.Etcd {
 			if err := put(tx, bucketEtcdNets, p.Net, p); err != nil {
 				return err
@@ -71,10 +112,25 @@ func (d *ipamDriver) RequestPool(req *requestPoolRequest) (requestPoolResponse, 
 		}
 		return put(tx, bucketPools, p.ID, p)
 	})
-	if err != nil {
-		return requestPoolResponse{}, err
+	if err != nil || len(conflicts) > 0 {
+		return requestPoolResponse{}, conflicts, err
 	}
-	return requestPoolResponse{PoolID: p.ID, Pool: p.Prefix.String()}, nil
+	return requestPoolResponse{PoolID: p.ID, Pool: p.Prefix.String()}, nil, nil
+}
+
+// overlapError refuses p for the pools it overlaps: in use, or not
+// judged because the engine could not be asked (engErr).
+func (d *ipamDriver) overlapError(p pool, others []pool, engErr error) error {
+	o := others[0]
+	used := "another network"
+	if len(o.Networks) > 0 {
+		used = "network " + strings.Join(o.Networks, ", ")
+	}
+	if engErr != nil {
+		return fmt.Errorf("medianet: --subnet %s overlaps %s of %s (node %s), and Docker could not be asked whether that network still exists: %w: %w",
+			p.Prefix, o.Prefix, used, d.node, ErrPoolOverlap, engErr)
+	}
+	return fmt.Errorf("medianet: --subnet %s overlaps %s of %s (node %s): %w", p.Prefix, o.Prefix, used, d.node, ErrPoolOverlap)
 }
 
 // newPool parses and validates a pool request.
@@ -99,6 +155,10 @@ func (d *ipamDriver) newPool(req *requestPoolRequest) (pool, error) {
 	}
 	if p.Options, err = parsePoolOptions(req.Options); err != nil {
 		return pool{}, err
+	}
+	if p.Options.NodeRanges != nil && len(p.Options.NodeRanges[d.node]) == 0 {
+		return pool{}, fmt.Errorf("medianet: --ipam-opt %s=%s: %w: no range for this node %q; add one, or start medianetd with the --node name the ranges use",
+			optNodeRanges, req.Options[optNodeRanges], ErrBadOption, d.node)
 	}
 	for node, rs := range p.Options.NodeRanges {
 		for _, r := range rs {
@@ -145,19 +205,10 @@ func (d *ipamDriver) ReleasePool(req *releasePoolRequest) (empty, error) {
 	if err != nil || !ok {
 		return empty{}, err
 	}
-	p.Refs--
-	if p.Refs <= 0 {
-		if err := d.addrs.ReleaseAll(context.Background(), p); err != nil {
-			return empty{}, fmt.Errorf("medianet: release pool %s: %w", p.ID, err)
-		}
+	if p.Refs--; p.Refs <= 0 {
+		return empty{}, (*Driver)(d).freePool(context.Background(), p)
 	}
-	err = d.st.db.Update(func(tx *bolt.Tx) error {
-		if p.Refs <= 0 {
-			return del(tx, bucketPools, p.ID)
-		}
-		return put(tx, bucketPools, p.ID, p)
-	})
-	return empty{}, err
+	return empty{}, (*Driver)(d).savePool(p)
 }
 
 func (d *ipamDriver) pool(id string) (p pool, ok bool, err error) {

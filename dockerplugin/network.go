@@ -1,6 +1,7 @@
 package dockerplugin
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -26,48 +27,81 @@ func (d *networkDriver) GetCapabilities() (capabilitiesResponse, error) {
 	return capabilitiesResponse{Scope: d.scope, ConnectivityScope: ScopeGlobal}, nil
 }
 
-// AllocateNetwork runs on the Swarm manager for a global-scope driver. The
+// AllocateNetwork runs on the Swarm leader for a global-scope driver. The
 // options it returns are the only driver options the nodes receive, so it
-// validates and echoes them.
+// validates and echoes them. It binds the network to its global pools
+// (bind.go): a network allocated again is the allocator of a new leader
+// restoring it.
 func (d *networkDriver) AllocateNetwork(req *allocateNetworkRequest) (allocateNetworkResponse, error) {
 	if _, err := parseNetOptions(req.Options); err != nil {
 		return allocateNetworkResponse{}, err
 	}
+	ctx := context.Background()
+	for _, data := range [][]ipamData{req.IPv4Data, req.IPv6Data} {
+		if err := (*Driver)(d).bind(ctx, req.NetworkID, GlobalAddressSpace, data); err != nil {
+			return allocateNetworkResponse{}, err
+		}
+	}
 	return allocateNetworkResponse{Options: maps.Clone(req.Options)}, nil
 }
 
-func (d *networkDriver) FreeNetwork(*networkIDRequest) (empty, error) { return empty{}, nil }
+// FreeNetwork runs on the Swarm leader when a network is removed, before
+// its pools are released.
+func (d *networkDriver) FreeNetwork(req *networkIDRequest) (empty, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return empty{}, (*Driver)(d).unbind(req.NetworkID, GlobalAddressSpace)
+}
 
 // CreateNetwork validates the options, checks the parent, creates the VLAN
-// link when asked, and records the network. Repeating it is a no-op.
-func (d *networkDriver) CreateNetwork(req *createNetworkRequest) (_ empty, retErr error) {
+// link when asked, records the network and binds it to its pools. For a
+// network it has already, it only binds again (bind.go: Docker forgot the
+// network and its endpoints).
+func (d *networkDriver) CreateNetwork(req *createNetworkRequest) (empty, error) {
+	if err := d.createNetwork(req); err != nil {
+		return empty{}, err
+	}
+	ctx := context.Background()
+	for _, data := range [][]ipamData{req.IPv4Data, req.IPv6Data} {
+		space := LocalAddressSpace
+		if len(data) > 0 && data[0].AddressSpace != "" {
+			space = data[0].AddressSpace
+		}
+		if err := (*Driver)(d).bind(ctx, req.NetworkID, space, data); err != nil {
+			return empty{}, err
+		}
+	}
+	return empty{}, nil
+}
+
+func (d *networkDriver) createNetwork(req *createNetworkRequest) (retErr error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var have network
 	if ok, err := d.view(bucketNetworks, req.NetworkID, &have); err != nil || ok {
-		return empty{}, err
+		return err
 	}
 	opts, err := stringOptions(req.Options[genericOptions])
 	if err != nil {
-		return empty{}, err
+		return err
 	}
 	o, err := parseNetOptions(opts)
 	if err != nil {
-		return empty{}, err
+		return err
 	}
-	n := network{ID: req.NetworkID, Options: o}
+	n := network{ID: req.NetworkID, Options: o, Created: d.now()}
 	if n.Gateway, err = gatewayOf(req.IPv4Data); err != nil {
-		return empty{}, err
+		return err
 	}
 	if n.Gateway6, err = gatewayOf(req.IPv6Data); err != nil {
-		return empty{}, err
+		return err
 	}
 	if err := d.links.ParentExists(o.Parent); err != nil {
-		return empty{}, fmt.Errorf("medianet: -o %s=%s: %w: create the interface first or name another one", optParent, o.Parent, err)
+		return fmt.Errorf("medianet: -o %s=%s: %w: create the interface first or name another one", optParent, o.Parent, err)
 	}
 	if o.VLAN != 0 {
 		if n.CreatedVLAN, err = d.links.EnsureVLAN(o.Parent, o.VLAN); err != nil {
-			return empty{}, fmt.Errorf("medianet: -o %s=%d on %s: %w", optVLAN, o.VLAN, o.Parent, err)
+			return fmt.Errorf("medianet: -o %s=%d on %s: %w", optVLAN, o.VLAN, o.Parent, err)
 		}
 		if n.CreatedVLAN {
 			defer func() {
@@ -77,8 +111,7 @@ func (d *networkDriver) CreateNetwork(req *createNetworkRequest) (_ empty, retEr
 			}()
 		}
 	}
-	err = d.st.db.Update(func(tx *bolt.Tx) error { return put(tx, bucketNetworks, n.ID, n) })
-	return empty{}, err
+	return d.st.db.Update(func(tx *bolt.Tx) error { return put(tx, bucketNetworks, n.ID, n) })
 }
 
 // gatewayOf returns one family's gateway (sent in CIDR form), if any.
@@ -105,6 +138,16 @@ func (d *networkDriver) DeleteNetwork(req *networkIDRequest) (empty, error) {
 	if ok, err := d.view(bucketNetworks, req.NetworkID, &n); err != nil || !ok {
 		return empty{}, err
 	}
+	if err := d.deleteNetwork(n); err != nil {
+		return empty{}, err
+	}
+	// The host's pools only: on the Swarm leader the network keeps its
+	// global pool (AllocateNetwork) until FreeNetwork.
+	return empty{}, (*Driver)(d).unbind(n.ID, LocalAddressSpace)
+}
+
+// deleteNetwork is DeleteNetwork's work on n, under d.mu.
+func (d *networkDriver) deleteNetwork(n network) error {
 	var eps []endpoint
 	var heir *network // another network on the same VLAN link
 	err := d.st.db.View(func(tx *bolt.Tx) error {
@@ -124,19 +167,19 @@ func (d *networkDriver) DeleteNetwork(req *networkIDRequest) (empty, error) {
 		})
 	})
 	if err != nil {
-		return empty{}, err
+		return err
 	}
 	for _, e := range eps {
 		if err := d.links.Delete(linkName(e.ID)); err != nil {
-			return empty{}, fmt.Errorf("medianet: network %s: endpoint %s: %w", n.ID, e.ID, err)
+			return fmt.Errorf("medianet: network %s: endpoint %s: %w", n.ID, e.ID, err)
 		}
 	}
 	if n.CreatedVLAN && heir == nil {
 		if err := d.links.DeleteVLAN(n.Options.master()); err != nil && !errors.Is(err, macvlan.ErrInUse) {
-			return empty{}, fmt.Errorf("medianet: network %s: %w", n.ID, err)
+			return fmt.Errorf("medianet: network %s: %w", n.ID, err)
 		}
 	}
-	err = d.st.db.Update(func(tx *bolt.Tx) error {
+	return d.st.db.Update(func(tx *bolt.Tx) error {
 		for _, e := range eps {
 			if err := del(tx, bucketEndpoints, e.ID); err != nil {
 				return err
@@ -150,7 +193,6 @@ func (d *networkDriver) DeleteNetwork(req *networkIDRequest) (empty, error) {
 		}
 		return del(tx, bucketNetworks, n.ID)
 	})
-	return empty{}, err
 }
 
 // view reads one record in a read transaction.

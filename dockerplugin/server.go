@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // contentType is the media type of plugin requests and responses.
@@ -27,27 +28,28 @@ func Handler(d *Driver, log *slog.Logger) http.Handler {
 		write(w, http.StatusOK, activateResponse{Implements: []string{networkDriverIface, ipamDriverIface}})
 	})
 	nd, id := (*networkDriver)(d), (*ipamDriver)(d)
+	c := caller{log: log, node: d.node}
 	routes := map[string]http.HandlerFunc{
-		"NetworkDriver.GetCapabilities":             noBody(log, nd.GetCapabilities),
-		"NetworkDriver.AllocateNetwork":             call(log, nd.AllocateNetwork),
-		"NetworkDriver.FreeNetwork":                 call(log, nd.FreeNetwork),
-		"NetworkDriver.CreateNetwork":               call(log, nd.CreateNetwork),
-		"NetworkDriver.DeleteNetwork":               call(log, nd.DeleteNetwork),
-		"NetworkDriver.CreateEndpoint":              call(log, nd.CreateEndpoint),
-		"NetworkDriver.DeleteEndpoint":              call(log, nd.DeleteEndpoint),
-		"NetworkDriver.EndpointOperInfo":            call(log, nd.EndpointInfo),
-		"NetworkDriver.Join":                        call(log, nd.Join),
-		"NetworkDriver.Leave":                       call(log, nd.Leave),
+		"NetworkDriver.GetCapabilities":             noBody(c, nd.GetCapabilities),
+		"NetworkDriver.AllocateNetwork":             call(c, nd.AllocateNetwork),
+		"NetworkDriver.FreeNetwork":                 call(c, nd.FreeNetwork),
+		"NetworkDriver.CreateNetwork":               call(c, nd.CreateNetwork),
+		"NetworkDriver.DeleteNetwork":               call(c, nd.DeleteNetwork),
+		"NetworkDriver.CreateEndpoint":              call(c, nd.CreateEndpoint),
+		"NetworkDriver.DeleteEndpoint":              call(c, nd.DeleteEndpoint),
+		"NetworkDriver.EndpointOperInfo":            call(c, nd.EndpointInfo),
+		"NetworkDriver.Join":                        call(c, nd.Join),
+		"NetworkDriver.Leave":                       call(c, nd.Leave),
 		"NetworkDriver.DiscoverNew":                 ignore,
 		"NetworkDriver.DiscoverDelete":              ignore,
 		"NetworkDriver.ProgramExternalConnectivity": ignore,
 		"NetworkDriver.RevokeExternalConnectivity":  ignore,
-		"IpamDriver.GetCapabilities":                noBody(log, id.GetCapabilities),
-		"IpamDriver.GetDefaultAddressSpaces":        noBody(log, id.GetDefaultAddressSpaces),
-		"IpamDriver.RequestPool":                    call(log, id.RequestPool),
-		"IpamDriver.ReleasePool":                    call(log, id.ReleasePool),
-		"IpamDriver.RequestAddress":                 call(log, id.RequestAddress),
-		"IpamDriver.ReleaseAddress":                 call(log, id.ReleaseAddress),
+		"IpamDriver.GetCapabilities":                noBody(c, id.GetCapabilities),
+		"IpamDriver.GetDefaultAddressSpaces":        noBody(c, id.GetDefaultAddressSpaces),
+		"IpamDriver.RequestPool":                    call(c, id.RequestPool),
+		"IpamDriver.ReleasePool":                    call(c, id.ReleasePool),
+		"IpamDriver.RequestAddress":                 call(c, id.RequestAddress),
+		"IpamDriver.ReleaseAddress":                 call(c, id.ReleaseAddress),
 	}
 	for path, h := range routes {
 		mux.Handle("POST /"+path, h)
@@ -55,30 +57,46 @@ func Handler(d *Driver, log *slog.Logger) http.Handler {
 	return mux
 }
 
+// caller is what every call's handler shares: the log, and the node
+// name every error Docker shows carries.
+type caller struct {
+	log  *slog.Logger
+	node string
+}
+
+// errText is err as Docker shows it, naming this node.
+func (c caller) errText(err error) string {
+	msg := err.Error()
+	if c.node != "" && !strings.Contains(msg, "node "+c.node) {
+		msg += " (node " + c.node + ")"
+	}
+	return msg
+}
+
 // call decodes a request of type Req, runs fn and encodes its response or
 // its error as {"Err": ...}, which Docker shows to the user.
-func call[Req, Resp any](log *slog.Logger, fn func(*Req) (Resp, error)) http.HandlerFunc {
+func call[Req, Resp any](c caller, fn func(*Req) (Resp, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		req := new(Req)
 		// Docker sends no body for calls without parameters.
 		if err := json.NewDecoder(r.Body).Decode(req); err != nil && !errors.Is(err, io.EOF) {
-			write(w, http.StatusBadRequest, errorResponse{Err: fmt.Sprintf("medianet: decode %s: %v", r.URL.Path, err)})
+			write(w, http.StatusBadRequest, errorResponse{Err: c.errText(fmt.Errorf("medianet: decode %s: %w", r.URL.Path, err))})
 			return
 		}
 		resp, err := fn(req)
 		if err != nil {
-			log.Warn("call failed", "call", r.URL.Path, "err", err)
-			write(w, http.StatusInternalServerError, errorResponse{Err: err.Error()})
+			c.log.Warn("call failed", "call", r.URL.Path, "req", req, "err", err)
+			write(w, http.StatusInternalServerError, errorResponse{Err: c.errText(err)})
 			return
 		}
-		log.Debug("call", "call", r.URL.Path)
+		c.log.Debug("call", "call", r.URL.Path, "req", req, "resp", resp)
 		write(w, http.StatusOK, resp)
 	}
 }
 
 // noBody is call for the requests that carry no parameters.
-func noBody[Resp any](log *slog.Logger, fn func() (Resp, error)) http.HandlerFunc {
-	return call(log, func(*empty) (Resp, error) { return fn() })
+func noBody[Resp any](c caller, fn func() (Resp, error)) http.HandlerFunc {
+	return call(c, func(*empty) (Resp, error) { return fn() })
 }
 
 // ignore answers the optional calls medianet has nothing to do for.

@@ -38,6 +38,9 @@ type network struct {
 	CreatedVLAN bool       `json:"createdVlan,omitempty"`
 	Gateway     netip.Addr `json:"gateway,omitzero"`
 	Gateway6    netip.Addr `json:"gateway6,omitzero"`
+	// Created is when CreateNetwork first recorded it; Reconcile leaves a
+	// young network alone, which Docker may not list yet.
+	Created time.Time `json:"created,omitzero"`
 }
 
 // endpoint is a created endpoint; its link's temporary name is
@@ -48,6 +51,9 @@ type endpoint struct {
 	Addr      netip.Prefix `json:"addr,omitzero"`
 	Addr6     netip.Prefix `json:"addr6,omitzero"`
 	MAC       string       `json:"mac"`
+	// Created is when CreateEndpoint recorded it; Reconcile leaves a
+	// young endpoint alone, which Docker may not list yet.
+	Created time.Time `json:"created,omitzero"`
 }
 
 // pool is an IPAM pool (one address family of one network).
@@ -64,6 +70,17 @@ type pool struct {
 	Net string `json:"net,omitempty"`
 	// Etcd: the pool's blocks are claimed in etcd (--etcd-endpoints).
 	Etcd bool `json:"etcd,omitempty"`
+	// Networks are the Docker networks using the pool, bound by
+	// CreateNetwork (local space) or AllocateNetwork (global space); a
+	// pool whose networks Docker no longer lists is stale (reconcile.go).
+	Networks []string `json:"networks,omitempty"`
+	// Requested is the time of the last RequestPool for the pool.
+	Requested time.Time `json:"requested,omitzero"`
+	// Aux are the --aux-address values of the Swarm network owning a
+	// global pool (AllocateNetwork). swarmkit asks for them again each
+	// time it allocates the network, so they are answered when held; any
+	// other address it asks for must be free.
+	Aux []netip.Addr `json:"aux,omitempty"`
 }
 
 // ipamNet is the name of the pool's network in the IPAM store.

@@ -18,6 +18,7 @@
 # The settings can be changed later while the plugin is disabled:
 #   docker plugin disable medianet
 #   docker plugin set medianet SCOPE=global NODE=node-a data.source=/srv/medianet
+#   docker plugin set medianet docker.source=/run/user-docker.sock   # engine socket elsewhere
 #   docker plugin enable medianet
 set -euo pipefail
 
@@ -82,6 +83,15 @@ cat >"$work/config.json" <<'JSON'
       "destination": "/var/run/docker/netns",
       "type": "bind",
       "options": ["rbind"]
+    },
+    {
+      "name": "docker",
+      "description": "the engine's API socket, read (GET /networks) to drop pools and networks Docker never released",
+      "source": "/var/run/docker.sock",
+      "destination": "/var/run/docker.sock",
+      "type": "bind",
+      "options": ["bind"],
+      "settable": ["source"]
     }
   ],
   "env": [

@@ -59,14 +59,5 @@ func (e *etcdFlags) config() (*etcdstore.Config, error) {
 // syncEtcd calls d.SyncEtcd every interval until ctx ends; SyncEtcd logs
 // what it finds (lost blocks loudly).
 func syncEtcd(ctx context.Context, d *dockerplugin.Driver, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			d.SyncEtcd(ctx, now)
-		}
-	}
+	dockerplugin.Every(ctx, interval, func(now time.Time) { d.SyncEtcd(ctx, now) })
 }

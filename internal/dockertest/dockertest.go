@@ -4,6 +4,13 @@
 // image from the static /usr/bin/busybox with docker import (idempotent,
 // tag Image), runs containers removed when the test ends, and runs
 // medianetd as Docker's legacy plugin (StartMedianetd).
+//
+// For several hosts, NewHosts starts Docker hosts of the test's own, each
+// in a network namespace with its own containerd and dockerd, on one LAN
+// (hosts.go): with the managed plugin (InstallPlugin) or the legacy one
+// (Host.StartMedianetd), as a Swarm of managers (Swarm, Failover), with
+// the kernel's view of their containers (kernel.go), and a relay that
+// lets them reach a server of the test process (Forward).
 package dockertest
 
 import (

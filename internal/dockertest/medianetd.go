@@ -18,12 +18,16 @@ const PluginSocket = "/run/docker/plugins/medianet.sock"
 type Medianetd struct {
 	// DataDir holds its docker.db and ipam.db.
 	DataDir string
+	// Socket is its plugin socket, as the test process sees it.
+	Socket string
 
-	t    testing.TB
-	bin  string
-	args []string
-	cmd  *exec.Cmd
-	log  *os.File
+	t      testing.TB
+	bin    string
+	args   []string
+	prefix []string // runs it in a host's network namespace
+	env    []string
+	cmd    *exec.Cmd
+	log    *os.File
 }
 
 // StartMedianetd runs the medianetd binary bin on PluginSocket with a new
@@ -35,11 +39,32 @@ func StartMedianetd(t testing.TB, bin string, args ...string) *Medianetd {
 	if _, err := os.Stat(PluginSocket); err == nil {
 		t.Fatalf("%s exists: another medianetd is serving Docker; stop it first", PluginSocket)
 	}
+	return startMedianetd(t, &Medianetd{Socket: PluginSocket, bin: bin, args: args})
+}
+
+// StartMedianetd runs the medianetd binary bin as h's legacy plugin: in
+// h's network namespace, on the socket h's dockerd finds as
+// /run/docker/plugins/medianet.sock, with --node h.Name, asking h's
+// engine (DOCKER_HOST) which networks exist, and the extra args. It stops
+// when t ends.
+func (h *Host) StartMedianetd(t testing.TB, bin string, args ...string) *Medianetd {
+	t.Helper()
+	return startMedianetd(t, &Medianetd{
+		Socket: filepath.Join(h.Dir, "plugins", "medianet.sock"),
+		bin:    bin,
+		args:   append([]string{"--node", h.Name}, args...),
+		prefix: []string{"nsenter", "--net=" + h.NS.Path, "--"},
+		env:    []string{"DOCKER_HOST=unix://" + h.Socket},
+	})
+}
+
+func startMedianetd(t testing.TB, d *Medianetd) *Medianetd {
+	t.Helper()
 	log, err := os.Create(filepath.Join(t.TempDir(), "medianetd.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Medianetd{DataDir: t.TempDir(), t: t, bin: bin, args: args, log: log}
+	d.DataDir, d.t, d.log = t.TempDir(), t, log
 	d.Start()
 	t.Cleanup(func() {
 		d.Stop()
@@ -55,20 +80,21 @@ func StartMedianetd(t testing.TB, bin string, args ...string) *Medianetd {
 // Start runs medianetd and waits (up to 5 s) for its socket.
 func (d *Medianetd) Start() {
 	d.t.Helper()
-	args := append([]string{"--socket", PluginSocket, "--data-dir", d.DataDir, "--debug"}, d.args...)
-	d.cmd = exec.Command(d.bin, args...)
+	argv := append(append(append([]string{}, d.prefix...), d.bin, "--socket", d.Socket, "--data-dir", d.DataDir, "--debug"), d.args...)
+	d.cmd = exec.Command(argv[0], argv[1:]...)
+	d.cmd.Env = append(os.Environ(), d.env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatalf("start medianetd: %v", err)
 	}
 	for range 250 {
-		if _, err := os.Stat(PluginSocket); err == nil {
+		if _, err := os.Stat(d.Socket); err == nil {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	out, _ := os.ReadFile(d.log.Name())
-	d.t.Fatalf("medianetd did not create %s in 5s: %s", PluginSocket, strings.TrimSpace(string(out)))
+	d.t.Fatalf("medianetd did not create %s in 5s: %s", d.Socket, strings.TrimSpace(string(out)))
 }
 
 // Stop ends medianetd with SIGTERM, as a service manager does.

@@ -1,7 +1,8 @@
-// Package docker holds medianetd's end-to-end tests against a real dockerd:
-// the legacy socket plugin on standalone Docker, the managed plugin on a
-// one-node Swarm, restarts of medianetd and of dockerd, bad input, and a
-// benchmark against Docker's built-in macvlan driver. Every macvlan parent
+// Package docker holds medianetd's end-to-end tests against the machine's
+// dockerd: the legacy socket plugin on standalone Docker, the managed
+// plugin, restarts of medianetd and of dockerd, bad input, and a
+// benchmark against Docker's built-in macvlan driver. Swarm and several
+// hosts are test/swarm's, on dockerd hosts of its own. Every macvlan parent
 // is a veth the test creates in the root namespace whose peer sits in a
 // namespace the test creates (internal/nstest); no test touches eth0.
 //
@@ -11,7 +12,6 @@ package docker
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -166,16 +166,9 @@ func macvlansOn(t testing.TB, master string) []string {
 	return out
 }
 
-// waitFor polls cond for up to d.
-func waitFor(d time.Duration, cond func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
-var errNotYet = errors.New("not yet")
+// waitFor polls cond for up to d; conditions return errNotYet while
+// waiting.
+var (
+	waitFor   = dockertest.WaitFor
+	errNotYet = dockertest.ErrNotYet
+)

@@ -1,0 +1,202 @@
+package dockerplugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Binding networks to pools. Docker creates a network in two steps: the
+// IPAM driver's RequestPool (and the gateway's RequestAddress), then the
+// network driver's CreateNetwork on a host (local space) or, on the Swarm
+// leader, AllocateNetwork (global space). The second step names the
+// network; bind records it on the pool of each family.
+//
+// A network bound already is one Docker creates again after forgetting
+// it: swarmkit's allocator, starting on a new leader, allocates every
+// network again (pool, gateway, aux addresses, AllocateNetwork), then
+// requests every live address again; a dockerd that restarted after
+// SIGKILL creates a Swarm task's network again (its endpoints were never
+// stored, and its containers are dead). Docker does not create a network
+// it still knows, so the old addresses are nobody's: a rebind gives them
+// back (global: all but the aux addresses just requested again; local:
+// the network's endpoints) and takes back the extra RequestPool's
+// reference.
+//
+// A global pool belongs to one Swarm network: a second network asking for
+// the same subnet takes it over only when the engine no longer lists the
+// first (removed while this manager was not the leader); otherwise it is
+// refused, as Docker's own IPAM refuses overlapping Swarm networks.
+
+// errNeedEngine: bindLocked cannot decide without the engine's view.
+var errNeedEngine = errors.New("need the engine's view")
+
+// bind binds network id to its pools in space, one per family of data.
+func (d *Driver) bind(ctx context.Context, id, space string, data []ipamData) error {
+	for _, f := range data {
+		prefix, err := netip.ParsePrefix(f.Pool)
+		if err != nil {
+			return fmt.Errorf("medianet: network %s: pool %q: %w: %w", id, f.Pool, ErrBadOption, err)
+		}
+		if err := d.bindPool(ctx, id, space, prefix.Masked(), keepAddrs([]ipamData{f})); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bindPool binds id to the pool (space, prefix), asking the engine
+// (without the lock) when another network holds a global pool.
+func (d *Driver) bindPool(ctx context.Context, id, space string, prefix netip.Prefix, aux []netip.Addr) error {
+	var view *engineView
+	var viewErr error
+	for {
+		d.mu.Lock()
+		err := d.bindLocked(ctx, id, space, prefix, aux, view, viewErr)
+		d.mu.Unlock()
+		if !errors.Is(err, errNeedEngine) {
+			return err
+		}
+		if d.eng == nil {
+			viewErr = fmt.Errorf("%w: medianetd runs without a Docker engine socket", ErrEngineUnavailable)
+		} else if v, err := d.swarmView(ctx, d.viewTries, func(v engineView) bool { return v.has(id) }); err != nil {
+			viewErr = err
+		} else {
+			view = &v
+		}
+		if view == nil && viewErr == nil {
+			return fmt.Errorf("medianet: network %s: no view of the engine", id)
+		}
+	}
+}
+
+// bindLocked does bindPool's work under d.mu; without view (and
+// viewErr) it returns errNeedEngine when it needs the engine.
+func (d *Driver) bindLocked(ctx context.Context, id, space string, prefix netip.Prefix, aux []netip.Addr, view *engineView, viewErr error) error {
+	ps, err := d.pools(func(p pool) bool { return p.Space == space && p.Prefix == prefix })
+	if err != nil || len(ps) == 0 {
+		return err // no pool of ours: another IPAM driver's network
+	}
+	p := ps[0]
+	switch {
+	case slices.Contains(p.Networks, id):
+		return d.rebind(ctx, id, p, aux)
+	case len(p.Networks) == 0 || space != GlobalAddressSpace:
+		p.Networks = append(p.Networks, id) // local pools may be shared
+		if space == GlobalAddressSpace {
+			p.Aux = aux
+		}
+		return d.savePool(p)
+	case view == nil && viewErr == nil:
+		return errNeedEngine
+	case view == nil:
+		return fmt.Errorf("medianet: --subnet %s of Swarm network %s is the pool of Swarm network %s on node %s, which may still exist: %w; try again when the engine answers",
+			prefix, id, p.Networks[0], d.node, viewErr)
+	case !view.has(id):
+		// A view without the network being allocated lacks the
+		// cluster's networks (see dropStale).
+		return fmt.Errorf("medianet: --subnet %s of Swarm network %s is the pool of Swarm network %s on node %s, which may still exist: %w: the engine does not list %s yet; try again",
+			prefix, id, p.Networks[0], d.node, ErrEngineUnavailable, id)
+	}
+	for _, o := range p.Networks {
+		if view.has(o) {
+			return fmt.Errorf("medianet: --subnet %s of Swarm network %s is already the pool of Swarm network %s (node %s): %w: remove that network or give another subnet",
+				prefix, id, o, d.node, ErrPoolOverlap)
+		}
+	}
+	// Every former owner was removed while this manager was not the
+	// leader: its addresses are nobody's.
+	d.log.Warn("taking over the pool of removed Swarm networks", "subnet", prefix, "network", id, "removed", p.Networks, "node", d.node)
+	if err := d.addrs.ReleaseExcept(ctx, p, aux); err != nil {
+		return fmt.Errorf("medianet: network %s: release the addresses of removed networks %v in --subnet %s on node %s: %w", id, p.Networks, prefix, d.node, err)
+	}
+	p.Refs = max(1, p.Refs-len(p.Networks))
+	p.Networks, p.Aux = []string{id}, aux
+	return d.savePool(p)
+}
+
+// rebind handles network id created again by Docker (see the top of
+// this file).
+func (d *Driver) rebind(ctx context.Context, id string, p pool, aux []netip.Addr) error {
+	var err error
+	if p.Space == GlobalAddressSpace {
+		err = d.addrs.ReleaseExcept(ctx, p, aux)
+		p.Aux = aux
+	} else {
+		err = d.forgetEndpoints(ctx, id)
+	}
+	if err != nil {
+		return fmt.Errorf("medianet: network %s created again: release its former addresses in --subnet %s on node %s: %w", id, p.Prefix, d.node, err)
+	}
+	d.log.Info("network created again by Docker: former addresses given back", "network", id, "pool", p.ID, "node", d.node)
+	p.Refs = max(1, p.Refs-1)
+	return d.savePool(p)
+}
+
+// unbind drops network id from every pool of space (FreeNetwork,
+// DeleteNetwork); Docker's ReleasePool frees the pool itself.
+func (d *Driver) unbind(id, space string) error {
+	ps, err := d.pools(func(p pool) bool { return p.Space == space && slices.Contains(p.Networks, id) })
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		p.Networks = slices.DeleteFunc(p.Networks, func(s string) bool { return s == id })
+		if space == GlobalAddressSpace {
+			p.Aux = nil
+		}
+		if err := d.savePool(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// forgetEndpoints forgets network id's endpoints on this host (see
+// forgetEndpoint). The caller holds d.mu.
+func (d *Driver) forgetEndpoints(ctx context.Context, id string) error {
+	var eps []endpoint
+	err := d.st.db.View(func(tx *bolt.Tx) error {
+		return each(tx, bucketEndpoints, func(e endpoint) error {
+			if e.NetworkID == id {
+				eps = append(eps, e)
+			}
+			return nil
+		})
+	})
+	for _, e := range eps {
+		if err != nil {
+			break
+		}
+		err = d.forgetEndpoint(ctx, e)
+	}
+	return err
+}
+
+// forgetEndpoint gives back e's addresses (each in the host's pool bound
+// to e's network that holds it: on a Swarm manager the network's global
+// pool has the same subnet, and is not the endpoint's), removes any link e
+// left, and forgets e. The caller holds d.mu.
+func (d *Driver) forgetEndpoint(ctx context.Context, e endpoint) error {
+	ps, err := d.pools(func(p pool) bool { return p.Space != GlobalAddressSpace && slices.Contains(p.Networks, e.NetworkID) })
+	if err != nil {
+		return err
+	}
+	for _, a := range []netip.Prefix{e.Addr, e.Addr6} {
+		i := slices.IndexFunc(ps, func(p pool) bool { return a.IsValid() && p.Prefix.Contains(a.Addr()) })
+		if i < 0 {
+			continue
+		}
+		if err := d.addrs.Release(ctx, ps[i], a.Addr()); err != nil {
+			return fmt.Errorf("endpoint %s: release %s on node %s: %w", e.ID, a.Addr(), d.node, err)
+		}
+	}
+	if err := d.links.Delete(linkName(e.ID)); err != nil {
+		return fmt.Errorf("endpoint %s: %w", e.ID, err)
+	}
+	return d.st.db.Update(func(tx *bolt.Tx) error { return del(tx, bucketEndpoints, e.ID) })
+}

@@ -1,0 +1,425 @@
+package dockerplugin
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// addrsOf lists the addresses held in h's IPAM store, sorted.
+func addrsOf(t *testing.T, h *harness) []string {
+	t.Helper()
+	var out []string
+	for _, a := range allocations(t, h) {
+		for _, ip := range a.IPs {
+			out = append(out, ip.String())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func poolRecord(t *testing.T, h *harness, id string) (pool, bool) {
+	t.Helper()
+	p, ok, err := h.d.loadPool(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, ok
+}
+
+// leaderWithTasks is a manager's medianet that allocated Swarm network
+// "n1" (10.238.0.0/24, aux 10.238.0.10) and three tasks' addresses.
+func leaderWithTasks(t *testing.T) (*harness, *fakeEngine, *clock, string) {
+	t.Helper()
+	h := newHarness(t, Config{Scope: ScopeGlobal, Node: "mgr-a"}, newFakeLinks("lan0"))
+	eng := newFakeEngine("n1")
+	clk := h.withEngine(eng)
+	pid, err := h.globalPool("10.238.0.0/24", "10.238.0.254")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.taskAddr(pid, "10.238.0.10"); err != nil { // the aux address
+		t.Fatal(err)
+	}
+	if err := h.allocate("n1", "10.238.0.0/24", "10.238.0.10"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := h.taskAddr(pid, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := addrsOf(t, h), []string{"10.238.0.1", "10.238.0.10", "10.238.0.2", "10.238.0.3"}; !slices.Equal(got, want) {
+		t.Fatalf("addresses = %v, want %v", got, want)
+	}
+	return h, eng, clk, pid
+}
+
+// TestFormerLeaderOverlappingSubnet: a manager keeps the pool of a Swarm
+// network that another leader removed. When it leads again, a network
+// with an overlapping subnet is accepted and the stale pool goes, with
+// its addresses.
+func TestFormerLeaderOverlappingSubnet(t *testing.T) {
+	h, eng, clk, old := leaderWithTasks(t)
+	eng.set() // n1 removed while mgr-a was not the leader; n2, being allocated, is listed without a subnet
+	eng.addNet("n2", "")
+	clk.later()
+	pid, err := h.globalPool("10.238.0.0/25", "10.238.0.126")
+	if err != nil {
+		t.Fatalf("overlapping subnet after the old network's removal: %v", err)
+	}
+	if err := h.allocate("n2", "10.238.0.0/25"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := poolRecord(t, h, old); ok {
+		t.Errorf("stale pool %s still recorded", old)
+	}
+	if got := addrsOf(t, h); len(got) != 0 {
+		t.Errorf("addresses after the stale pool went = %v, want none", got)
+	}
+	if a, err := h.taskAddr(pid, "10.238.0.2"); err != nil {
+		t.Errorf("new network's task asking for 10.238.0.2, the stale pool's: %q, %v", a, err)
+	}
+}
+
+// TestFormerLeaderSameSubnet: as above, a network with the same subnet
+// gets a clean pool, whether the engine answers at RequestPool (the stale
+// pool goes) or only at AllocateNetwork (the new network takes it over).
+func TestFormerLeaderSameSubnet(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		name := "engine asked at RequestPool"
+		if late {
+			name = "engine answering only at AllocateNetwork"
+		}
+		t.Run(name, func(t *testing.T) { formerLeaderSameSubnet(t, late) })
+	}
+}
+
+func formerLeaderSameSubnet(t *testing.T, late bool) {
+	h, eng, clk, old := leaderWithTasks(t)
+	eng.set() // n1 removed, n2 created with the same subnet (listed without it until allocated)
+	eng.addNet("n2", "")
+	clk.later()
+	if late {
+		eng.err = errors.New("busy")
+	}
+	pid, err := h.globalPool("10.238.0.0/24", "10.238.0.254")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pid == old; got != late {
+		t.Errorf("n2's pool is n1's former pool: %t, want %t", got, late)
+	}
+	eng.err = nil
+	if _, err := h.taskAddr(pid, "10.238.0.20"); err != nil { // n2's aux address
+		t.Fatal(err)
+	}
+	if err := h.allocate("n2", "10.238.0.0/24", "10.238.0.20"); err != nil {
+		t.Fatalf("AllocateNetwork of n2: %v", err)
+	}
+	if got, want := addrsOf(t, h), []string{"10.238.0.20"}; !slices.Equal(got, want) {
+		t.Errorf("addresses once n2 has the subnet = %v, want only its aux address %v", got, want)
+	}
+	p, _ := poolRecord(t, h, pid)
+	if p.Refs != 1 || !slices.Equal(p.Networks, []string{"n2"}) {
+		t.Errorf("n2's pool: refs %d networks %v, want 1 and [n2]", p.Refs, p.Networks)
+	}
+	if got := countRecords(t, h, bucketPools); got != 1 {
+		t.Errorf("pools = %d, want 1", got)
+	}
+	for _, a := range []string{"10.238.0.1", "10.238.0.2", "10.238.0.3"} {
+		if _, err := h.taskAddr(pid, a); err != nil {
+			t.Errorf("n2's task asking for %s, n1's former task's address: %v", a, err)
+		}
+	}
+}
+
+// TestFormerLeaderNetworkExists: while the first network exists, an
+// overlapping subnet and the same subnet are refused, naming the network
+// and the node.
+func TestFormerLeaderNetworkExists(t *testing.T) {
+	h, _, clk, _ := leaderWithTasks(t)
+	clk.later()
+	_, err := h.globalPool("10.238.0.0/25", "10.238.0.126")
+	for _, want := range []string{"overlaps 10.238.0.0/24", "n1", "mgr-a"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("overlapping subnet while n1 exists: err = %v, want one naming %q", err, want)
+		}
+	}
+	if _, err := h.globalPool("10.238.0.0/24", "10.238.0.254"); err != nil {
+		t.Fatal(err)
+	}
+	err = h.allocate("n2", "10.238.0.0/24")
+	if err == nil || !strings.Contains(err.Error(), "n1") || !strings.Contains(err.Error(), "mgr-a") {
+		t.Errorf("second Swarm network on n1's subnet: err = %v, want one naming n1 and mgr-a", err)
+	}
+	if got := addrsOf(t, h); len(got) != 4 {
+		t.Errorf("addresses after the refusals = %v, want n1's four", got)
+	}
+}
+
+// TestFormerLeaderEngineDown: when the engine cannot be asked, or lists
+// only the host's networks (its Swarm control does not answer), nothing
+// is dropped and the error says why; nor does Reconcile drop global pools
+// on such a view.
+func TestFormerLeaderEngineDown(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		eng  func(*fakeEngine)
+		want string
+	}{
+		{"unreachable", func(e *fakeEngine) { e.err = errors.New("connection refused") }, "connection refused"},
+		{"host networks only", func(e *fakeEngine) { e.noControl = true; e.addNet("bridge", "172.17.0.0/16") }, "Swarm control does not answer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, eng, clk, _ := leaderWithTasks(t)
+			eng.set()
+			tc.eng(eng)
+			clk.later()
+			_, err := h.globalPool("10.238.0.0/25", "10.238.0.126")
+			if err == nil || !strings.Contains(err.Error(), "could not be asked") || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("overlap: err = %v, want one saying Docker could not be asked, and why (%q)", err, tc.want)
+			}
+			if _, err := h.d.Reconcile(t.Context()); err == nil && countRecords(t, h, bucketPools) != 1 {
+				t.Errorf("Reconcile dropped the global pool")
+			}
+			if got := addrsOf(t, h); len(got) != 4 {
+				t.Errorf("addresses = %v, want n1's four kept", got)
+			}
+		})
+	}
+}
+
+// TestNewLeaderRestores: a manager leading again sees swarmkit's
+// allocator restore network n1 (pool, gateway, aux address,
+// AllocateNetwork, then the live tasks' addresses). The addresses of tasks
+// that ended under another leader are given back; the pool's reference
+// count stays one, so the network's removal frees everything.
+func TestNewLeaderRestores(t *testing.T) {
+	h, _, _, pid := leaderWithTasks(t)
+	// The manager's own host had a task of n1, and removed its local
+	// instance of n1 when it stopped: the global binding stays.
+	local := createLocal(t, h, "n1", "10.238.0.0/24", "10.238.0.254")
+	h.must("IpamDriver.ReleasePool", releasePoolRequest{PoolID: local}, nil)
+	h.must("NetworkDriver.DeleteNetwork", networkIDRequest{NetworkID: "n1"}, nil)
+	again, err := h.globalPool("10.238.0.0/24", "10.238.0.254")
+	if err != nil || again != pid {
+		t.Fatalf("restore RequestPool = %q (%v), want the pool %s", again, err, pid)
+	}
+	if _, err := h.taskAddr(pid, "10.238.0.10"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.allocate("n1", "10.238.0.0/24", "10.238.0.10"); err != nil {
+		t.Fatal(err)
+	}
+	for _, live := range []string{"10.238.0.2", "10.238.0.3"} { // .1 ended meanwhile
+		if _, err := h.taskAddr(pid, live); err != nil {
+			t.Fatalf("restore of live address %s: %v", live, err)
+		}
+	}
+	if got, want := addrsOf(t, h), []string{"10.238.0.10", "10.238.0.2", "10.238.0.3"}; !slices.Equal(got, want) {
+		t.Errorf("addresses after restore = %v, want %v", got, want)
+	}
+	if _, err := h.taskAddr(pid, "10.238.0.3"); err == nil {
+		t.Errorf("a second task got 10.238.0.3, held by a live task")
+	}
+	h.must("NetworkDriver.FreeNetwork", networkIDRequest{NetworkID: "n1"}, nil)
+	for _, a := range []string{"10.238.0.2", "10.238.0.3", "10.238.0.10", "10.238.0.254"} {
+		h.must("IpamDriver.ReleaseAddress", releaseAddressRequest{PoolID: pid, Address: a}, nil)
+	}
+	h.must("IpamDriver.ReleasePool", releasePoolRequest{PoolID: pid}, nil)
+	if _, ok := poolRecord(t, h, pid); ok {
+		t.Errorf("pool %s left after the network's removal", pid)
+	}
+	if got := addrsOf(t, h); len(got) != 0 {
+		t.Errorf("addresses after removal = %v, want none", got)
+	}
+}
+
+// createLocal is a node's RequestPool, gateway and CreateNetwork of
+// network nid on subnet, as for a Swarm task's network.
+func createLocal(t *testing.T, h *harness, nid, subnet, gateway string) string {
+	t.Helper()
+	pid := h.pool(subnet, "", gateway, nil)
+	h.must("NetworkDriver.CreateNetwork", createNetworkRequest{NetworkID: nid, Options: generic(map[string]string{"parent": "lan0"}),
+		IPv4Data: []ipamData{{AddressSpace: LocalAddressSpace, Pool: subnet, Gateway: gateway + "/24"}}}, nil)
+	return pid
+}
+
+// endpointOn gives network nid an endpoint with the address want (a
+// task's address, chosen by the manager).
+func endpointOn(t *testing.T, h *harness, pid, nid, eid, want string) {
+	t.Helper()
+	a := h.mustAddr(pid, want)
+	h.must("NetworkDriver.CreateEndpoint", createEndpointRequest{NetworkID: nid, EndpointID: eid, Interface: &endpointInterface{Address: a}}, nil)
+	h.must("NetworkDriver.Join", joinRequest{NetworkID: nid, EndpointID: eid}, nil)
+}
+
+// TestNetworkCreatedAgain: a dockerd killed with SIGKILL forgets a Swarm
+// task's network; on restart it requests the pool and creates the network
+// again. The dead tasks' addresses are given back (the manager may hand
+// them to new tasks on this node), and one ReleasePool frees the pool.
+func TestNetworkCreatedAgain(t *testing.T) {
+	links := newFakeLinks("lan0")
+	h := newHarness(t, Config{Scope: ScopeGlobal, Node: "node-b"}, links)
+	pid := createLocal(t, h, "n1", "10.238.0.0/24", "10.238.0.254")
+	endpointOn(t, h, pid, "n1", "ep1aaaaaaaaaaaa", "10.238.0.2")
+	endpointOn(t, h, pid, "n1", "ep2aaaaaaaaaaaa", "10.238.0.5")
+
+	h.restart(Config{Scope: ScopeGlobal, Node: "node-b"}) // the plugin restarts with dockerd
+	if again := createLocal(t, h, "n1", "10.238.0.0/24", "10.238.0.254"); again != pid {
+		t.Fatalf("pool after restart = %s, want %s", again, pid)
+	}
+	if got := addrsOf(t, h); len(got) != 0 {
+		t.Errorf("addresses of dead tasks after the network was created again = %v, want none", got)
+	}
+	if got := countRecords(t, h, bucketEndpoints); got != 0 {
+		t.Errorf("endpoint records after the network was created again = %d, want 0", got)
+	}
+	endpointOn(t, h, pid, "n1", "ep3aaaaaaaaaaaa", "10.238.0.2") // the manager reuses a dead task's address
+	h.must("NetworkDriver.Leave", endpointRequest{NetworkID: "n1", EndpointID: "ep3aaaaaaaaaaaa"}, nil)
+	h.must("NetworkDriver.DeleteEndpoint", endpointRequest{NetworkID: "n1", EndpointID: "ep3aaaaaaaaaaaa"}, nil)
+	h.must("IpamDriver.ReleaseAddress", releaseAddressRequest{PoolID: pid, Address: "10.238.0.2"}, nil)
+	h.must("IpamDriver.ReleasePool", releasePoolRequest{PoolID: pid}, nil)
+	h.must("NetworkDriver.DeleteNetwork", networkIDRequest{NetworkID: "n1"}, nil)
+	if got := countRecords(t, h, bucketPools); got != 0 {
+		t.Errorf("pools after the network's removal = %d, want 0 (reference count inflated)", got)
+	}
+	if got := links.names(); len(got) != 0 {
+		t.Errorf("links left = %v", got)
+	}
+}
+
+// TestReconcile: Reconcile drops the pools and networks the engine no
+// longer lists (and the endpoints and links of those networks), and the
+// endpoints it no longer lists on a live network; keeps young and listed
+// ones, unbinds a gone network from a shared pool, and drops nothing when
+// the engine cannot be asked.
+func TestReconcile(t *testing.T) {
+	links := newFakeLinks("lan0")
+	h := newHarness(t, Config{Node: "node-a"}, links)
+	eng := newFakeEngine("live", "shared-live")
+	clk := h.withEngine(eng)
+	live := createLocal(t, h, "live", "10.70.1.0/24", "10.70.1.254")
+	gone := createLocal(t, h, "gone", "10.70.2.0/24", "10.70.2.254")
+	endpointOn(t, h, gone, "gone", "epgoneaaaaaaaaa", "")
+	shared := createLocal(t, h, "shared-live", "10.70.3.0/24", "10.70.3.254")
+	createLocal(t, h, "shared-gone", "10.70.3.0/24", "10.70.3.254")
+	endpointOn(t, h, shared, "shared-gone", "epsharedaaaaaaa", "10.70.3.7")
+	endpointOn(t, h, shared, "shared-live", "epliveaaaaaaaaa", "10.70.3.8")
+	endpointOn(t, h, live, "live", "epdeadaaaaaaaaa", "10.70.1.9") // its container died with a killed dockerd
+	eng.setEndpoints("shared-live", "epliveaaaaaaaaa")
+	eng.setEndpoints("live")
+	orphan := h.pool("10.70.4.0/24", "", "", nil) // never bound, subnet unlisted
+	byIPAMOnly := h.pool("10.70.5.0/24", "", "", nil)
+	eng.subnets[netip.MustParsePrefix("10.70.5.0/24")] = true // another driver's network uses medianet's IPAM
+
+	if res, err := h.d.Reconcile(t.Context()); err != nil || len(res.Pools)+len(res.Networks)+len(res.Unbound)+len(res.Endpoints) != 0 {
+		t.Errorf("Reconcile within the grace = %+v, %v; want nothing dropped", res, err)
+	}
+	clk.later()
+	eng.err = errors.New("dockerd starting")
+	if _, err := h.d.Reconcile(t.Context()); err == nil || countRecords(t, h, bucketPools) != 5 {
+		t.Errorf("Reconcile with the engine down: err %v, %d pools; want an error and all 5 kept", err, countRecords(t, h, bucketPools))
+	}
+	eng.err = nil
+	res, err := h.d.Reconcile(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(res.Pools)
+	slices.Sort(res.Networks)
+	if want := []string{gone, orphan}; !slices.Equal(res.Pools, want) {
+		t.Errorf("pools dropped = %v, want %v", res.Pools, want)
+	}
+	if want := []string{"gone", "shared-gone"}; !slices.Equal(res.Networks, want) {
+		t.Errorf("networks dropped = %v, want %v", res.Networks, want)
+	}
+	if want := []string{"shared-gone@" + shared}; !slices.Equal(res.Unbound, want) {
+		t.Errorf("unbound = %v, want %v", res.Unbound, want)
+	}
+	if want := []string{"epdeadaaaaaaaaa"}; !slices.Equal(res.Endpoints, want) {
+		t.Errorf("endpoints dropped = %v, want %v", res.Endpoints, want)
+	}
+	for _, id := range []string{live, shared, byIPAMOnly} {
+		if _, ok := poolRecord(t, h, id); !ok {
+			t.Errorf("pool %s in use was dropped", id)
+		}
+	}
+	if got, want := addrsOf(t, h), []string{"10.70.3.8"}; !slices.Equal(got, want) {
+		t.Errorf("addresses left = %v, want only the live endpoint's %v", got, want)
+	}
+	if got, want := links.names(), []string{linkName("epliveaaaaaaaaa")}; !slices.Equal(got, want) {
+		t.Errorf("links left = %v, want %v", got, want)
+	}
+}
+
+// TestEngineAskedWithoutLock: while RequestPool waits for the engine (to
+// judge an overlapping pool), Docker's other calls are answered.
+func TestEngineAskedWithoutLock(t *testing.T) {
+	h := newHarness(t, Config{Node: "node-a"}, newFakeLinks("lan0"))
+	eng := newFakeEngine()
+	eng.gate = make(chan struct{})
+	clk := h.withEngine(eng)
+	createLocal(t, h, "old", "10.71.0.0/24", "10.71.0.254")
+	other := h.pool("10.72.0.0/24", "", "", nil)
+	clk.later()
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.d.ipam().RequestPool(&requestPoolRequest{AddressSpace: LocalAddressSpace, Pool: "10.71.0.0/25"})
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for eng.callCount() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	a, err := h.addr(other, "")
+	select {
+	case err := <-done:
+		t.Fatalf("RequestPool returned (%v) before the engine answered", err)
+	default:
+	}
+	if err != nil || a == "" {
+		t.Errorf("RequestAddress while the engine is asked: %q, %v", a, err)
+	}
+	close(eng.gate)
+	if err := <-done; err != nil {
+		t.Errorf("RequestPool after the engine said the old network is gone: %v", err)
+	}
+}
+
+// TestManagerEndpoints: on a Swarm manager a network is bound both to the
+// cluster's global pool and to the host's own pool, of one subnet. An
+// endpoint Docker no longer lists (its container died with a killed
+// dockerd) gives its address back to the host's pool, never the global
+// one.
+func TestManagerEndpoints(t *testing.T) {
+	h, eng, clk, gpid := leaderWithTasks(t)
+	local := createLocal(t, h, "n1", "10.238.0.0/24", "10.238.0.254")
+	endpointOn(t, h, local, "n1", "epdeadaaaaaaaaa", "10.238.0.2")
+	eng.setEndpoints("n1") // the host lists no endpoint of n1 any more
+	clk.later()
+	res, err := h.d.Reconcile(t.Context())
+	if err != nil || !slices.Equal(res.Endpoints, []string{"epdeadaaaaaaaaa"}) {
+		t.Fatalf("Reconcile = %+v, %v; want the dead endpoint dropped", res, err)
+	}
+	var global, host []string
+	for _, a := range allocations(t, h) {
+		if strings.HasPrefix(a.Network, GlobalAddressSpace) {
+			global = append(global, a.IPs[0].String())
+		} else {
+			host = append(host, a.IPs[0].String())
+		}
+	}
+	slices.Sort(global)
+	if want := []string{"10.238.0.1", "10.238.0.10", "10.238.0.2", "10.238.0.3"}; !slices.Equal(global, want) {
+		t.Errorf("global pool %s = %v, want %v untouched", gpid, global, want)
+	}
+	if len(host) != 0 {
+		t.Errorf("host pool = %v, want the dead endpoint's address given back", host)
+	}
+}
