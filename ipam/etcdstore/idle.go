@@ -82,7 +82,10 @@ func (s *Source) SyncIdle(ctx context.Context, st ipam.Store, now time.Time) (Sy
 	if err != nil || !s.sticky {
 		return res, err
 	}
-	return res, s.syncSticky(ctx, st, now)
+	if err := s.syncSticky(ctx, st, now); err != nil {
+		return res, err
+	}
+	return res, s.syncMarks(ctx, st)
 }
 
 func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, hb heldBlock, now time.Time, marks map[netip.Prefix]string, res *SyncResult) error {

@@ -320,6 +320,86 @@ func (s *Source) syncMoved(ctx context.Context, st ipam.Store, moved []ipam.Allo
 	return releaseKeys(ctx, st, gone)
 }
 
+// syncMarks gives back the addresses marked in etcd as moved to this node
+// that nothing here uses any more: no attachment or hold of this node
+// owns the address, and no sticky record places it here. That happens when
+// a workload's sandbox holding a moved address is deleted after another
+// sandbox of the workload left its hold (holdTx keeps the older hold), and
+// when an ADD is killed between the move in etcd and its local adoption.
+// Without it the home node's moved reservation and this node's
+// single-address block outlive every workload.
+//
+// The single-address block goes first, under the store's lock and only if
+// still unused, so that nothing here allocates the address once the mark
+// is gone; then the mark, only if nobody moved the address since it was
+// read (a Recall rewrites the mark). The home node frees its reservation
+// at its next sync (syncMoved).
+func (s *Source) syncMarks(ctx context.Context, st ipam.Store) error {
+	pfx := s.c.networksPrefix() + s.net.Name + "/addr/"
+	resp, err := s.c.get(ctx, "list marks of moved addresses of network "+s.net.Name, pfx, clientv3.WithPrefix())
+	if err != nil {
+		return err
+	}
+	for _, kv := range resp.Kvs {
+		var mark addrMark
+		ip, perr := netip.ParseAddr(strings.TrimPrefix(string(kv.Key), pfx))
+		if perr != nil || json.Unmarshal(kv.Value, &mark) != nil || mark.Node != s.node {
+			continue
+		}
+		placed, err := s.placedHere(ctx, mark.Workload, ip)
+		if err != nil {
+			return err
+		}
+		if placed {
+			continue
+		}
+		unused := false
+		err = st.Update(ctx, func(tx ipam.Tx) error {
+			if _, owned, err := tx.Owner(s.net.Name, ip); err != nil || owned {
+				return err
+			}
+			b, ok, err := tx.BlockContaining(s.net.Name, ip)
+			if err != nil || (ok && b.Len() > 1) {
+				return err // in a block of this node's own: not a move
+			}
+			unused = true
+			if !ok {
+				return nil
+			}
+			return tx.DeleteBlock(s.net.Name, b.Prefix)
+		})
+		if err != nil {
+			return err
+		}
+		if !unused {
+			continue
+		}
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)}
+		if _, err := s.c.txn(ctx, fmt.Sprintf("give back address %s, moved to node %q and unused there", ip, s.node), cmps,
+			[]clientv3.Op{clientv3.OpDelete(string(kv.Key))}, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// placedHere reports whether a sticky record of workload places ip on
+// this node (an attachment or hold here, or a move whose local adoption
+// is under way).
+func (s *Source) placedHere(ctx context.Context, workload string, ip netip.Addr) (bool, error) {
+	resp, err := s.c.get(ctx, fmt.Sprintf("read where workload %q is", workload), s.c.stickyKey(s.net.Name, workload, ""), clientv3.WithPrefix())
+	if err != nil {
+		return false, err
+	}
+	for _, kv := range resp.Kvs {
+		var rec stickyRecord
+		if json.Unmarshal(kv.Value, &rec) == nil && rec.Node == s.node && slices.Contains(rec.IPs, ip) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // movedHere reports whether single address p (a block of one address with
 // no claim) is marked as moved to this node.
 func (s *Source) movedHere(ctx context.Context, p netip.Prefix) (bool, error) {
@@ -336,7 +416,12 @@ func (s *Source) movedHere(ctx context.Context, p netip.Prefix) (bool, error) {
 
 // HoldIsMine implements ipam.StickySource: the workload's record names
 // this node, or there is none (never published, or given back since by
-// the node it had moved to, which deleted its marks).
+// the node it had moved to, which deleted its marks) and every address of
+// the hold is still this node's: in a block it claims, or, for an address
+// moved here, marked in etcd as moved to this node. Without a mark the
+// address went home and its hold there may have expired since: the
+// address is free on its home node, and this node's stale hold must not
+// be taken (found by the soak: TestStaleStickyHoldAfterExpiry).
 func (s *Source) HoldIsMine(ctx context.Context, workload, ifname string) (bool, error) {
 	if strings.ContainsRune(ifname, '/') {
 		return true, nil
@@ -347,12 +432,46 @@ func (s *Source) HoldIsMine(ctx context.Context, workload, ifname string) (bool,
 	if err != nil {
 		return false, err
 	}
-	if len(resp.Kvs) == 0 {
-		return true, nil
+	if len(resp.Kvs) > 0 {
+		var rec stickyRecord
+		if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+			return false, fmt.Errorf("sticky record of %q: %w", workload, err)
+		}
+		return rec.Node == s.node, nil
 	}
-	var rec stickyRecord
-	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
-		return false, fmt.Errorf("sticky record of %q: %w", workload, err)
+	ips, err := s.holdIPs(ctx, workload, ifname)
+	if err != nil {
+		return false, err
 	}
-	return rec.Node == s.node, nil
+	for _, ip := range ips {
+		if s.home(ctx, ip) {
+			continue
+		}
+		mr, err := s.c.get(ctx, "read mark of moved address "+ip.String(), s.c.addrKey(s.net.Name, ip))
+		if err != nil {
+			return false, err
+		}
+		var mark addrMark
+		if len(mr.Kvs) == 0 || json.Unmarshal(mr.Kvs[0].Value, &mark) != nil || mark.Node != s.node {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// holdIPs returns the addresses of this node's hold for workload on
+// ifname (none without a store or a hold).
+func (s *Source) holdIPs(ctx context.Context, workload, ifname string) ([]netip.Addr, error) {
+	if s.st == nil {
+		return nil, nil
+	}
+	var ips []netip.Addr
+	err := s.st.View(ctx, func(tx ipam.Tx) error {
+		h, ok, err := tx.Allocation(ipam.HoldKey(s.net.Name, workload, ifname))
+		if ok {
+			ips = slices.Clone(h.IPs)
+		}
+		return err
+	})
+	return ips, err
 }
