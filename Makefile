@@ -37,7 +37,7 @@ deps:
 # many tests ran, failed and skipped, and why they skipped.
 test: deps build vet
 	@rm -f $(REPORTS)/unit.json $(REPORTS)/e2e.json
-	@rc=0; $(MAKE) --no-print-directory test-unit test-e2e || rc=$$?; \
+	@rc=0; $(MAKE) --no-print-directory -k test-unit test-e2e || rc=$$?; \
 	records=$$(ls $(REPORTS)/unit.json $(REPORTS)/e2e.json 2>/dev/null); \
 	if [ -n "$$records" ]; then $(TESTSUMMARY) -report $$records; fi; \
 	exit $$rc

@@ -87,24 +87,52 @@ func (c *Cluster) Endpoints() []string {
 	return eps
 }
 
-// Leader returns the index of the member that a running member reports
-// as the leader, and the raft term it reports.
+// Leader returns the index of the leader and its raft term, once a
+// running member names it and the leader itself confirms (same leader,
+// same term): a member's view just after an election or a restart can be
+// stale. It asks again for up to 10 s (or until ctx ends).
 func (c *Cluster) Leader(ctx context.Context) (int, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		idx, term, err := c.confirmedLeader(ctx)
+		if err == nil {
+			return idx, term, nil
+		}
+		select {
+		case <-ctx.Done():
+			return -1, 0, fmt.Errorf("etcdtest: find the leader: %w", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Cluster) confirmedLeader(ctx context.Context) (int, uint64, error) {
 	var last error
 	for _, m := range c.Members {
 		if !m.Running() {
 			continue
 		}
 		idx, term, err := c.leaderSeenBy(ctx, m)
-		if err == nil {
+		if err != nil {
+			last = err
+			continue
+		}
+		l := c.Members[idx]
+		if !l.Running() {
+			last = fmt.Errorf("%s names %s, which is not running, leader in term %d", m.name, l.name, term)
+			continue
+		}
+		cidx, cterm, err := c.leaderSeenBy(ctx, l)
+		if err == nil && cidx == idx && cterm == term {
 			return idx, term, nil
 		}
-		last = err
+		last = fmt.Errorf("%s names %s leader in term %d; %s says m%d in term %d (%v)", m.name, l.name, term, l.name, cidx, cterm, err)
 	}
 	if last == nil {
 		last = fmt.Errorf("no member is running")
 	}
-	return -1, 0, fmt.Errorf("etcdtest: find the leader: %w", last)
+	return -1, 0, last
 }
 
 // leaderSeenBy asks m for its status and maps the leader's id to a member.
