@@ -172,6 +172,14 @@ func (s *Store) with(ctx context.Context, write bool, fn func(*bolt.DB) error) e
 		return err
 	}
 	defer lock.Close() // closing drops the flock
+	if !write {
+		// A creator killed before bbolt wrote its first pages leaves an
+		// empty file, which bbolt would initialise: a write, failing on
+		// a read-only descriptor (EBADF). The caller initialises it.
+		if fi, err := os.Stat(s.Path()); err == nil && fi.Size() == 0 {
+			return errUninitialized
+		}
+	}
 	db, err := bolt.Open(s.Path(), 0o600, &bolt.Options{
 		Timeout:  max(time.Until(deadline), 100*time.Millisecond),
 		ReadOnly: !write,

@@ -207,24 +207,41 @@ func TestCheckFindsCorruption(t *testing.T) {
 	}
 }
 
-// TestUninitialisedFile: a writer killed after bbolt created the file but
-// before its first commit leaves a valid, empty bbolt file; the next
-// process must initialise it, not call it corrupt.
+// TestUninitialisedFile: a writer killed after creating the file but
+// before its first commit leaves either a valid, empty bbolt file, or an
+// empty file (killed before bbolt wrote its first pages); the next
+// process must initialise it, not call it corrupt, and a reader (View,
+// as medianetctl and the CNI checks read) must not fail on it.
 func TestUninitialisedFile(t *testing.T) {
-	dir := t.TempDir()
-	db, err := bolt.Open(filepath.Join(dir, boltstore.FileName), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		make func(path string) error
+	}{
+		{"empty bbolt file", func(path string) error {
+			db, err := bolt.Open(path, 0o600, nil)
+			if err != nil {
+				return err
+			}
+			return db.Close()
+		}},
+		{"zero-length file", func(path string) error { return os.WriteFile(path, nil, 0o600) }},
 	}
-	db.Close()
-	st, err := boltstore.Open(ctx, dir, boltstore.Options{})
-	if err != nil {
-		t.Fatalf("Open of an uninitialised store = %v", err)
-	}
-	if err := st.View(ctx, func(ipam.Tx) error { return nil }); err != nil {
-		t.Errorf("View = %v", err)
-	}
-	if err := st.Check(ctx); err != nil {
-		t.Errorf("Check = %v", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := tt.make(filepath.Join(dir, boltstore.FileName)); err != nil {
+				t.Fatal(err)
+			}
+			st, err := boltstore.Open(ctx, dir, boltstore.Options{})
+			if err != nil {
+				t.Fatalf("Open of an uninitialised store = %v", err)
+			}
+			if err := st.View(ctx, func(ipam.Tx) error { return nil }); err != nil {
+				t.Errorf("View = %v", err)
+			}
+			if err := st.Check(ctx); err != nil {
+				t.Errorf("Check = %v", err)
+			}
+		})
 	}
 }
