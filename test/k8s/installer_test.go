@@ -146,7 +146,7 @@ func TestInstallerOnContainerd(t *testing.T) {
 func upgradedBins(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, b := range installed {
+	for _, b := range imaged {
 		data, err := os.ReadFile(bin(b))
 		must(t, err)
 		if b == "medianet" {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,13 +30,17 @@ import (
 var bins string
 
 func TestMain(m *testing.M) {
-	os.Exit(cnitest.Main(m, &bins, installed...))
+	os.Exit(cnitest.Main(m, &bins, imaged...))
 }
 
 func bin(name string) string { return filepath.Join(bins, name) }
 
 // installed are the binaries the DaemonSet installs on every node.
 var installed = []string{"medianet", "medianet-ipam", "medianet-ipam-etcd", "medianetctl"}
+
+// imaged are the binaries of the installer image (scripts/image.sh): the
+// installed ones and medianetd, the DaemonSet's node agent.
+var imaged = append(slices.Clone(installed), "medianetd")
 
 // The media LAN of the containerd tests: this node (node-a) hands out
 // nodeRange; the LAN peer holds the gateway address.
