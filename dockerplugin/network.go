@@ -129,8 +129,9 @@ func gatewayOf(data []ipamData) (netip.Addr, error) {
 	return netip.Addr{}, nil
 }
 
-// DeleteNetwork removes the network, any endpoint links Docker left, and
-// the VLAN link when this network created it and no other network uses it.
+// DeleteNetwork removes the network, any endpoint Docker left (its link
+// and its addresses), and the VLAN link when this network created it and
+// no other network uses it.
 func (d *networkDriver) DeleteNetwork(req *networkIDRequest) (empty, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -169,9 +170,13 @@ func (d *networkDriver) deleteNetwork(n network) error {
 	if err != nil {
 		return err
 	}
+	// Docker deletes a network only once it has no endpoint left, so an
+	// endpoint still recorded is one Docker forgot (a dockerd killed with
+	// SIGKILL never sends DeleteEndpoint or ReleaseAddress): its address
+	// goes back with its link, while the network still binds the pool.
 	for _, e := range eps {
-		if err := d.links.Delete(linkName(e.ID)); err != nil {
-			return fmt.Errorf("medianet: network %s: endpoint %s: %w", n.ID, e.ID, err)
+		if err := (*Driver)(d).forgetEndpoint(context.Background(), e); err != nil {
+			return fmt.Errorf("medianet: network %s: %w", n.ID, err)
 		}
 	}
 	if n.CreatedVLAN && heir == nil {
@@ -180,11 +185,6 @@ func (d *networkDriver) deleteNetwork(n network) error {
 		}
 	}
 	return d.st.db.Update(func(tx *bolt.Tx) error {
-		for _, e := range eps {
-			if err := del(tx, bucketEndpoints, e.ID); err != nil {
-				return err
-			}
-		}
 		if n.CreatedVLAN && heir != nil {
 			heir.CreatedVLAN = true // the last network on the VLAN removes it
 			if err := put(tx, bucketNetworks, heir.ID, *heir); err != nil {

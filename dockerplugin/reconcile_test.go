@@ -423,3 +423,33 @@ func TestManagerEndpoints(t *testing.T) {
 		t.Errorf("host pool = %v, want the dead endpoint's address given back", host)
 	}
 }
+
+// TestDeleteNetworkFreesForgottenEndpoints: a dockerd killed with SIGKILL
+// forgot network n1's endpoint (no DeleteEndpoint, no ReleaseAddress);
+// its pool's count was raised again on restart, so the ReleasePool after
+// DeleteNetwork leaves the pool, and a network of the same subnet reuses
+// it (found by TestSwarm in a CI rehearsal: the node's pool kept a dead
+// task's address). DeleteNetwork gives the forgotten endpoint's address
+// back with its link.
+func TestDeleteNetworkFreesForgottenEndpoints(t *testing.T) {
+	h := newHarness(t, Config{}, newFakeLinks("lan0"))
+	pid := createLocal(t, h, "n1", "10.71.0.0/24", "10.71.0.254")
+	endpointOn(t, h, pid, "n1", "e1", "10.71.0.7")
+	// dockerd restarts and asks for the pool again: its count is two.
+	if again := h.pool("10.71.0.0/24", "", "10.71.0.254", nil); again != pid {
+		t.Fatalf("pool requested again = %s, want %s", again, pid)
+	}
+	h.must("NetworkDriver.DeleteNetwork", networkIDRequest{NetworkID: "n1"}, nil)
+	h.must("IpamDriver.ReleasePool", releasePoolRequest{PoolID: pid}, nil)
+	if got := addrsOf(t, h); len(got) != 0 {
+		t.Errorf("addresses after the network's removal = %v, want none (e1's 10.71.0.7 forgotten by Docker)", got)
+	}
+	if got := h.links.names(); len(got) != 0 {
+		t.Errorf("links left = %v, want none", got)
+	}
+	// The same subnet again, on the surviving pool: 10.71.0.7 is free.
+	createLocal(t, h, "n2", "10.71.0.0/24", "10.71.0.254")
+	if _, err := h.addr(pid, "10.71.0.7"); err != nil {
+		t.Errorf("a new network's endpoint asking for 10.71.0.7: %v", err)
+	}
+}
