@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -192,26 +191,9 @@ func (p *Plugin) Release(ctx context.Context, args *skel.CmdArgs, c *Config) (ip
 	// agent is asked for a sync soon only when there is something for it.
 	alloc, ok, err := s.Allocator.Release(ctx, args.ContainerID, args.IfName)
 	if err == nil && ok && c.UsesEtcd() {
-		p.stats.Sync = p.stats.Sync || (alloc.Workload != "" && c.IPAM.Sticky > 0) || s.emptied(ctx, c.IPAM.Network, alloc.IPs)
+		p.stats.Sync = p.stats.Sync || (alloc.Workload != "" && c.IPAM.Sticky > 0) || ipam.Emptied(ctx, s.st, c.IPAM.Network, alloc.IPs)
 	}
 	return alloc, ok, err
-}
-
-// emptied reports whether a held block that contained one of ips has no
-// address in use left.
-func (s *session) emptied(ctx context.Context, network string, ips []netip.Addr) bool {
-	empty := false
-	_ = s.st.View(ctx, func(tx ipam.Tx) error {
-		for _, ip := range ips {
-			b, ok, err := tx.BlockContaining(network, ip)
-			if err != nil {
-				return err
-			}
-			empty = empty || (ok && !slices.ContainsFunc(b.Used, func(w uint64) bool { return w != 0 }))
-		}
-		return nil
-	})
-	return empty
 }
 
 // Check verifies that the attachment holds its addresses and, when a

@@ -3,6 +3,7 @@ package ipam
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 )
 
@@ -190,4 +191,23 @@ func (a *Allocator) GC(ctx context.Context, valid []Attachment) ([]Allocation, e
 // List returns the network's allocations.
 func (a *Allocator) List(ctx context.Context) ([]Allocation, error) {
 	return List(ctx, a.st, a.cfg.Network)
+}
+
+// Emptied reports whether a held block of network that contained one of
+// ips has no address in use left: after a release, whether the node has a
+// block to give back (the sync's work, outside the release). A store
+// error counts as not emptied.
+func Emptied(ctx context.Context, st Store, network string, ips []netip.Addr) bool {
+	empty := false
+	_ = st.View(ctx, func(tx Tx) error {
+		for _, ip := range ips {
+			b, ok, err := tx.BlockContaining(network, ip)
+			if err != nil {
+				return err
+			}
+			empty = empty || (ok && !slices.ContainsFunc(b.Used, func(w uint64) bool { return w != 0 }))
+		}
+		return nil
+	})
+	return empty
 }

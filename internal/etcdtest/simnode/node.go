@@ -16,7 +16,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -133,28 +132,11 @@ func (n *Node) Del(ctx context.Context, cid string) (Trace, error) {
 	alloc, _, err := s.a.Release(ctx, cid, "eth0")
 	emptied := false
 	if err == nil {
-		emptied = blockEmptied(ctx, s.st, n.Cfg.Network, alloc.IPs)
+		emptied = ipam.Emptied(ctx, s.st, n.Cfg.Network, alloc.IPs)
 	}
 	tr := n.close(s)
 	tr.Emptied = emptied
 	return tr, err
-}
-
-// blockEmptied reports whether a block that held one of ips has no address
-// in use left.
-func blockEmptied(ctx context.Context, st ipam.Store, network string, ips []netip.Addr) bool {
-	empty := false
-	_ = st.View(ctx, func(tx ipam.Tx) error {
-		for _, ip := range ips {
-			b, ok, err := tx.BlockContaining(network, ip)
-			if err != nil {
-				return err
-			}
-			empty = empty || (ok && !slices.ContainsFunc(b.Used, func(w uint64) bool { return w != 0 }))
-		}
-		return nil
-	})
-	return empty
 }
 
 // Sync runs the node's sync with etcd (etcdstore.Source.SyncIdle, as CNI
