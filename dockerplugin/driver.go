@@ -86,8 +86,8 @@ type Driver struct {
 	etcd  *etcdstore.Client // nil without Config.Etcd
 	eng   engine            // nil with DockerHost "none"
 	now   func() time.Time
-	// viewTries is how many more times dropStale asks the engine for a
-	// view holding the Swarm network being created (swarmViewTries).
+	// viewTries is how many more times the engine is asked for a view it
+	// can judge a Swarm pool by (swarmViewTries).
 	viewTries int
 
 	stopLoop context.CancelFunc // ends the reconcile loop, if any

@@ -149,17 +149,15 @@ func (d *networkDriver) DeleteNetwork(req *networkIDRequest) (empty, error) {
 
 // deleteNetwork is DeleteNetwork's work on n, under d.mu.
 func (d *networkDriver) deleteNetwork(n network) error {
-	var eps []endpoint
+	// Docker deletes a network only once it has no endpoint left, so an
+	// endpoint still recorded is one Docker forgot (a dockerd killed with
+	// SIGKILL never sends DeleteEndpoint or ReleaseAddress): its address
+	// goes back with its link, while the network still binds the pool.
+	if err := (*Driver)(d).forgetEndpoints(context.Background(), n.ID); err != nil {
+		return fmt.Errorf("medianet: network %s: %w", n.ID, err)
+	}
 	var heir *network // another network on the same VLAN link
 	err := d.st.db.View(func(tx *bolt.Tx) error {
-		if err := each(tx, bucketEndpoints, func(e endpoint) error {
-			if e.NetworkID == n.ID {
-				eps = append(eps, e)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
 		return each(tx, bucketNetworks, func(o network) error {
 			if o.ID != n.ID && o.Options.master() == n.Options.master() && heir == nil {
 				heir = &o
@@ -169,15 +167,6 @@ func (d *networkDriver) deleteNetwork(n network) error {
 	})
 	if err != nil {
 		return err
-	}
-	// Docker deletes a network only once it has no endpoint left, so an
-	// endpoint still recorded is one Docker forgot (a dockerd killed with
-	// SIGKILL never sends DeleteEndpoint or ReleaseAddress): its address
-	// goes back with its link, while the network still binds the pool.
-	for _, e := range eps {
-		if err := (*Driver)(d).forgetEndpoint(context.Background(), e); err != nil {
-			return fmt.Errorf("medianet: network %s: %w", n.ID, err)
-		}
 	}
 	if n.CreatedVLAN && heir == nil {
 		if err := d.links.DeleteVLAN(n.Options.master()); err != nil && !errors.Is(err, macvlan.ErrInUse) {

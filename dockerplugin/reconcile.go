@@ -38,8 +38,10 @@ import (
 // AllocateNetwork) has succeeded.
 const staleGrace = 15 * time.Second
 
-// swarmViewTries bounds how many more times (a second apart) dropStale
-// asks the engine for a view holding the Swarm network being created.
+// swarmViewTries bounds how many more times (a second apart) the engine
+// is asked for a view a Swarm pool can be judged by: one taken while the
+// Swarm's control answered (dropStale), or listing the network being
+// allocated (bindPool).
 const swarmViewTries = 10
 
 // inUse reports whether pool p serves a network of v, or is too young to
