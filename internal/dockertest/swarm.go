@@ -185,11 +185,7 @@ func (hs *Hosts) Failover(from, to *Host, kill bool) error {
 		}
 		if leader == to {
 			if from.Running() { // a follower now: no election
-				if kill {
-					from.Kill()
-				} else {
-					from.Stop()
-				}
+				from.down(kill)
 			}
 			return nil
 		}
@@ -243,11 +239,7 @@ func (hs *Hosts) handOver(from, to *Host, kill bool) error {
 	if _, err := from.Docker("node", "update", "--label-add", "medianet.failover="+time.Now().Format(time.RFC3339Nano), id); err != nil {
 		return err
 	}
-	if kill {
-		from.Kill()
-	} else {
-		from.Stop()
-	}
+	from.down(kill)
 	for _, h := range frozen {
 		if err := h.Thaw(); err != nil {
 			return err
@@ -255,4 +247,13 @@ func (hs *Hosts) handOver(from, to *Host, kill bool) error {
 	}
 	frozen = nil
 	return nil
+}
+
+// down stops h's dockerd: killed with SIGKILL, or stopped with SIGTERM.
+func (h *Host) down(kill bool) {
+	if kill {
+		h.Kill()
+	} else {
+		h.Stop()
+	}
 }
