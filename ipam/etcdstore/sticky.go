@@ -447,13 +447,8 @@ func (s *Source) HoldIsMine(ctx context.Context, workload, ifname string) (bool,
 		if s.home(ctx, ip) {
 			continue
 		}
-		mr, err := s.c.get(ctx, "read mark of moved address "+ip.String(), s.c.addrKey(s.net.Name, ip))
-		if err != nil {
+		if here, err := s.movedHere(ctx, netip.PrefixFrom(ip, ip.BitLen())); err != nil || !here {
 			return false, err
-		}
-		var mark addrMark
-		if len(mr.Kvs) == 0 || json.Unmarshal(mr.Kvs[0].Value, &mark) != nil || mark.Node != s.node {
-			return false, nil
 		}
 	}
 	return true, nil
