@@ -19,7 +19,7 @@ import (
 // its stdout. The plugin's CNI error is returned as a *types.Error, so its
 // code reaches the runtime unchanged. (containernetworking's pkg/invoke
 // would do the same but pulls in OpenTelemetry.)
-func (m *Main) delegate(ctx context.Context, verb, typ string, conf []byte) ([]byte, error) {
+func (m *Main) delegate(ctx context.Context, verb, typ string, conf []byte, env ...string) ([]byte, error) {
 	if strings.ContainsRune(typ, '/') {
 		return nil, configErr("ipam.type %q must be a plugin name, not a path", typ)
 	}
@@ -34,7 +34,7 @@ func (m *Main) delegate(ctx context.Context, verb, typ string, conf []byte) ([]b
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, path)
-	cmd.Env = append(withoutKey(os.Environ(), "CNI_COMMAND"), "CNI_COMMAND="+verb)
+	cmd.Env = append(append(withoutKey(os.Environ(), "CNI_COMMAND"), "CNI_COMMAND="+verb), env...)
 	cmd.Stdin = bytes.NewReader(conf)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -53,7 +53,7 @@ func (m *Main) Add(ctx context.Context, args *skel.CmdArgs, c *MainConfig) (_ *c
 	}
 	defer func() {
 		if retErr != nil {
-			_, _ = m.ipamDel(ctx, args, c)
+			_ = m.ipamAbort(ctx, args, c)
 		}
 	}()
 	cfg, err := l3Config(c, ipres, haveDefault.without())
@@ -255,6 +255,27 @@ func (m *Main) ipamDel(ctx context.Context, args *skel.CmdArgs, c *MainConfig) (
 	}
 	alloc, _, err := m.IPAM.Release(ctx, args, ic)
 	return alloc.IPs, err
+}
+
+// ipamAbort undoes the IPAM ADD of a failed ADD: nothing is left, and a
+// sticky workload's hold that the ADD took is given back as it was (a
+// plain DEL would leave a hold for a workload that never ran). The
+// medianet-ipam programs take the same path by exec (MEDIANET_ABORT);
+// another IPAM plugin gets a DEL.
+func (m *Main) ipamAbort(ctx context.Context, args *skel.CmdArgs, c *MainConfig) error {
+	if !c.InProcess() {
+		var env []string
+		if c.Net.IPAM.Type == IPAMType {
+			env = append(env, abortEnv+"=1")
+		}
+		_, err := m.delegate(ctx, "DEL", c.Net.IPAM.Type, c.Raw, env...)
+		return err
+	}
+	ic, _, err := m.IPAM.Load(args)
+	if err != nil {
+		return err
+	}
+	return m.IPAM.Abort(ctx, args, ic)
 }
 
 // ensureMaster returns c.Spec with Master resolved: the default-route

@@ -175,8 +175,26 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs, c *Config, ips []n
 // Del releases the attachment's addresses. It succeeds when there is
 // nothing to release, including when the data directory does not exist.
 func (p *Plugin) Del(ctx context.Context, args *skel.CmdArgs, c *Config) error {
+	if p.Env.getenv(abortEnv) == "1" {
+		return p.Abort(ctx, args, c)
+	}
 	_, _, err := p.Release(ctx, args, c)
 	return err
+}
+
+// abortEnv, set to "1" by the medianet plugin on the DEL with which it
+// undoes a failed ADD, makes medianet-ipam's DEL an Abort.
+const abortEnv = "MEDIANET_ABORT"
+
+// Abort undoes an ADD whose caller failed after it (ipam.Allocator.Abort):
+// nothing is left, and a sticky hold the ADD took is given back.
+func (p *Plugin) Abort(ctx context.Context, args *skel.CmdArgs, c *Config) error {
+	s, err := p.open(ctx, c, true)
+	if err != nil || s == nil {
+		return err
+	}
+	defer s.close()
+	return s.Allocator.Abort(ctx, args.ContainerID, args.IfName)
 }
 
 // Release is Del returning what it released (ok false: nothing held).

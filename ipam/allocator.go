@@ -66,10 +66,23 @@ type round struct {
 // Allocate returns the addresses of req's attachment, allocating them if
 // needed.
 func (a *Allocator) Allocate(ctx context.Context, req Request) (Allocation, error) {
-	ips, skipHold := a.recall(ctx, req)
-	if len(ips) > 0 {
-		req.IPs = ips
+	for range 3 {
+		res, err := a.resume(ctx, req)
+		if err != nil {
+			return Allocation{}, err
+		}
+		out, err := a.allocate(ctx, req, res)
+		if !errors.Is(err, errRetry) {
+			return out, err
+		}
 	}
+	// The sticky state kept changing under us: a new address.
+	return a.allocate(ctx, req, nil)
+}
+
+// allocate runs Allocate's transactions; res, when set, is what the
+// StickySource decided for the workload.
+func (a *Allocator) allocate(ctx context.Context, req Request, res *Resumed) (Allocation, error) {
 	want, err := a.requested(req.IPs)
 	if err != nil {
 		return Allocation{}, err
@@ -86,7 +99,7 @@ func (a *Allocator) Allocate(ctx context.Context, req Request) (Allocation, erro
 		var out Allocation
 		err := a.st.Update(ctx, func(tx Tx) error {
 			var err error
-			out, err = a.tryAllocate(tx, req, want, r, skipHold)
+			out, err = a.tryAllocate(tx, req, want, r, res)
 			return err
 		})
 		if !errors.Is(err, errNeedBlock) {
@@ -227,7 +240,7 @@ func (a *Allocator) exhausted(sub netip.Prefix) error {
 
 // tryAllocate is one transaction's attempt. It returns errNeedBlock (and
 // sets r.needIdx/needFor) when a block must first come from the source.
-func (a *Allocator) tryAllocate(tx Tx, req Request, want []netip.Addr, r *round, skipHold bool) (Allocation, error) {
+func (a *Allocator) tryAllocate(tx Tx, req Request, want []netip.Addr, r *round, res *Resumed) (Allocation, error) {
 	key := Key{Network: a.cfg.Network, ContainerID: req.ContainerID, IfName: req.IfName}
 	if old, ok, err := tx.Allocation(key); err != nil || ok {
 		if err == nil {
@@ -238,9 +251,12 @@ func (a *Allocator) tryAllocate(tx Tx, req Request, want []netip.Addr, r *round,
 	if err := a.prepare(tx, r); err != nil {
 		return Allocation{}, err
 	}
+	if res != nil {
+		return a.adopt(tx, key, req, res)
+	}
 	out := Allocation{Key: key, Created: a.Now().UTC(), Workload: req.Workload}
-	if ips, ok, err := a.takeHold(tx, req, want, skipHold); err != nil || ok {
-		out.IPs = ips
+	if ips, until, ok, err := a.takeHold(tx, req, want); err != nil || ok {
+		out.IPs, out.Resumed = ips, until
 		if err == nil {
 			err = tx.PutAllocation(out)
 		}

@@ -71,7 +71,17 @@ type Block struct {
 	// ranges). Its allocations stay until released; nothing new comes
 	// from it.
 	Lost string
+	// Bound, when set, says the block is no claim of this node's but one
+	// address that a sticky workload's record binds to this node (the
+	// workload moved here from another node; docs/design.md, "Sticky
+	// addresses"). It names the record ("workload/ifname"). Its address is
+	// never handed out to anyone else, and the block goes with the last
+	// allocation of its address (see Release).
+	Bound string
 }
+
+// IsBound reports whether b is a bound address rather than a claim.
+func (b Block) IsBound() bool { return b.Bound != "" }
 
 // Usable reports whether new addresses may come from the block.
 func (b Block) Usable() bool { return b.Lost == "" }

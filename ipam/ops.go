@@ -42,6 +42,14 @@ func releaseTx(tx Tx, k Key) (Allocation, bool, error) {
 		if !ok {
 			continue // tolerated: the address's block is gone
 		}
+		if b.IsBound() {
+			// A bound address is this node's only while its workload
+			// has it: it goes with its last allocation.
+			if err := tx.DeleteBlock(k.Network, b.Prefix); err != nil {
+				return a, false, err
+			}
+			continue
+		}
 		off, _ := b.Offset(ip)
 		b.SetUsed(off, false)
 		if err := tx.PutBlock(k.Network, b); err != nil {
@@ -161,20 +169,54 @@ func (a *Allocator) Release(ctx context.Context, containerID, ifname string) (Al
 	if a.cfg.Sticky <= 0 {
 		return Release(ctx, a.st, k)
 	}
-	var out Allocation
-	var found bool
+	return a.release(ctx, k, false)
+}
+
+// Abort undoes an Allocate whose ADD failed later (the link could not be
+// configured): on any error nothing is left. Addresses the attachment
+// took from its workload's hold go back to that hold as it was; any
+// others are freed, also on a sticky network (no hold is made for a
+// workload that never ran).
+func (a *Allocator) Abort(ctx context.Context, containerID, ifname string) error {
+	k := Key{Network: a.cfg.Network, ContainerID: containerID, IfName: ifname}
+	if a.cfg.Sticky <= 0 {
+		_, _, err := Release(ctx, a.st, k)
+		return err
+	}
+	_, _, err := a.release(ctx, k, true)
+	return err
+}
+
+// release is Release on a sticky network (abort: Abort's rules). A hold
+// made here is then published through the StickySource, outside the
+// transaction.
+func (a *Allocator) release(ctx context.Context, k Key, abort bool) (Allocation, bool, error) {
+	var out, hold Allocation
+	var found, held bool
 	err := a.st.Update(ctx, func(tx Tx) error {
 		var err error
 		out, found, err = tx.Allocation(k)
+		held = false
+		until := a.Now().Add(a.cfg.Sticky)
+		if abort {
+			until = out.Resumed
+		}
 		switch {
 		case err != nil || !found:
 			return err
-		case out.Workload == "" || out.IsHold():
+		case out.Workload == "" || out.IsHold() || until.IsZero():
 			_, _, err = releaseTx(tx, k)
 			return err
 		}
-		return a.holdTx(tx, out)
+		hold, held, err = a.holdTx(tx, out, until)
+		return err
 	})
+	if ss := a.stickySource(); err == nil && held && ss != nil {
+		// Told at once, so that the workload starting on another node
+		// finds its hold; if the cluster store cannot be reached, the
+		// source's sync publishes it later.
+		_ = ss.PublishHold(ctx, hold, a.Now())
+	}
 	return out, found, err
 }
 

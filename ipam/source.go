@@ -63,23 +63,6 @@ type ForeignReporter interface {
 	TakeForeign() []ForeignAddrs
 }
 
-// StickySource is implemented by cluster sources that move a workload's
-// sticky addresses between nodes (etcd): the workload deleted on one node
-// and started on another gets its addresses there, if no one else holds
-// them. Its sync, not the allocator, expires holds, since it must first
-// make sure no other node took the addresses over.
-type StickySource interface {
-	// Recall moves to this node the addresses workload held on ifname on
-	// another node, and returns them (none when it held nothing elsewhere
-	// or they could not be moved). The allocator then records a
-	// single-address block for each that lies in no block it holds.
-	Recall(ctx context.Context, workload, ifname string) ([]netip.Addr, error)
-	// HoldIsMine reports whether this node's hold for workload on ifname
-	// is still its own (no other node moved it away), before the
-	// allocator hands its addresses back to the workload.
-	HoldIsMine(ctx context.Context, workload, ifname string) (bool, error)
-}
-
 // RangeOwner is implemented by sources whose ownership of a block follows
 // from the configuration alone (StaticSource). The Allocator marks held
 // blocks it no longer owns Lost when the configuration changes, and

@@ -2,60 +2,114 @@ package ipam
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Sticky addresses: when Config.Sticky is set, releasing an attachment
 // that names its workload turns its allocation into a hold (HoldKey) kept
 // until HeldUntil. The addresses stay Used, so nobody else gets them; the
 // workload coming back (same Workload, same interface) takes them again.
-// Expired holds are freed by the next allocation or GC.
 //
-// With a StickySource (etcd), another node may have moved a hold's
-// addresses away, so the allocator never frees a hold itself: it only
-// marks one given up as expired, and the source's sync frees it through
-// etcd (the transaction a move also compares). A local hold is taken only
-// once the source confirms it is still this node's (HoldIsMine).
+// Without a StickySource (one node, static ranges) the store is the only
+// authority: expired holds are freed by the next allocation or GC.
+//
+// With a StickySource (etcd), which node a workload's addresses are bound
+// to is decided by one record in the cluster store, changed only by
+// compare-and-swap transactions (docs/design.md, "Sticky addresses"). The
+// local store follows: a hold becomes an attachment again only after the
+// source has set the record to "live here" from the revision it read
+// (Resume), and is freed only by the source's sync, after the record went
+// away. The allocator never frees such a hold itself.
 
-// takeHold gives req the addresses of its workload's hold, if it has one
-// and req asks for no other address. It reports false when there is no
-// hold to take.
-func (a *Allocator) takeHold(tx Tx, req Request, want []netip.Addr, skip bool) ([]netip.Addr, bool, error) {
-	if req.Workload == "" || skip {
-		return nil, false, nil
+// StickySource is implemented by cluster sources that decide, for each
+// sticky workload, which node its addresses are bound to (etcd).
+type StickySource interface {
+	// Resume decides, in one transaction of the cluster store, that the
+	// workload's addresses on ifname are live on this node, and returns
+	// them. local describes this node's hold for the workload (nil when
+	// it has none). Resumed.IPs is empty when there is nothing to take:
+	// no record, or one binding the workload elsewhere live (it may still
+	// run there). An error means the cluster store could not decide: the
+	// workload gets a new address and its hold here stays. now is the
+	// allocator's clock, against which holds' expiry is judged.
+	Resume(ctx context.Context, workload, ifname string, local *LocalHold, now time.Time) (Resumed, error)
+	// PublishHold brings this node's hold h in line with the workload's
+	// record, after the transaction that made h (a DEL): the record says
+	// "held here until h.HeldUntil", or, when the record binds the
+	// workload elsewhere or to other addresses, h is given up here.
+	// Errors leave h as it is: the source's sync publishes it later.
+	PublishHold(ctx context.Context, h Allocation, now time.Time) error
+}
+
+// LocalHold is what Resume needs of this node's hold.
+type LocalHold struct {
+	IPs []netip.Addr
+	// Own: every address lies in a block this node claims (not a bound
+	// address, see Block.Bound).
+	Own   bool
+	Until time.Time
+	// Published as in Allocation.
+	Published int64
+}
+
+// Resumed is Resume's decision.
+type Resumed struct {
+	// IPs are the workload's addresses, now recorded live on this node.
+	IPs []netip.Addr
+	// Moved: they came from another node's hold; this node must adopt
+	// them (bound addresses, or its own addresses it kept reserved while
+	// the workload was away). Otherwise they are local's.
+	Moved bool
+	// Until is the HeldUntil of the hold they came from.
+	Until time.Time
+	// Published is local's, when they are local's.
+	Published int64
+}
+
+// errRetry aborts a transaction whose view of the workload's hold changed
+// since the source decided (the sync rolled the record forward): Allocate
+// asks the source again.
+var errRetry = errors.New("sticky state changed, decide again")
+
+// takeHold gives req the addresses of its workload's hold without a
+// StickySource, if it has one and req asks for no other address. It
+// reports false when there is no hold to take.
+func (a *Allocator) takeHold(tx Tx, req Request, want []netip.Addr) ([]netip.Addr, time.Time, bool, error) {
+	if req.Workload == "" || a.stickySource() != nil {
+		return nil, time.Time{}, false, nil
 	}
 	hk := HoldKey(a.cfg.Network, req.Workload, req.IfName)
 	h, ok, err := tx.Allocation(hk)
 	if err != nil || !ok {
-		return nil, false, err
+		return nil, time.Time{}, false, err
 	}
 	for _, w := range want {
 		if w.IsValid() && !slices.Contains(h.IPs, w) {
 			// An explicit request wins: give the hold up and allocate anew.
-			return nil, false, a.giveUp(tx, h)
+			_, _, err := releaseTx(tx, hk)
+			return nil, time.Time{}, false, err
 		}
 	}
 	if err := a.usable(tx, h.IPs); err != nil {
-		return nil, false, a.giveUp(tx, h)
+		_, _, err := releaseTx(tx, hk)
+		return nil, time.Time{}, false, err
 	}
 	if err := tx.DeleteAllocation(hk); err != nil {
-		return nil, false, err
+		return nil, time.Time{}, false, err
 	}
-	return slices.Clone(h.IPs), true, nil
+	return slices.Clone(h.IPs), h.HeldUntil, true, nil
 }
 
-// giveUp frees hold h, or with a StickySource marks it expired for the
-// source's sync to free through etcd.
-func (a *Allocator) giveUp(tx Tx, h Allocation) error {
-	if _, ok := a.src.(StickySource); !ok {
-		_, _, err := releaseTx(tx, h.Key)
-		return err
+func (a *Allocator) stickySource() StickySource {
+	if ss, ok := a.src.(StickySource); ok && a.cfg.Sticky > 0 {
+		return ss
 	}
-	h.HeldUntil = a.Now().UTC()
-	return tx.PutAllocation(h)
+	return nil
 }
 
 // usable reports whether every address of a hold may still be handed out
@@ -79,10 +133,10 @@ func (a *Allocator) usable(tx Tx, ips []netip.Addr) error {
 	return nil
 }
 
-// expireHolds frees the holds whose time is up, unless the source moves
-// addresses between nodes (StickySource): its sync expires them.
+// expireHolds frees the holds whose time is up, unless a StickySource
+// decides: its sync expires them through the cluster store.
 func (a *Allocator) expireHolds(tx Tx) error {
-	if _, ok := a.src.(StickySource); ok {
+	if a.stickySource() != nil {
 		return nil
 	}
 	now := a.Now()
@@ -104,108 +158,148 @@ func (a *Allocator) expireHolds(tx Tx) error {
 	return nil
 }
 
-// recall asks a StickySource for req's workload's addresses held on
-// another node, outside any transaction, and records a single-address
-// block for each that lies in no held block. It returns the addresses to
-// request, or none (no hold elsewhere, nothing movable, or the source
-// failing: the workload then gets a new address).
-//
-// skipHold is true when the node has a hold for the workload that the
-// source could not confirm as still its own (moved to another node since,
-// or etcd unreachable): the allocator must not take it (it stays reserved
-// until the sync sorts it out) and gives the workload a new address.
-func (a *Allocator) recall(ctx context.Context, req Request) (ips []netip.Addr, skipHold bool) {
-	ss, ok := a.src.(StickySource)
-	if !ok || a.cfg.Sticky <= 0 || req.Workload == "" {
-		return nil, false
+// resume asks the StickySource, outside any transaction, whether req's
+// workload gets its sticky addresses here. nil: allocate as usual (no
+// source, no workload, already attached, an explicit address asked for
+// that the hold lacks, or nothing to take).
+func (a *Allocator) resume(ctx context.Context, req Request) (*Resumed, error) {
+	ss := a.stickySource()
+	if ss == nil || req.Workload == "" || strings.ContainsRune(req.IfName, '/') {
+		return nil, nil
 	}
-	var hold, attached bool
-	_ = a.st.View(ctx, func(tx Tx) error {
+	var local *LocalHold
+	var attached bool
+	err := a.st.View(ctx, func(tx Tx) error {
 		var err error
-		if _, hold, err = tx.Allocation(HoldKey(a.cfg.Network, req.Workload, req.IfName)); err != nil {
+		if _, attached, err = tx.Allocation(Key{Network: a.cfg.Network, ContainerID: req.ContainerID, IfName: req.IfName}); err != nil || attached {
 			return err
 		}
-		_, attached, err = tx.Allocation(Key{Network: a.cfg.Network, ContainerID: req.ContainerID, IfName: req.IfName})
-		return err
-	})
-	switch {
-	case attached:
-		return nil, false
-	case hold:
-		mine, err := ss.HoldIsMine(ctx, req.Workload, req.IfName)
-		return nil, err != nil || !mine
-	case len(req.IPs) > 0:
-		return nil, false
-	}
-	ips, err := ss.Recall(ctx, req.Workload, req.IfName)
-	if err != nil || len(ips) == 0 {
-		return nil, false
-	}
-	err = a.st.Update(ctx, func(tx Tx) error {
-		for _, ip := range ips {
-			if err := a.adoptSingle(tx, ip); err != nil {
+		h, ok, err := tx.Allocation(HoldKey(a.cfg.Network, req.Workload, req.IfName))
+		if err != nil || !ok || !a.Now().Before(h.HeldUntil) {
+			return err // an expired hold is the sync's to free
+		}
+		local = &LocalHold{IPs: h.IPs, Own: true, Until: h.HeldUntil, Published: h.Published}
+		for _, ip := range h.IPs {
+			b, ok, err := tx.BlockContaining(a.cfg.Network, ip)
+			if err != nil {
 				return err
 			}
+			local.Own = local.Own && ok && !b.IsBound() && b.Usable()
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, false
+	if err != nil || attached {
+		return nil, err
 	}
-	return ips, false
+	if len(req.IPs) > 0 && (local == nil || slices.ContainsFunc(req.IPs, func(ip netip.Addr) bool { return !slices.Contains(local.IPs, ip) })) {
+		return nil, nil // an explicit request wins; the hold stays for the sync
+	}
+	r, err := ss.Resume(ctx, req.Workload, req.IfName, local, a.Now())
+	if err != nil || len(r.IPs) == 0 {
+		// Undecided (the cluster store unreachable) or nothing to take:
+		// a new address, the safe side.
+		return nil, nil
+	}
+	return &r, nil
 }
 
-// adoptSingle records a single-address block for ip, moved here from
-// another node's block, unless a held block holds it already.
-func (a *Allocator) adoptSingle(tx Tx, ip netip.Addr) error {
-	if _, ok, err := tx.BlockContaining(a.cfg.Network, ip); err != nil || ok {
+// adopt makes the attachment out of what the source decided, in the
+// transaction: this node's hold taken, or addresses moved here adopted.
+func (a *Allocator) adopt(tx Tx, key Key, req Request, r *Resumed) (Allocation, error) {
+	out := Allocation{Key: key, Created: a.Now().UTC(), Workload: req.Workload, IPs: slices.Clone(r.IPs), Resumed: r.Until.UTC()}
+	hk := HoldKey(a.cfg.Network, req.Workload, req.IfName)
+	h, held, err := tx.Allocation(hk)
+	if err != nil {
+		return out, err
+	}
+	switch {
+	case held && slices.Equal(h.IPs, r.IPs):
+		// The hold is (again) here: ours to take when the source said
+		// so for this very hold; if it appeared or was published since
+		// (the sync rolled a move forward into a hold, or told the
+		// cluster store it is held here), decide again.
+		if r.Moved || !h.HeldUntil.Equal(r.Until) || h.Published != r.Published {
+			return out, errRetry
+		}
+		if err := tx.DeleteAllocation(hk); err != nil {
+			return out, err
+		}
+		return out, tx.PutAllocation(out)
+	case !r.Moved:
+		return out, errRetry // the hold went since (its sync): decide again
+	case held:
+		// A stale hold of other addresses: the record no longer binds
+		// them here; the sync gives them up.
+		h.HeldUntil = a.Now().UTC()
+		if err := tx.PutAllocation(h); err != nil {
+			return out, err
+		}
+	}
+	for _, ip := range r.IPs {
+		if err := a.adoptAddr(tx, ip, req); err != nil {
+			return out, err
+		}
+	}
+	return out, tx.PutAllocation(out)
+}
+
+// adoptAddr marks ip, moved here, used for req's workload: in a block of
+// this node's own, where it was kept reserved (or free) while away, or as
+// a bound address.
+func (a *Allocator) adoptAddr(tx Tx, ip netip.Addr, req Request) error {
+	b, ok, err := tx.BlockContaining(a.cfg.Network, ip)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		s, ok := a.cfg.SubnetOf(ip)
+		if !ok {
+			return fmt.Errorf("network %q: moved address %s is outside the subnets: %w", a.cfg.Network, ip, ErrOutOfRange)
+		}
+		nb, err := NewBlock(netip.PrefixFrom(ip, ip.BitLen()), a.cfg.Reserved(s))
 		if err != nil {
 			return err
 		}
-		// Back home in this node's own block: drop the reservation kept
-		// while another node used it.
-		owner, ok, err := tx.Owner(a.cfg.Network, ip)
-		if err != nil || !ok || !strings.HasPrefix(owner.ContainerID, MovedPrefix) {
-			return err
-		}
-		_, _, err = releaseTx(tx, owner)
+		nb.Bound = req.Workload + "/" + req.IfName
+		nb.SetUsed(0, true)
+		return tx.PutBlock(a.cfg.Network, nb)
+	}
+	off, _ := b.Offset(ip)
+	owner, owned, err := tx.Owner(a.cfg.Network, ip)
+	switch {
+	case err != nil:
 		return err
+	case owned && strings.HasPrefix(owner.ContainerID, MovedPrefix):
+		// Back home: the reservation kept while it was away goes.
+		return tx.DeleteAllocation(owner)
+	case owned || b.IsBound():
+		return fmt.Errorf("network %q: workload %q's address %s, recorded as moved here, is held here by %s: %w",
+			a.cfg.Network, req.Workload, ip, describeOwner(tx, owner), ErrTaken)
 	}
-	s, ok := a.cfg.SubnetOf(ip)
-	if !ok {
-		return fmt.Errorf("moved address %s is outside the subnets: %w", ip, ErrOutOfRange)
-	}
-	b, err := NewBlock(netip.PrefixFrom(ip, ip.BitLen()), a.cfg.Reserved(s))
-	if err != nil {
-		return err
-	}
+	b.SetUsed(off, true)
 	return tx.PutBlock(a.cfg.Network, b)
 }
 
-// holdTx turns the allocation a into its workload's hold until the sticky
-// period ends, replacing an older hold of the same workload and interface.
-// With a StickySource an older hold is freed only by the sync, through
-// etcd: the allocation is then released without a hold of its own.
-func (a *Allocator) holdTx(tx Tx, al Allocation) error {
+// holdTx turns the allocation al into its workload's hold until the
+// given time (the sticky period's end, or for Abort the hold's own). An older hold of the same workload and interface
+// (another sandbox's) stays: the allocation is then released without a
+// hold of its own. It returns the hold made (ok false: none).
+func (a *Allocator) holdTx(tx Tx, al Allocation, until time.Time) (Allocation, bool, error) {
 	hk := HoldKey(al.Network, al.Workload, al.IfName)
-	if _, ok := a.src.(StickySource); ok {
-		if _, older, err := tx.Allocation(hk); err != nil || older {
-			if err == nil {
-				_, _, err = releaseTx(tx, al.Key)
-			}
-			return err
+	if _, older, err := tx.Allocation(hk); err != nil || older {
+		if err == nil {
+			_, _, err = releaseTx(tx, al.Key)
 		}
-	}
-	if _, _, err := releaseTx(tx, hk); err != nil {
-		return err
+		return Allocation{}, false, err
 	}
 	if err := tx.DeleteAllocation(al.Key); err != nil {
-		return err
+		return Allocation{}, false, err
 	}
 	h := al
 	h.Key = hk
-	h.HeldUntil = a.Now().Add(a.cfg.Sticky).UTC()
-	return tx.PutAllocation(h)
+	h.Resumed = time.Time{}
+	h.HeldUntil = until.UTC()
+	return h, true, tx.PutAllocation(h)
 }
 
 // describeOwner names the holder of an address for messages: an

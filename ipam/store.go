@@ -27,6 +27,16 @@ type Allocation struct {
 	// HeldUntil is set on a sticky hold (see HoldKey): the addresses of a
 	// workload whose attachment was deleted, kept for it until then.
 	HeldUntil time.Time `json:"heldUntil,omitzero"`
+	// Resumed is set on a live attachment that took its addresses from
+	// its workload's hold: that hold's HeldUntil. Abort (a failed ADD)
+	// gives the hold back as it was instead of freeing the addresses.
+	Resumed time.Time `json:"resumed,omitzero"`
+	// Published is set on a hold of a StickySource's network: the
+	// revision of the workload's record over which the hold was last
+	// published as "held here" (or is being: it is written before the
+	// cluster store is told). An ADD taking the hold back compares it, so
+	// a hold published since the ADD decided is decided again.
+	Published int64 `json:"published,omitempty"`
 }
 
 // IsHold reports whether a is a sticky hold rather than a live attachment.

@@ -89,6 +89,8 @@ type allocValue struct {
 	Created   time.Time    `json:"created"`
 	Workload  string       `json:"workload,omitempty"`
 	HeldUntil time.Time    `json:"heldUntil,omitzero"`
+	Resumed   time.Time    `json:"resumed,omitzero"`
+	Published int64        `json:"published,omitempty"`
 }
 
 func decodeAlloc(network string, k, v []byte) (ipam.Allocation, error) {
@@ -98,7 +100,7 @@ func decodeAlloc(network string, k, v []byte) (ipam.Allocation, error) {
 		return ipam.Allocation{}, fmt.Errorf("boltstore: network %q: allocation %q undecodable: %w", network, k, ipam.ErrCorrupt)
 	}
 	return ipam.Allocation{Key: ipam.Key{Network: network, ContainerID: cid, IfName: ifn},
-		IPs: av.IPs, Created: av.Created, Workload: av.Workload, HeldUntil: av.HeldUntil}, nil
+		IPs: av.IPs, Created: av.Created, Workload: av.Workload, HeldUntil: av.HeldUntil, Resumed: av.Resumed, Published: av.Published}, nil
 }
 
 // Networks implements ipam.Tx.
@@ -142,7 +144,7 @@ func (t *tx) ForEachAllocation(network string, fn func(ipam.Allocation) error) e
 
 // PutAllocation implements ipam.Tx.
 func (t *tx) PutAllocation(a ipam.Allocation) error {
-	v, err := json.Marshal(allocValue{IPs: a.IPs, Created: a.Created, Workload: a.Workload, HeldUntil: a.HeldUntil})
+	v, err := json.Marshal(allocValue{IPs: a.IPs, Created: a.Created, Workload: a.Workload, HeldUntil: a.HeldUntil, Resumed: a.Resumed, Published: a.Published})
 	if err != nil {
 		return err
 	}
@@ -210,7 +212,14 @@ func encodeBlock(b ipam.Block) []byte {
 	for _, w := range b.Reserved {
 		out = binary.LittleEndian.AppendUint64(out, w)
 	}
-	return append(out, b.Lost...)
+	out = append(out, b.Lost...)
+	if b.Bound != "" {
+		// A bound address's record name follows the Lost reason after a
+		// NUL (never part of a reason): stores written before it existed
+		// decode unchanged.
+		out = append(append(out, 0), b.Bound...)
+	}
+	return out
 }
 
 func decodeBlock(k, v []byte) (ipam.Block, error) {
@@ -227,7 +236,7 @@ func decodeBlock(k, v []byte) (ipam.Block, error) {
 		b.Used[i] = binary.LittleEndian.Uint64(v[8*i:])
 		b.Reserved[i] = binary.LittleEndian.Uint64(v[8*(words+i):])
 	}
-	b.Lost = string(v[16*words:])
+	b.Lost, b.Bound, _ = strings.Cut(string(v[16*words:]), "\x00")
 	return b, nil
 }
 

@@ -52,8 +52,8 @@ type heldBlock struct {
 //     transaction that checks it is still empty, then its claim deleted if
 //     unchanged), and a block marked lost is usable again;
 //   - foreign reservations are released once their node says so;
-//   - on a sticky network, where its workloads are is published and their
-//     holds expire (see sticky.go).
+//   - on a sticky network, the node's holds, moved reservations and
+//     bound addresses follow the workloads' records (see sticky_sync.go).
 //
 // It never holds the store's lock while it talks to etcd. Call it from
 // GC, from a daemon's timer (medianetd, the node agent), or from
@@ -79,13 +79,10 @@ func (s *Source) SyncIdle(ctx context.Context, st ipam.Store, now time.Time) (Sy
 	}
 	freed, err := s.syncForeign(ctx, st)
 	res.Foreign = freed
-	if err != nil || !s.sticky {
+	if err != nil || s.sticky <= 0 {
 		return res, err
 	}
-	if err := s.syncSticky(ctx, st, now); err != nil {
-		return res, err
-	}
-	return res, s.syncMarks(ctx, st)
+	return res, s.syncSticky(ctx, st, now)
 }
 
 func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, hb heldBlock, now time.Time, marks map[netip.Prefix]string, res *SyncResult) error {
@@ -94,9 +91,6 @@ func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, h
 		return err
 	}
 	if !ok {
-		if here, err := s.movedHere(ctx, p); err != nil || here {
-			return err // a sticky workload's address moved here: no claim of its own
-		}
 		err := s.c.ClaimBlock(ctx, s.net, s.node, p)
 		if errors.Is(err, ErrNotOwner) {
 			res.Lost = append(res.Lost, p)
@@ -193,7 +187,9 @@ func heldBlocks(ctx context.Context, st ipam.Store, network string) (map[netip.P
 	held := map[netip.Prefix]heldBlock{}
 	err := st.View(ctx, func(tx ipam.Tx) error {
 		return tx.ForEachBlock(network, func(b ipam.Block) error {
-			held[b.Prefix] = heldBlock{used: b.Used, lost: b.Lost}
+			if !b.IsBound() { // a bound address is no claim: its record decides (sticky.go)
+				held[b.Prefix] = heldBlock{used: b.Used, lost: b.Lost}
+			}
 			return nil
 		})
 	})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/medianet/medianet/ipam"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -26,9 +27,9 @@ type Source struct {
 	net  Network
 	node string
 	st   ipam.Store // optional: lets Next refuse to claim while held blocks have room
-	// sticky: the network keeps workloads' addresses (ipam.Config.Sticky),
-	// across nodes too (sticky.go).
-	sticky bool
+	// sticky: how long the network keeps a workload's addresses
+	// (ipam.Config.Sticky), across nodes too (sticky.go); 0 for none.
+	sticky time.Duration
 
 	mu      sync.Mutex
 	claims  int                 // blocks obtained (claimed, adopted, taken over)
@@ -66,7 +67,7 @@ func NewSource(c *Client, cfg *ipam.Config, st ipam.Store) (*Source, error) {
 	if cfg.Node == "" {
 		return nil, fmt.Errorf("network %q: node name is empty: %w: %w", cfg.Network, ErrConfig, ipam.ErrConfig)
 	}
-	return &Source{c: c, net: n, node: cfg.Node, st: st, sticky: cfg.Sticky > 0}, nil
+	return &Source{c: c, net: n, node: cfg.Node, st: st, sticky: cfg.Sticky}, nil
 }
 
 // Network returns the network the source claims in.

@@ -13,28 +13,34 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Sticky addresses across nodes. A node's sync publishes, for every
-// attachment of a sticky network that names its workload (a StatefulSet
-// pod), where the workload is and which addresses it has:
+// Sticky addresses across nodes (docs/design.md, "Sticky addresses").
+// One record per sticky workload and interface decides which node its
+// addresses are bound to:
 //
 //	<prefix>/networks/<net>/sticky/<workload>/<ifname>  {"node":..., "ips":[...], "hold":..., "until":...}
 //
-// A node starting the workload without a hold of its own reads that record
-// and, when it is a hold (the workload was deleted there and the node
-// published it: its node agent's sync, or a GC), moves the addresses to
-// itself in one transaction that compares the
-// record's revision: it rewrites the record with its own name and marks
-// each address moved,
+// "live on N" (hold false) or "held on N until T" (hold true). While a
+// record binds an address to a node, that node alone may use it, whoever
+// claims its block; without a record, an address belongs to the node
+// claiming its block. Every change of a record is one transaction that
+// compares the revision it was read at:
 //
-//	<prefix>/networks/<net>/addr/<ip>  {"node":..., "workload":...}
+//   - DEL on N: the local hold first, then "live on N" (or no record, when
+//     its addresses all lie in N's own blocks) becomes "held on N"
+//     (PublishHold; the sync retries it).
+//   - ADD on N taking its own hold back: "held on N" or "live on N" with
+//     the hold's addresses (or no record, own blocks only) becomes "live
+//     on N", then the local hold becomes the attachment (Resume).
+//   - ADD on M, the workload held on N: "held on N until T", T not past,
+//     becomes "live on M", then M adopts the addresses (Resume).
+//   - Expiry on N: "held on N" is deleted, then the local hold freed.
 //
-// (or deletes that mark when the address comes back to the node whose
-// block holds it). The node the workload left expires its holds only in a
-// transaction comparing the same revision, so exactly one of the two wins:
-// either the hold expires and the address stays home (the move fails), or
-// the move succeeds and the old node keeps the address reserved (a moved
-// reservation, ipam.MovedKey) until the mark goes away. No address is
-// ever usable on two nodes.
+// Everything local follows the record, in the sync: a hold whose record
+// binds it elsewhere becomes moved reservations (ipam.MovedKey) of its own
+// addresses; a moved reservation goes once no record binds its address
+// elsewhere; a record binding addresses here that nothing here has (an ADD
+// killed between its transaction and its adoption) is rolled forward into
+// a hold, which then expires as any other.
 
 // stickyRecord is the value of a sticky key.
 type stickyRecord struct {
@@ -44,10 +50,10 @@ type stickyRecord struct {
 	Until time.Time    `json:"until,omitzero"`
 }
 
-// addrMark is the value of an addr key: the node using a moved address.
-type addrMark struct {
-	Node     string `json:"node"`
-	Workload string `json:"workload"`
+// stickyKV is a record with the revision it was read at.
+type stickyKV struct {
+	rec stickyRecord
+	rev int64
 }
 
 func (c *Client) stickyPrefix(net string) string { return c.networksPrefix() + net + "/sticky/" }
@@ -56,417 +62,213 @@ func (c *Client) stickyKey(net, workload, ifname string) string {
 	return c.stickyPrefix(net) + workload + "/" + ifname
 }
 
-func (c *Client) addrKey(net string, ip netip.Addr) string {
-	return c.networksPrefix() + net + "/addr/" + ip.String()
-}
-
 var _ ipam.StickySource = (*Source)(nil)
 
-// Recall implements ipam.StickySource.
-func (s *Source) Recall(ctx context.Context, workload, ifname string) ([]netip.Addr, error) {
-	if strings.ContainsRune(ifname, '/') {
-		return nil, nil
-	}
-	ctx, cancel := s.c.bound(ctx)
-	defer cancel()
-	key := s.c.stickyKey(s.net.Name, workload, ifname)
-	resp, err := s.c.get(ctx, fmt.Sprintf("read where workload %q was", workload), key)
+// readRecord returns the record of key (nil when absent).
+func (s *Source) readRecord(ctx context.Context, key string) (*stickyKV, error) {
+	resp, err := s.c.get(ctx, "read sticky record "+key, key)
 	if err != nil || len(resp.Kvs) == 0 {
 		return nil, err
 	}
 	var rec stickyRecord
-	if json.Unmarshal(resp.Kvs[0].Value, &rec) != nil || rec.Node == s.node || !rec.Hold || len(rec.IPs) == 0 {
-		// Only a hold moves: a workload recorded live elsewhere may still
-		// run there (or its delete is not published yet), and two nodes
-		// starting it at once must not both get its addresses.
-		return nil, nil
+	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+		return nil, fmt.Errorf("sticky record %s: %w", key, err)
 	}
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)}
-	mine, _ := json.Marshal(stickyRecord{Node: s.node, IPs: rec.IPs})
-	ops := []clientv3.Op{clientv3.OpPut(key, string(mine))}
-	mark, _ := json.Marshal(addrMark{Node: s.node, Workload: workload})
-	for _, ip := range rec.IPs {
-		ak := s.c.addrKey(s.net.Name, ip)
-		ar, err := s.c.get(ctx, "read mark of moved address "+ip.String(), ak)
-		if err != nil {
-			return nil, err
-		}
-		if len(ar.Kvs) > 0 {
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(ak), "=", ar.Kvs[0].ModRevision))
-		} else {
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(ak), "=", 0))
-		}
-		if s.home(ctx, ip) {
-			ops = append(ops, clientv3.OpDelete(ak))
-		} else {
-			ops = append(ops, clientv3.OpPut(ak, string(mark)))
-		}
-	}
-	tr, err := s.c.txn(ctx, fmt.Sprintf("move workload %q's addresses %v from node %q to node %q", workload, rec.IPs, rec.Node, s.node), cmps, ops, nil)
-	if err != nil || !tr.Succeeded {
-		return nil, err
-	}
-	return slices.Clone(rec.IPs), nil
+	return &stickyKV{rec: rec, rev: resp.Kvs[0].ModRevision}, nil
 }
 
-// home reports whether ip lies in a block this node holds as a claim (not
-// a single address moved here).
-func (s *Source) home(ctx context.Context, ip netip.Addr) bool {
-	if s.st == nil {
-		return false
-	}
-	home := false
-	_ = s.st.View(ctx, func(tx ipam.Tx) error {
-		b, ok, err := tx.BlockContaining(s.net.Name, ip)
-		home = ok && b.Len() > 1
-		return err
-	})
-	return home
-}
-
-// stickyAlloc is an attachment or hold of a workload, as syncSticky sees it.
-type stickyAlloc struct {
-	ipam.Allocation
-	home []bool // per IP: in a claimed block of this node
-}
-
-// syncSticky publishes where this node's sticky workloads are, expires
-// their holds (only if no other node moved the addresses meanwhile),
-// turns holds whose addresses moved into moved reservations, and releases
-// moved reservations once their node gave the address back.
-func (s *Source) syncSticky(ctx context.Context, st ipam.Store, now time.Time) error {
-	allocs, moved, err := s.stickyState(ctx, st)
-	if err != nil || (len(allocs) == 0 && len(moved) == 0) {
-		return err
-	}
-	resp, err := s.c.get(ctx, "list sticky workloads of network "+s.net.Name, s.c.stickyPrefix(s.net.Name), clientv3.WithPrefix())
-	if err != nil {
-		return err
-	}
-	current := map[string]*stickyKV{}
-	for _, kv := range resp.Kvs {
-		var rec stickyRecord
-		if json.Unmarshal(kv.Value, &rec) == nil {
-			current[string(kv.Key)] = &stickyKV{rec: rec, rev: kv.ModRevision}
-		}
-	}
-	// Holds first: a hold given up beside the workload's new attachment
-	// (same record key) expires before the new one is published.
-	slices.SortStableFunc(allocs, func(x, y stickyAlloc) int {
-		switch {
-		case x.IsHold() == y.IsHold():
-			return 0
-		case x.IsHold():
-			return -1
-		}
-		return 1
-	})
-	for _, a := range allocs {
-		key := s.c.stickyKey(s.net.Name, a.Workload, a.IfName)
-		if err := s.syncWorkload(ctx, st, a, current[key], now); err != nil {
-			return err
-		}
-		if !a.IsHold() || !now.Before(a.HeldUntil) {
-			delete(current, key) // expired or published over: re-read next time
-		}
-	}
-	return s.syncMoved(ctx, st, moved)
-}
-
-type stickyKV struct {
-	rec stickyRecord
-	rev int64
-}
-
-// stickyState reads the network's sticky attachments and holds, and its
-// moved reservations, in one View.
-func (s *Source) stickyState(ctx context.Context, st ipam.Store) ([]stickyAlloc, []ipam.Allocation, error) {
-	var allocs []stickyAlloc
-	var moved []ipam.Allocation
-	err := st.View(ctx, func(tx ipam.Tx) error {
-		return tx.ForEachAllocation(s.net.Name, func(a ipam.Allocation) error {
-			if strings.HasPrefix(a.ContainerID, ipam.MovedPrefix) {
-				moved = append(moved, a)
-				return nil
-			}
-			if a.Workload == "" || strings.ContainsRune(a.IfName, '/') {
-				return nil
-			}
-			sa := stickyAlloc{Allocation: a}
-			for _, ip := range a.IPs {
-				b, ok, err := tx.BlockContaining(s.net.Name, ip)
-				if err != nil {
-					return err
-				}
-				sa.home = append(sa.home, ok && b.Len() > 1)
-			}
-			allocs = append(allocs, sa)
-			return nil
-		})
-	})
-	return allocs, moved, err
-}
-
-// syncWorkload brings one workload's record and hold in line.
-func (s *Source) syncWorkload(ctx context.Context, st ipam.Store, a stickyAlloc, cur *stickyKV, now time.Time) error {
-	key := s.c.stickyKey(s.net.Name, a.Workload, a.IfName)
-	switch {
-	case cur != nil && cur.rec.Node != s.node:
-		if a.IsHold() {
-			return s.movedAway(ctx, st, a, cur.rec.Node)
-		}
-		return nil // live here and recorded elsewhere: the older sandbox; its DEL will come
-	case a.IsHold() && !now.Before(a.HeldUntil):
-		if cur != nil {
-			cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", cur.rev)}
-			ops := []clientv3.Op{clientv3.OpDelete(key)}
-			for i, ip := range a.IPs {
-				if !a.home[i] {
-					ops = append(ops, clientv3.OpDelete(s.c.addrKey(s.net.Name, ip)))
-				}
-			}
-			tr, err := s.c.txn(ctx, fmt.Sprintf("expire workload %q's hold", a.Workload), cmps, ops, nil)
-			if err != nil || !tr.Succeeded {
-				return err // moved meanwhile: the next sync sees it
-			}
-		}
-		return releaseHold(ctx, st, a)
-	}
-	want := stickyRecord{Node: s.node, IPs: a.IPs, Hold: a.IsHold(), Until: a.HeldUntil}
-	if cur != nil && sameRecord(cur.rec, want) {
-		return nil
-	}
-	val, _ := json.Marshal(want)
+// swap writes rec at key (deletes it when rec is nil) if key is still at
+// cur's revision (absent when cur is nil). It reports whether it did.
+func (s *Source) swap(ctx context.Context, op, key string, cur *stickyKV, rec *stickyRecord) (bool, error) {
 	cmp := clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
 	if cur != nil {
 		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", cur.rev)
 	}
-	_, err := s.c.txn(ctx, fmt.Sprintf("publish where workload %q is", a.Workload), []clientv3.Cmp{cmp},
-		[]clientv3.Op{clientv3.OpPut(key, string(val))}, nil)
-	return err
-}
-
-func sameRecord(a, b stickyRecord) bool {
-	return a.Node == b.Node && a.Hold == b.Hold && a.Until.Equal(b.Until) && slices.Equal(a.IPs, b.IPs)
-}
-
-// movedAway replaces the hold of a workload that another node took over:
-// its addresses of this node's blocks stay reserved for that node (moved
-// reservations); single addresses moved here before are dropped.
-func (s *Source) movedAway(ctx context.Context, st ipam.Store, a stickyAlloc, to string) error {
-	return st.Update(ctx, func(tx ipam.Tx) error {
-		if err := tx.DeleteAllocation(a.Key); err != nil {
-			return err
-		}
-		for i, ip := range a.IPs {
-			if a.home[i] {
-				m := ipam.Allocation{Key: ipam.MovedKey(s.net.Name, to, ip), IPs: []netip.Addr{ip}, Created: time.Now().UTC(), Workload: a.Workload}
-				if err := tx.PutAllocation(m); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := dropSingle(tx, s.net.Name, ip); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// releaseHold frees an expired hold, dropping single addresses that had
-// been moved here.
-func releaseHold(ctx context.Context, st ipam.Store, a stickyAlloc) error {
-	return st.Update(ctx, func(tx ipam.Tx) error {
-		if err := ipam.ReleaseTx(tx, a.Key); err != nil {
-			return err
-		}
-		for i, ip := range a.IPs {
-			if !a.home[i] {
-				if err := dropSingle(tx, a.Network, ip); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-}
-
-// dropSingle forgets the single-address block of ip, whose address is
-// free again or used elsewhere.
-func dropSingle(tx ipam.Tx, network string, ip netip.Addr) error {
-	b, ok, err := tx.BlockContaining(network, ip)
-	if err != nil || !ok || b.Len() != 1 {
-		return err
+	o := clientv3.OpDelete(key)
+	if rec != nil {
+		v, _ := json.Marshal(rec)
+		o = clientv3.OpPut(key, string(v))
 	}
-	return tx.DeleteBlock(network, b.Prefix)
+	tr, err := s.c.txn(ctx, op, []clientv3.Cmp{cmp}, []clientv3.Op{o}, nil)
+	return err == nil && tr.Succeeded, err
 }
 
-// syncMoved releases moved reservations whose address is no longer marked
-// as used elsewhere (its workload's hold expired there, or it came home).
-// The mark may name another node than the reservation: the workload moved
-// on; the address stays reserved while any node uses it.
-func (s *Source) syncMoved(ctx context.Context, st ipam.Store, moved []ipam.Allocation) error {
-	var gone []ipam.Key
-	for _, m := range moved {
-		resp, err := s.c.get(ctx, "read mark of moved address "+m.IfName, s.c.addrKey(s.net.Name, m.IPs[0]))
-		if err != nil {
-			return err
-		}
-		if len(resp.Kvs) == 0 {
-			gone = append(gone, m.Key)
-		}
-	}
-	return releaseKeys(ctx, st, gone)
-}
-
-// syncMarks gives back the addresses marked in etcd as moved to this node
-// that nothing here uses any more: no attachment or hold of this node
-// owns the address, and no sticky record places it here. That happens when
-// a workload's sandbox holding a moved address is deleted after another
-// sandbox of the workload left its hold (holdTx keeps the older hold), and
-// when an ADD is killed between the move in etcd and its local adoption.
-// Without it the home node's moved reservation and this node's
-// single-address block outlive every workload.
-//
-// The single-address block goes first, under the store's lock and only if
-// still unused, so that nothing here allocates the address once the mark
-// is gone; then the mark, only if nobody moved the address since it was
-// read (a Recall rewrites the mark). The home node frees its reservation
-// at its next sync (syncMoved).
-func (s *Source) syncMarks(ctx context.Context, st ipam.Store) error {
-	pfx := s.c.networksPrefix() + s.net.Name + "/addr/"
-	resp, err := s.c.get(ctx, "list marks of moved addresses of network "+s.net.Name, pfx, clientv3.WithPrefix())
+// Resume implements ipam.StickySource.
+func (s *Source) Resume(ctx context.Context, workload, ifname string, local *ipam.LocalHold, now time.Time) (ipam.Resumed, error) {
+	ctx, cancel := s.c.bound(ctx)
+	defer cancel()
+	key := s.c.stickyKey(s.net.Name, workload, ifname)
+	cur, err := s.readRecord(ctx, key)
 	if err != nil {
-		return err
+		return ipam.Resumed{}, err
 	}
-	for _, kv := range resp.Kvs {
-		var mark addrMark
-		ip, perr := netip.ParseAddr(strings.TrimPrefix(string(kv.Key), pfx))
-		if perr != nil || json.Unmarshal(kv.Value, &mark) != nil || mark.Node != s.node {
-			continue
-		}
-		placed, err := s.placedHere(ctx, mark.Workload, ip)
-		if err != nil {
-			return err
-		}
-		if placed {
-			continue
-		}
-		unused := false
-		err = st.Update(ctx, func(tx ipam.Tx) error {
-			if _, owned, err := tx.Owner(s.net.Name, ip); err != nil || owned {
-				return err
-			}
-			b, ok, err := tx.BlockContaining(s.net.Name, ip)
-			if err != nil || (ok && b.Len() > 1) {
-				return err // in a block of this node's own: not a move
-			}
-			unused = true
-			if !ok {
-				return nil
-			}
-			return tx.DeleteBlock(s.net.Name, b.Prefix)
-		})
-		if err != nil {
-			return err
-		}
-		if !unused {
-			continue
-		}
-		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)}
-		if _, err := s.c.txn(ctx, fmt.Sprintf("give back address %s, moved to node %q and unused there", ip, s.node), cmps,
-			[]clientv3.Op{clientv3.OpDelete(string(kv.Key))}, nil); err != nil {
-			return err
-		}
+	var out ipam.Resumed
+	switch {
+	case local != nil && (cur == nil && local.Own || cur != nil && cur.rec.Node == s.node && slices.Equal(cur.rec.IPs, local.IPs)):
+		out = ipam.Resumed{IPs: local.IPs, Until: local.Until, Published: local.Published}
+	case cur != nil && cur.rec.Node != s.node && cur.rec.Hold && now.Before(cur.rec.Until) && len(cur.rec.IPs) > 0:
+		out = ipam.Resumed{IPs: cur.rec.IPs, Moved: true, Until: cur.rec.Until}
+	default:
+		return ipam.Resumed{}, nil
 	}
-	return nil
+	live := stickyRecord{Node: s.node, IPs: out.IPs}
+	ok, err := s.swap(ctx, fmt.Sprintf("record workload %q live on node %q with %v", workload, s.node, out.IPs), key, cur, &live)
+	if err != nil || !ok {
+		return ipam.Resumed{}, err
+	}
+	return out, nil
 }
 
-// placedHere reports whether a sticky record of workload places ip on
-// this node (an attachment or hold here, or a move whose local adoption
-// is under way).
-func (s *Source) placedHere(ctx context.Context, workload string, ip netip.Addr) (bool, error) {
-	resp, err := s.c.get(ctx, fmt.Sprintf("read where workload %q is", workload), s.c.stickyKey(s.net.Name, workload, ""), clientv3.WithPrefix())
-	if err != nil {
-		return false, err
-	}
-	for _, kv := range resp.Kvs {
-		var rec stickyRecord
-		if json.Unmarshal(kv.Value, &rec) == nil && rec.Node == s.node && slices.Contains(rec.IPs, ip) {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// movedHere reports whether single address p (a block of one address with
-// no claim) is marked as moved to this node.
-func (s *Source) movedHere(ctx context.Context, p netip.Prefix) (bool, error) {
-	if p.Bits() != p.Addr().BitLen() {
-		return false, nil
-	}
-	resp, err := s.c.get(ctx, "read mark of moved address "+p.Addr().String(), s.c.addrKey(s.net.Name, p.Addr()))
-	if err != nil || len(resp.Kvs) == 0 {
-		return false, err
-	}
-	var mark addrMark
-	return json.Unmarshal(resp.Kvs[0].Value, &mark) == nil && mark.Node == s.node, nil
-}
-
-// HoldIsMine implements ipam.StickySource: the workload's record names
-// this node, or there is none (never published, or given back since by
-// the node it had moved to, which deleted its marks) and every address of
-// the hold is still this node's: in a block it claims, or, for an address
-// moved here, marked in etcd as moved to this node. Without a mark the
-// address went home and its hold there may have expired since: the
-// address is free on its home node, and this node's stale hold must not
-// be taken (found by the soak: TestStaleStickyHoldAfterExpiry).
-func (s *Source) HoldIsMine(ctx context.Context, workload, ifname string) (bool, error) {
-	if strings.ContainsRune(ifname, '/') {
-		return true, nil
+// PublishHold implements ipam.StickySource.
+func (s *Source) PublishHold(ctx context.Context, h ipam.Allocation, now time.Time) error {
+	if s.st == nil {
+		return nil
 	}
 	ctx, cancel := s.c.bound(ctx)
 	defer cancel()
-	resp, err := s.c.get(ctx, fmt.Sprintf("read where workload %q is", workload), s.c.stickyKey(s.net.Name, workload, ifname))
+	cur, err := s.readRecord(ctx, s.c.stickyKey(s.net.Name, h.Workload, h.IfName))
 	if err != nil {
-		return false, err
+		return err
 	}
-	if len(resp.Kvs) > 0 {
-		var rec stickyRecord
-		if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
-			return false, fmt.Errorf("sticky record of %q: %w", workload, err)
-		}
-		return rec.Node == s.node, nil
-	}
-	ips, err := s.holdIPs(ctx, workload, ifname)
+	own, err := s.ownAddrs(ctx, h.IPs)
 	if err != nil {
-		return false, err
+		return err
 	}
-	for _, ip := range ips {
-		if s.home(ctx, ip) {
-			continue
-		}
-		if here, err := s.movedHere(ctx, netip.PrefixFrom(ip, ip.BitLen())); err != nil || !here {
-			return false, err
-		}
-	}
-	return true, nil
+	return s.settleHold(ctx, s.st, h, own, cur, now)
 }
 
-// holdIPs returns the addresses of this node's hold for workload on
-// ifname (none without a store or a hold).
-func (s *Source) holdIPs(ctx context.Context, workload, ifname string) ([]netip.Addr, error) {
-	if s.st == nil {
-		return nil, nil
-	}
-	var ips []netip.Addr
+// ownAddrs reports, per address, whether it lies in a usable block this
+// node claims (not a bound address).
+func (s *Source) ownAddrs(ctx context.Context, ips []netip.Addr) ([]bool, error) {
+	own := make([]bool, len(ips))
 	err := s.st.View(ctx, func(tx ipam.Tx) error {
-		h, ok, err := tx.Allocation(ipam.HoldKey(s.net.Name, workload, ifname))
-		if ok {
-			ips = slices.Clone(h.IPs)
+		for i, ip := range ips {
+			b, ok, err := tx.BlockContaining(s.net.Name, ip)
+			if err != nil {
+				return err
+			}
+			own[i] = ok && !b.IsBound() && b.Usable()
 		}
-		return err
+		return nil
 	})
-	return ips, err
+	return own, err
+}
+
+// settleHold brings this node's hold h in line with its workload's record
+// cur (nil: none), as read before: moved away, stale, expired, or to be
+// published as held here.
+func (s *Source) settleHold(ctx context.Context, st ipam.Store, h ipam.Allocation, own []bool, cur *stickyKV, now time.Time) error {
+	key := s.c.stickyKey(s.net.Name, h.Workload, h.IfName)
+	allOwn := !slices.Contains(own, false)
+	switch {
+	case cur != nil && cur.rec.Node != s.node:
+		return s.movedAway(ctx, st, h, cur.rec.Node, now)
+	case cur != nil && !slices.Equal(cur.rec.IPs, h.IPs):
+		return dropHold(ctx, st, h) // the record binds other addresses here: a stale hold
+	case !now.Before(h.HeldUntil):
+		if cur != nil {
+			ok, err := s.swap(ctx, fmt.Sprintf("expire workload %q's hold on node %q", h.Workload, s.node), key, cur, nil)
+			if err != nil || !ok {
+				return err // changed meanwhile: the next sync sees it
+			}
+		}
+		return dropHold(ctx, st, h)
+	case cur == nil && !allOwn:
+		return dropHold(ctx, st, h) // bound addresses nothing binds here any more
+	case cur != nil && cur.rec.Hold && cur.rec.Until.Equal(h.HeldUntil):
+		return nil // published already: nothing to fence
+	}
+	// Tell the cluster store the hold is here. The hold is stamped with
+	// the revision first, so an ADD of this node that decided to take
+	// it back over that revision decides again (ipam's adopt).
+	var rev int64
+	if cur != nil {
+		rev = cur.rev
+	}
+	if ok, err := stampHold(ctx, st, h, rev); err != nil || !ok {
+		return err
+	}
+	held := stickyRecord{Node: s.node, IPs: h.IPs, Hold: true, Until: h.HeldUntil.UTC()}
+	_, err := s.swap(ctx, fmt.Sprintf("record workload %q held on node %q until %s", h.Workload, s.node, held.Until.Format(time.RFC3339)), key, cur, &held)
+	return err
+}
+
+// sameHold reports whether the store's hold at h.Key is still h.
+func sameHold(tx ipam.Tx, h ipam.Allocation) (bool, error) {
+	cur, ok, err := tx.Allocation(h.Key)
+	if err != nil || !ok {
+		return false, err
+	}
+	return slices.Equal(cur.IPs, h.IPs) && cur.HeldUntil.Equal(h.HeldUntil) && cur.Published == h.Published, nil
+}
+
+// stampHold sets h's Published to rev if h is unchanged in the store.
+func stampHold(ctx context.Context, st ipam.Store, h ipam.Allocation, rev int64) (bool, error) {
+	ok := false
+	err := st.Update(ctx, func(tx ipam.Tx) error {
+		var err error
+		if ok, err = sameHold(tx, h); err != nil || !ok {
+			return err
+		}
+		h.Published = rev
+		return tx.PutAllocation(h)
+	})
+	return ok, err
+}
+
+// dropHold frees hold h if it is unchanged in the store: its own
+// addresses are free again, its bound addresses leave this node.
+func dropHold(ctx context.Context, st ipam.Store, h ipam.Allocation) error {
+	return st.Update(ctx, func(tx ipam.Tx) error {
+		if ok, err := sameHold(tx, h); err != nil || !ok {
+			return err
+		}
+		return ipam.ReleaseTx(tx, h.Key)
+	})
+}
+
+// movedAway replaces hold h, whose workload's record binds it to node
+// to: its addresses in this node's blocks stay reserved for that node
+// (moved reservations) until no record binds them elsewhere; its bound
+// addresses leave this node.
+func (s *Source) movedAway(ctx context.Context, st ipam.Store, h ipam.Allocation, to string, now time.Time) error {
+	return st.Update(ctx, func(tx ipam.Tx) error {
+		if ok, err := sameHold(tx, h); err != nil || !ok {
+			return err
+		}
+		if err := tx.DeleteAllocation(h.Key); err != nil {
+			return err
+		}
+		for _, ip := range h.IPs {
+			b, ok, err := tx.BlockContaining(s.net.Name, ip)
+			switch {
+			case err != nil:
+				return err
+			case !ok:
+			case b.IsBound():
+				if err := tx.DeleteBlock(s.net.Name, b.Prefix); err != nil {
+					return err
+				}
+			default:
+				m := ipam.Allocation{Key: ipam.MovedKey(s.net.Name, to, ip), IPs: []netip.Addr{ip}, Created: now.UTC(), Workload: h.Workload}
+				if err := tx.PutAllocation(m); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// recordName returns the workload and interface of a sticky key.
+func (s *Source) recordName(key string) (workload, ifname string, ok bool) {
+	rest, ok := strings.CutPrefix(key, s.c.stickyPrefix(s.net.Name))
+	if !ok {
+		return "", "", false
+	}
+	i := strings.LastIndexByte(rest, '/')
+	if i <= 0 || i == len(rest)-1 {
+		return "", "", false
+	}
+	return rest[:i], rest[i+1:], true
 }

@@ -162,7 +162,7 @@ func checkOverlap(cs *clusterState) []string {
 		var bs []nodeBlock
 		for _, n := range cs.nodes {
 			for _, b := range n.blocks[net] {
-				if b.Len() > 1 && (b.Usable() || net == staticNet) {
+				if !b.IsBound() && (b.Usable() || net == staticNet) {
 					bs = append(bs, nodeBlock{n.name, b})
 				}
 			}
@@ -198,7 +198,7 @@ func checkClaims(cs *clusterState) []string {
 	}
 	for _, n := range cs.nodes {
 		for _, b := range n.blocks[etcdNet] {
-			if b.Len() > 1 && b.Usable() && owner[b.Prefix] != n.name {
+			if !b.IsBound() && b.Usable() && owner[b.Prefix] != n.name {
 				bad = append(bad, fmt.Sprintf("node %s allocates from block %s, which etcd says is claimed by %q", n.name, b.Prefix, owner[b.Prefix]))
 			}
 		}

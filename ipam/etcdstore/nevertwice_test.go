@@ -1,0 +1,206 @@
+package etcdstore_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/medianet/medianet/internal/etcdtest"
+	"github.com/medianet/medianet/internal/ipamtest"
+	"github.com/medianet/medianet/ipam"
+	"github.com/medianet/medianet/ipam/etcdstore"
+)
+
+// The cases of issue 18 ("Never live twice") that put one address on two
+// live containers, or leaked one, with the sticky design before the
+// workload's record became the one authority. Each failed on the commit
+// before that change (6fde986).
+
+// live returns the live (non-reservation) holders of ip on n.
+func (n *stickyNode) live(t *testing.T, ip netip.Addr) []string {
+	t.Helper()
+	var out []string
+	err := n.st.View(context.Background(), func(tx ipam.Tx) error {
+		return tx.ForEachAllocation("media", func(a ipam.Allocation) error {
+			for _, x := range a.IPs {
+				if x == ip && !a.IsReservation() {
+					out = append(out, n.name+":"+a.ContainerID)
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func liveTwice(t *testing.T, ip netip.Addr, nodes ...*stickyNode) {
+	t.Helper()
+	var holders []string
+	for _, n := range nodes {
+		holders = append(holders, n.live(t, ip)...)
+	}
+	if len(holders) > 1 {
+		t.Fatalf("%s is live on %d containers: %v", ip, len(holders), holders)
+	}
+}
+
+// Case 1: a node takes its own hold back without asking etcd; before its
+// next sync the same workload starts on another node (a partitioned or
+// evicted node), which moves the address to itself. Both were live.
+func TestNeverTwiceOwnHoldTakenBack(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	nodes := newStickyNodes(t, srv, "10.97.0.0/24", "a", "b")
+	a, b := nodes[0], nodes[1]
+	x := a.add(t, "a-1", "media/jvb-0").IPs[0]
+	a.del(t, "a-1")
+	a.sync(t) // the hold is published (the DEL publishes it now; the agent's sync did before)
+	if got := a.add(t, "a-2", "media/jvb-0").IPs[0]; got != x {
+		t.Fatalf("jvb-0 back on a got %s, want its address %s", got, x)
+	}
+	// No sync of a: jvb-0 starts on b too.
+	b.add(t, "b-1", "media/jvb-0")
+	liveTwice(t, x, a, b)
+	a.sync(t)
+	b.sync(t)
+	liveTwice(t, x, a, b)
+}
+
+// Case 2: with blockSize 32, a node's own claimed /32 was taken for an
+// address moved here (inferred from the block's size), dropped from the
+// store while its claim stayed in etcd, adopted again at the next claim
+// and handed to a new pod while the workload used it on another node.
+func TestNeverTwiceBlockSize32(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	var nodes []*stickyNode
+	for _, name := range []string{"a", "b"} {
+		cfg := ipam.Config{Network: "media", Node: name, BlockSize: 32, Sticky: 30 * time.Minute,
+			Subnets: []ipam.Subnet{{Prefix: netip.MustParsePrefix("10.97.1.0/27")}}}
+		st := ipamtest.Store(t)
+		src, err := etcdstore.NewSource(clientFor(t, srv, nil), &cfg, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		al, err := ipam.NewAllocator(cfg, st, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := &stickyNode{name: name, st: st, src: src, a: al, now: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
+		al.Now = func() time.Time { return n.now }
+		nodes = append(nodes, n)
+	}
+	a, b := nodes[0], nodes[1]
+	x := a.add(t, "a-1", "media/jvb-0").IPs[0]
+	a.del(t, "a-1")
+	a.sync(t)
+	if got := b.add(t, "b-1", "media/jvb-0").IPs[0]; got != x {
+		t.Fatalf("jvb-0 on b got %s, want its address %s", got, x)
+	}
+	for range 3 {
+		a.sync(t)
+		b.sync(t)
+	}
+	for i := range 12 {
+		_, err := a.a.Allocate(context.Background(), ipam.Request{ContainerID: fmt.Sprintf("a-pod-%d", i), IfName: "eth0"})
+		if err != nil {
+			break // the subnet is small: exhaustion is fine
+		}
+		liveTwice(t, x, a, b)
+		a.sync(t)
+	}
+	liveTwice(t, x, a, b)
+}
+
+// Case 3: an ADD killed after the etcd transaction that moved the address
+// here, before the store adopted it. The home node kept its reservation
+// for ever. Now the record is rolled forward into a hold on the node it
+// names, which expires as any hold: both nodes end empty.
+func TestNeverTwiceKilledAfterMove(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	nodes := newStickyNodes(t, srv, "10.97.2.0/24", "a", "b")
+	a, b := nodes[0], nodes[1]
+	x := a.add(t, "a-1", "media/jvb-0").IPs[0]
+	a.del(t, "a-1")
+	// b's ADD dies right after its transaction in etcd: the decision is
+	// made, nothing local follows.
+	r, err := b.src.Resume(context.Background(), "media/jvb-0", "eth0", nil, b.now)
+	if err != nil || len(r.IPs) != 1 || r.IPs[0] != x || !r.Moved {
+		t.Fatalf("move of jvb-0 to b: %+v, %v; want %s moved", r, err, x)
+	}
+	for range 2 {
+		a.sync(t)
+		b.sync(t)
+	}
+	if !a.used(t, x) || !b.used(t, x) {
+		t.Fatalf("after the move: a reserves %s %t (want true), b holds it %t (want true)", x, a.used(t, x), b.used(t, x))
+	}
+	// The workload comes back to b within the period: it gets x.
+	if got := b.add(t, "b-1", "media/jvb-0").IPs[0]; got != x {
+		t.Fatalf("jvb-0 on b got %s, want %s", got, x)
+	}
+	b.del(t, "b-1")
+	b.now = b.now.Add(31 * time.Minute)
+	a.now = b.now
+	for range 2 {
+		b.sync(t)
+		a.sync(t)
+	}
+	for _, n := range nodes {
+		if n.used(t, x) {
+			t.Errorf("node %s still marks %s used after the period", n.name, x)
+		}
+		if left := allocations(t, n); len(left) > 0 {
+			t.Errorf("node %s keeps %v after the drain", n.name, left)
+		}
+	}
+}
+
+// Case 4: a failed ADD (the link could not be configured) rolled back
+// through Release, which on a sticky network left a hold for a workload
+// that never ran. Abort leaves nothing; and a hold the ADD took goes back
+// as it was.
+func TestNeverTwiceAbortLeavesNothing(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	nodes := newStickyNodes(t, srv, "10.97.3.0/24", "a", "b")
+	a, b := nodes[0], nodes[1]
+	ctx := context.Background()
+	a.add(t, "a-1", "media/new")
+	if err := a.a.Abort(ctx, "a-1", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	if left := allocations(t, a); len(left) > 0 {
+		t.Fatalf("a failed ADD left %v", left)
+	}
+	x := a.add(t, "a-2", "media/jvb-0").IPs[0]
+	a.del(t, "a-2")
+	if got := a.add(t, "a-3", "media/jvb-0").IPs[0]; got != x {
+		t.Fatalf("jvb-0 back on a got %s, want %s", got, x)
+	}
+	if err := a.a.Abort(ctx, "a-3", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	// The hold is back, published: jvb-0 starting on b gets x.
+	if got := b.add(t, "b-1", "media/jvb-0").IPs[0]; got != x {
+		t.Fatalf("jvb-0 on b after a's failed ADD got %s, want %s", got, x)
+	}
+	a.sync(t)
+	liveTwice(t, x, a, b)
+}
+
+// allocations lists n's allocations of the network.
+func allocations(t *testing.T, n *stickyNode) []string {
+	t.Helper()
+	al, err := ipam.List(context.Background(), n.st, "media")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, x := range al {
+		out = append(out, fmt.Sprintf("%s/%s %v", x.ContainerID, x.IfName, x.IPs))
+	}
+	return out
+}

@@ -1,0 +1,224 @@
+package etcdstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/medianet/medianet/ipam"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// localSticky is what the sync needs of the node's sticky state, read in
+// one View.
+type localSticky struct {
+	holds []ipam.Allocation
+	own   [][]bool // per hold, per address: in a usable block this node claims
+	// has: workload/ifname -> address sets of its attachments and hold.
+	has   map[string][][]netip.Addr
+	moved []ipam.Allocation
+}
+
+func (s *Source) readLocalSticky(ctx context.Context, st ipam.Store) (localSticky, error) {
+	ls := localSticky{has: map[string][][]netip.Addr{}}
+	err := st.View(ctx, func(tx ipam.Tx) error {
+		return tx.ForEachAllocation(s.net.Name, func(a ipam.Allocation) error {
+			switch {
+			case strings.HasPrefix(a.ContainerID, ipam.MovedPrefix):
+				ls.moved = append(ls.moved, a)
+				return nil
+			case a.Workload == "" || strings.ContainsRune(a.IfName, '/'):
+				return nil
+			}
+			name := a.Workload + "/" + a.IfName
+			ls.has[name] = append(ls.has[name], a.IPs)
+			if !a.IsHold() {
+				return nil
+			}
+			own := make([]bool, len(a.IPs))
+			for i, ip := range a.IPs {
+				b, ok, err := tx.BlockContaining(s.net.Name, ip)
+				if err != nil {
+					return err
+				}
+				own[i] = ok && !b.IsBound() && b.Usable()
+			}
+			ls.holds = append(ls.holds, a)
+			ls.own = append(ls.own, own)
+			return nil
+		})
+	})
+	return ls, err
+}
+
+// syncSticky brings the node's sticky state in line with the workloads'
+// records (sticky.go): holds published, expired, given up or turned into
+// moved reservations; records binding addresses here that nothing here
+// has rolled forward into holds; moved reservations released once no
+// record binds their address elsewhere, and made for addresses of this
+// node's blocks that a record binds elsewhere.
+func (s *Source) syncSticky(ctx context.Context, st ipam.Store, now time.Time) error {
+	ls, err := s.readLocalSticky(ctx, st)
+	if err != nil {
+		return err
+	}
+	resp, err := s.c.get(ctx, "list sticky records of network "+s.net.Name, s.c.stickyPrefix(s.net.Name), clientv3.WithPrefix())
+	if err != nil {
+		return err
+	}
+	records := map[string]*stickyKV{}
+	for _, kv := range resp.Kvs {
+		var rec stickyRecord
+		if json.Unmarshal(kv.Value, &rec) == nil {
+			records[string(kv.Key)] = &stickyKV{rec: rec, rev: kv.ModRevision}
+		}
+	}
+	for i, h := range ls.holds {
+		key := s.c.stickyKey(s.net.Name, h.Workload, h.IfName)
+		if err := s.settleHold(ctx, st, h, ls.own[i], records[key], now); err != nil {
+			return err
+		}
+	}
+	elsewhere := map[netip.Addr]string{}
+	for key, cur := range records {
+		if cur.rec.Node != s.node {
+			for _, ip := range cur.rec.IPs {
+				elsewhere[ip] = cur.rec.Node
+			}
+			continue
+		}
+		w, ifn, ok := s.recordName(key)
+		if !ok || slices.ContainsFunc(ls.has[w+"/"+ifn], func(ips []netip.Addr) bool { return slices.Equal(ips, cur.rec.IPs) }) {
+			continue
+		}
+		if err := s.rollForward(ctx, st, key, w, ifn, cur, now); err != nil {
+			return err
+		}
+	}
+	return s.followMoved(ctx, st, ls.moved, elsewhere, now)
+}
+
+// rollForward turns a record binding addresses here that nothing here has
+// (an ADD killed between its transaction and its adoption, or a store
+// lost) into a hold of this node, then records it held here: it then
+// expires, or the workload takes it, as any hold.
+func (s *Source) rollForward(ctx context.Context, st ipam.Store, key, workload, ifname string, cur *stickyKV, now time.Time) error {
+	until := cur.rec.Until
+	if !cur.rec.Hold {
+		until = now.Add(s.sticky)
+	}
+	h := ipam.Allocation{Key: ipam.HoldKey(s.net.Name, workload, ifname), IPs: cur.rec.IPs, Created: now.UTC(),
+		Workload: workload, HeldUntil: until.UTC(), Published: cur.rev}
+	made := false
+	err := st.Update(ctx, func(tx ipam.Tx) error {
+		if _, ok, err := tx.Allocation(h.Key); err != nil || ok {
+			return err // a hold of other addresses: settled first
+		}
+		taken := false
+		err := tx.ForEachAllocation(s.net.Name, func(a ipam.Allocation) error {
+			taken = taken || a.Workload == workload && a.IfName == ifname && slices.Equal(a.IPs, h.IPs)
+			return nil
+		})
+		if err != nil || taken {
+			return err
+		}
+		for _, ip := range h.IPs {
+			if err := s.bindHere(tx, ip, workload+"/"+ifname); err != nil {
+				return err
+			}
+		}
+		made = true
+		return tx.PutAllocation(h)
+	})
+	if err != nil || !made {
+		return err
+	}
+	held := stickyRecord{Node: s.node, IPs: h.IPs, Hold: true, Until: h.HeldUntil}
+	_, err = s.swap(ctx, fmt.Sprintf("record workload %q held on node %q", workload, s.node), key, cur, &held)
+	return err
+}
+
+// bindHere marks ip, which a record binds to this node, used here: a
+// bound address, or one of this node's blocks kept reserved (or free)
+// while it was away.
+func (s *Source) bindHere(tx ipam.Tx, ip netip.Addr, name string) error {
+	b, ok, err := tx.BlockContaining(s.net.Name, ip)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		nb, err := ipam.NewBlock(netip.PrefixFrom(ip, ip.BitLen()), nil)
+		if err != nil {
+			return err
+		}
+		nb.Bound = name
+		nb.SetUsed(0, true)
+		return tx.PutBlock(s.net.Name, nb)
+	}
+	owner, owned, err := tx.Owner(s.net.Name, ip)
+	off, _ := b.Offset(ip)
+	switch {
+	case err != nil:
+		return err
+	case owned && strings.HasPrefix(owner.ContainerID, ipam.MovedPrefix):
+		return tx.DeleteAllocation(owner)
+	case owned || b.IsBound() || b.IsReserved(off):
+		return fmt.Errorf("network %q: address %s, bound here by workload %s's record, is held here by %s/%s: %w",
+			s.net.Name, ip, name, owner.ContainerID, owner.IfName, ipam.ErrTaken)
+	}
+	b.SetUsed(off, true)
+	return tx.PutBlock(s.net.Name, b)
+}
+
+// followMoved releases the moved reservations of addresses no record binds
+// elsewhere any more, and reserves free addresses of this node's blocks
+// that a record binds elsewhere (a hold lost before it was moved).
+// Nothing can bind an address elsewhere without a record that holds it
+// already, so an address not bound at the listing stays unbound.
+func (s *Source) followMoved(ctx context.Context, st ipam.Store, moved []ipam.Allocation, elsewhere map[netip.Addr]string, now time.Time) error {
+	var gone []ipam.Key
+	for _, m := range moved {
+		if len(m.IPs) == 1 {
+			if _, ok := elsewhere[m.IPs[0]]; ok {
+				continue
+			}
+		}
+		gone = append(gone, m.Key)
+	}
+	if len(gone) == 0 && len(elsewhere) == 0 {
+		return nil
+	}
+	return st.Update(ctx, func(tx ipam.Tx) error {
+		for _, k := range gone {
+			if err := ipam.ReleaseTx(tx, k); err != nil {
+				return err
+			}
+		}
+		for ip, node := range elsewhere {
+			b, ok, err := tx.BlockContaining(s.net.Name, ip)
+			if err != nil {
+				return err
+			}
+			if !ok || b.IsBound() {
+				continue
+			}
+			off, _ := b.Offset(ip)
+			if b.IsUsed(off) {
+				continue
+			}
+			m := ipam.Allocation{Key: ipam.MovedKey(s.net.Name, node, ip), IPs: []netip.Addr{ip}, Created: now.UTC()}
+			if err := tx.PutAllocation(m); err != nil {
+				return err
+			}
+			b.SetUsed(off, true)
+			if err := tx.PutBlock(s.net.Name, b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
