@@ -1,12 +1,16 @@
 package etcdtest
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/medianet/medianet/internal/nstest"
 	"github.com/vishvananda/netlink"
@@ -98,6 +102,44 @@ func (s *Server) Blackhole() error { return s.iptables("-I") }
 
 // Heal removes Blackhole's rule.
 func (s *Server) Heal() error { return s.iptables("-D") }
+
+// Dropped returns how many packets Blackhole's rule has dropped: a test
+// waits for it to grow to know a client's request reached the blackhole
+// (rather than sleeping and hoping it did).
+func (s *Server) Dropped() (uint64, error) {
+	if s.netns == "" {
+		return 0, fmt.Errorf("etcdtest: Dropped needs a server from StartInNS")
+	}
+	out, err := exec.Command("ip", "netns", "exec", s.netns, "iptables", "-L", "INPUT", "-n", "-v", "-x").CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("etcdtest: iptables -L in %s: %w: %s", s.netns, err, out)
+	}
+	var n uint64
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[2] == "DROP" && strings.Contains(line, fmt.Sprintf("dpt:%d", nsClientPort)) {
+			v, _ := strconv.ParseUint(f[0], 10, 64)
+			n += v
+		}
+	}
+	return n, nil
+}
+
+// WaitDropped waits until Blackhole's rule has dropped more than after
+// packets, or ctx ends.
+func (s *Server) WaitDropped(ctx context.Context, after uint64) error {
+	for {
+		n, err := s.Dropped()
+		if err != nil || n > after {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("etcdtest: no packet reached the blackhole: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
 
 func (s *Server) iptables(op string) error {
 	if s.netns == "" {

@@ -226,9 +226,11 @@ func TestUnavailableAndRestart(t *testing.T) {
 		if !strings.Contains(err.Error(), srv.Endpoints()[0]) {
 			t.Errorf("error %q does not name the endpoint %s", err, srv.Endpoints()[0])
 		}
-		// A bound, not a speed claim: the request timeout plus slack.
-		if took > timeout+2*time.Second {
-			t.Errorf("claim with etcd stopped took %v, want it bounded by the request timeout %v", took, timeout)
+		// Bounded by the client's own deadline (RequestTimeout), not by
+		// luck: the failure is that deadline's. How long it takes is
+		// logged, never asserted: machines here are noisy.
+		if !strings.Contains(err.Error(), "deadline exceeded") {
+			t.Errorf("claim with etcd stopped: %v, want it ended by the request timeout's deadline", err)
 		}
 		t.Logf("claim with etcd stopped failed after %v", took)
 	}

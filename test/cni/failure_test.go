@@ -3,6 +3,8 @@ package cni_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -132,13 +134,21 @@ func TestCrashDuringAdd(t *testing.T) {
 	dataDir := t.TempDir()
 	conf := netConf{version: "1.1.0", master: lan.Master, dataDir: dataDir, subnets: families[0].subnets}.json()
 	const iterations = 20
+	// The kill delays come from a seed printed here, so a failing run
+	// replays with MEDIANET_CRASH_SEED.
+	seed := rand.Uint64()
+	if v := os.Getenv("MEDIANET_CRASH_SEED"); v != "" {
+		seed, _ = strconv.ParseUint(v, 10, 64)
+	}
+	t.Logf("kill delays from seed %d (replay: MEDIANET_CRASH_SEED=%d)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
 	killed, withLink, withAlloc := 0, 0, 0
 	for i := range iterations {
 		ctr := nstest.NewNS(t, "mncc")
 		add := inv{host: lan.Host, verb: "ADD", cid: fmt.Sprintf("crash-%d", i), netns: ctr.Path, conf: conf}
 		cmd := add.cmd()
 		must(t, cmd.Start())
-		time.Sleep(time.Duration(rand.IntN(10000)) * time.Microsecond)
+		time.Sleep(time.Duration(rng.IntN(10000)) * time.Microsecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {

@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,10 @@ func BenchmarkAddBesideBlackholedClaim(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer srv.Heal()
+	before, err := srv.Dropped()
+	if err != nil {
+		b.Fatal(err)
+	}
 	var stop atomic.Bool
 	var claims atomic.Int64
 	var wg sync.WaitGroup
@@ -62,7 +67,12 @@ func BenchmarkAddBesideBlackholedClaim(b *testing.B) {
 			claims.Add(1)
 		}
 	})
-	time.Sleep(200 * time.Millisecond)
+	// Measure once a claim is really waiting in the blackhole.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.WaitDropped(ctx, before); err != nil {
+		b.Fatal(err)
+	}
 	blackholed := phase("blackholed")
 	stop.Store(true)
 	b.StopTimer()

@@ -100,10 +100,20 @@ func TestNoNetworkCallUnderTheStoreLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Heal()
+	before, err := srv.Dropped()
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	waiting := make(chan call, 1)
 	go func() { waiting <- full.exec(t, "ADD", "f-claims") }()
-	time.Sleep(300 * time.Millisecond) // the claim is on its way to etcd
+	// The others start once the claim's packets reach the blackhole: it
+	// then holds the claim lock and waits on etcd.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.WaitDropped(ctx, before); err != nil {
+		t.Fatal(err)
+	}
 	others := map[string]call{
 		"ADD on the roomy etcd network": roomy.exec(t, "ADD", "r1"),
 		"ADD on the static network":     static.exec(t, "ADD", "s1"),

@@ -85,12 +85,22 @@ func TestStickyStatefulSetThroughCNI(t *testing.T) {
 		t.Fatalf("node a handed %s to janus-0 while jvb-3 uses it on b", x)
 	}
 	b.podDel(t, "sandbox-3", "jvb-3")
-	ctl(t, "--data-dir", b.dir, "ipam", "sync", bConf)
-	time.Sleep(4500 * time.Millisecond) // the sticky period runs out
-	ctl(t, "--data-dir", b.dir, "ipam", "sync", bConf)
-	ctl(t, "--data-dir", a.dir, "ipam", "sync", aConf)
-	if late := a.execArgs(t, "ADD", "late", pod("late-0"), withIPs(a.json(), x)); late.out.Code != 0 {
-		t.Errorf("after the sticky period, asking for %s on a: %d %q, want it free", x, late.out.Code, late.out.Msg)
+	// The sticky period runs out: the node agents' syncs expire the hold
+	// on b and free the address on a. Wait for that condition (bounded),
+	// rather than sleep through the period: an ADD asking for x is
+	// refused, changing nothing, until then.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctl(t, "--data-dir", b.dir, "ipam", "sync", bConf)
+		ctl(t, "--data-dir", a.dir, "ipam", "sync", aConf)
+		late := a.execArgs(t, "ADD", "late", pod("late-0"), withIPs(a.json(), x))
+		if late.out.Code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after the sticky period began, asking for %s on a: %d %q, want it free", x, late.out.Code, late.out.Msg)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

@@ -5,11 +5,13 @@
 package soak
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -44,8 +46,7 @@ func TestStaleStickyHoldAfterMove(t *testing.T) {
 	// c has not synced since: its hold of x is stale.
 	onC := c.add("s4", jvb0)
 	a.del("s3", jvb0)
-	time.Sleep(3500 * time.Millisecond) // a's hold expires
-	a.sync()
+	a.syncUntilNoHold() // a's hold expires
 	a.mustNotHandOut(onC, "jvb-0's sandbox s4 on node c holds it (c took its stale hold)")
 }
 
@@ -69,8 +70,7 @@ func TestStaleStickyHoldAfterExpiry(t *testing.T) {
 		t.Fatalf("jvb-0 back on a got %s, want %s moved home", got, x)
 	}
 	a.del("s3", jvb0)
-	time.Sleep(3500 * time.Millisecond)
-	a.sync() // a's hold expires: record deleted, x free on a
+	a.syncUntilNoHold() // a's hold expires: record deleted, x free on a
 	onC := c.add("s4", jvb0)
 	a.mustNotHandOut(onC, "jvb-0's sandbox s4 on node c holds it (c took its stale hold: no record left)")
 }
@@ -169,5 +169,37 @@ func (n stickyNode) sync() {
 	out, err := exec.Command(filepath.Join(bins, "medianetctl"), "--data-dir", n.net.Dir, "ipam", "sync", f).CombinedOutput()
 	if err != nil {
 		n.t.Fatalf("sync on %s: %v: %s", n.net.Node, err, out)
+	}
+}
+
+// syncUntilNoHold syncs n (its node agent's work) until it keeps no
+// sticky hold: the condition the replays wait for, instead of sleeping
+// through the sticky period and hoping. Bounded: 30 s.
+func (n stickyNode) syncUntilNoHold() {
+	n.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n.sync()
+		out, err := exec.Command(filepath.Join(bins, "medianetctl"), "--data-dir", n.net.Dir, "ipam", "list", "--json").Output()
+		if err != nil {
+			n.t.Fatalf("list on %s: %v", n.net.Node, err)
+		}
+		var entries []struct {
+			HeldUntil time.Time `json:"heldUntil"`
+		}
+		if err := json.Unmarshal(out, &entries); err != nil {
+			n.t.Fatalf("list on %s: %v: %s", n.net.Node, err, out)
+		}
+		if !slices.ContainsFunc(entries, func(e struct {
+			HeldUntil time.Time `json:"heldUntil"`
+		}) bool {
+			return !e.HeldUntil.IsZero()
+		}) {
+			return
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("node %s still keeps a sticky hold 30 s on: %s", n.net.Node, out)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
