@@ -2,9 +2,12 @@ package etcdstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // ReclaimOptions tune Reclaim.
@@ -18,6 +21,8 @@ type ReclaimOptions struct {
 	Force bool
 	// DryRun reports what would be freed without writing.
 	DryRun bool
+	// Now judges sticky holds' expiry (zero: the current time).
+	Now time.Time
 }
 
 // ReclaimResult says what Reclaim found and did.
@@ -29,6 +34,11 @@ type ReclaimResult struct {
 	Live []BlockClaim
 	// Changed are claims that changed while reclaiming and were left alone.
 	Changed []BlockClaim
+	// Records are the sticky records naming the node that were deleted
+	// (or, with DryRun, would be): every one with Force, else the holds
+	// whose time is up. LiveRecords are those naming the node as where a
+	// workload runs (refused without Force, as Live).
+	Records, LiveRecords []string
 }
 
 // Reclaim frees the blocks node holds, so other nodes can claim them. When
@@ -51,13 +61,28 @@ func (c *Client) Reclaim(ctx context.Context, node string, opts ReclaimOptions) 
 			res.Live = append(res.Live, bc)
 		}
 	}
-	if len(res.Live) > 0 && !opts.Force {
-		names := make([]string, len(res.Live))
-		for i, bc := range res.Live {
-			names[i] = bc.Network + ":" + bc.Block.String()
+	records, err := c.nodeRecords(ctx, opts.Network, node)
+	if err != nil {
+		return res, err
+	}
+	for _, r := range records {
+		if !r.rec.Hold {
+			res.LiveRecords = append(res.LiveRecords, r.key)
+		}
+	}
+	if (len(res.Live) > 0 || len(res.LiveRecords) > 0) && !opts.Force {
+		names := make([]string, 0, len(res.Live)+len(res.LiveRecords))
+		for _, bc := range res.Live {
+			names = append(names, bc.Network+":"+bc.Block.String())
+		}
+		for _, k := range res.LiveRecords {
+			names = append(names, "sticky record "+strings.TrimPrefix(k, c.networksPrefix()))
 		}
 		return res, fmt.Errorf("reclaim node %q: blocks %s are not marked empty (the node may still have containers using them); "+
 			"make sure the node is gone, then force: %w", node, strings.Join(names, ", "), ErrLiveBlocks)
+	}
+	if err := c.freeRecords(ctx, records, opts, &res); err != nil {
+		return res, fmt.Errorf("reclaim node %q: %w", node, err)
 	}
 	for _, bc := range claims {
 		if opts.DryRun {
@@ -90,4 +115,63 @@ func (c *Client) freeClaim(ctx context.Context, bc BlockClaim) (bool, error) {
 	tomb := bc
 	tomb.Claim = Claim{Claimed: time.Now().UTC(), Used: bc.Claim.Used, ReclaimedFrom: bc.Claim.Node}
 	return c.putIfUnchanged(ctx, tomb, fmt.Sprintf("reclaim block %s of node %q on network %q", bc.Block, bc.Claim.Node, bc.Network))
+}
+
+// nodeRecord is a sticky record read by Reclaim.
+type nodeRecord struct {
+	key string
+	stickyKV
+}
+
+// nodeRecords lists the sticky records naming node, in network (every
+// network when empty).
+func (c *Client) nodeRecords(ctx context.Context, network, node string) ([]nodeRecord, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	resp, err := c.get(ctx, "list sticky records", c.networksPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	var out []nodeRecord
+	for _, kv := range resp.Kvs {
+		rest := strings.TrimPrefix(string(kv.Key), c.networksPrefix())
+		net, _, ok := strings.Cut(rest, "/sticky/")
+		if !ok || (network != "" && net != network) {
+			continue
+		}
+		var rec stickyRecord
+		if json.Unmarshal(kv.Value, &rec) != nil || rec.Node != node {
+			continue
+		}
+		out = append(out, nodeRecord{key: string(kv.Key), stickyKV: stickyKV{rec: rec, rev: kv.ModRevision}})
+	}
+	return out, nil
+}
+
+// freeRecords deletes the reclaimed node's sticky records that Reclaim
+// frees: all with Force, else the holds whose time is up (a hold still
+// running stays: the workload may start on another node and take it).
+// Each delete compares the record's revision.
+func (c *Client) freeRecords(ctx context.Context, records []nodeRecord, opts ReclaimOptions, res *ReclaimResult) error {
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	for _, r := range records {
+		if !opts.Force && (!r.rec.Hold || now.Before(r.rec.Until)) {
+			continue
+		}
+		if !opts.DryRun {
+			tr, err := c.txn(ctx, "delete sticky record "+r.key, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(r.key), "=", r.rev)},
+				[]clientv3.Op{clientv3.OpDelete(r.key)}, nil)
+			if err != nil {
+				return err
+			}
+			if !tr.Succeeded {
+				continue
+			}
+		}
+		res.Records = append(res.Records, r.key)
+	}
+	return nil
 }

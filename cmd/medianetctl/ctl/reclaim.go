@@ -50,6 +50,9 @@ func (c *cmd) reclaim(args []string) error {
 	for _, b := range res.Changed {
 		fmt.Fprintf(c.out, "left %s %s: its claim changed while reclaiming\n", b.Network, b.Block)
 	}
+	for _, k := range res.Records {
+		fmt.Fprintf(c.out, "%s sticky record %s (node %s)\n", verb, k, *node)
+	}
 	if err != nil {
 		return fmt.Errorf("ipam reclaim --node %s: %w (check the node is gone, then add --force)", *node, err)
 	}
