@@ -95,6 +95,22 @@ type tidier interface {
 	Tidy(ctx context.Context, st ipam.Store) error
 }
 
+// settler is a block source whose sticky holds expire through its
+// cluster store (etcdsource's: etcdstore.Source.SettleDue).
+type settler interface {
+	SettleDue(ctx context.Context, st ipam.Store, now time.Time) error
+}
+
+// settle expires this node's sticky holds whose time is up, if any, after
+// the verb's own transaction (never under the store lock), so holds go on
+// every node without help from a node agent or the runtime's GC. Its
+// failure is not the verb's.
+func (s *session) settle(ctx context.Context) {
+	if st, ok := s.src.(settler); ok {
+		_ = st.SettleDue(ctx, s.st, s.Now())
+	}
+}
+
 // tidy runs the source's Tidy, if it has one.
 func (s *session) tidy(ctx context.Context) error {
 	if t, ok := s.src.(tidier); ok {
@@ -169,6 +185,7 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs, c *Config, ips []n
 	if err != nil {
 		return nil, err
 	}
+	s.settle(ctx)
 	return Result(c, alloc), nil
 }
 
@@ -204,10 +221,14 @@ func (p *Plugin) Release(ctx context.Context, args *skel.CmdArgs, c *Config) (ip
 		return ipam.Allocation{}, false, err
 	}
 	defer s.close()
-	// No network call here: an emptied block is marked and given back by
-	// GC or the node agent's sync, never while a runtime waits on DEL. The
-	// agent is asked for a sync soon only when there is something for it.
+	// An emptied block is marked and given back by GC or the node
+	// agent's sync, never while a runtime waits on DEL. On a sticky etcd
+	// network the DEL tells etcd of the hold it leaves (bounded by the
+	// request timeout), and expires holds whose time is up.
 	alloc, ok, err := s.Allocator.Release(ctx, args.ContainerID, args.IfName)
+	if err == nil {
+		s.settle(ctx)
+	}
 	if err == nil && ok && c.UsesEtcd() {
 		p.stats.Sync = p.stats.Sync || (alloc.Workload != "" && c.IPAM.Sticky > 0) || ipam.Emptied(ctx, s.st, c.IPAM.Network, alloc.IPs)
 	}

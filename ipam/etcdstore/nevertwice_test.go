@@ -204,3 +204,32 @@ func allocations(t *testing.T, n *stickyNode) []string {
 	}
 	return out
 }
+
+// Case 5: holds expire on the node that keeps them without a sync from a
+// node agent or a GC: the plugins' ADD and DEL settle holds whose time is
+// up (SettleDue), and nothing is due costs no etcd request.
+func TestSettleDueExpiresWithoutSync(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	nodes := newStickyNodes(t, srv, "10.97.4.0/24", "a")
+	a := nodes[0]
+	ctx := context.Background()
+	x := a.add(t, "a-1", "media/jvb-0").IPs[0]
+	a.del(t, "a-1")
+	if err := a.src.SettleDue(ctx, a.st, a.now); err != nil {
+		t.Fatal(err)
+	}
+	if !a.used(t, x) {
+		t.Fatalf("%s freed before its sticky period ended", x)
+	}
+	a.now = a.now.Add(31 * time.Minute)
+	if err := a.src.SettleDue(ctx, a.st, a.now); err != nil {
+		t.Fatal(err)
+	}
+	if a.used(t, x) {
+		t.Fatalf("%s still held after the period and SettleDue", x)
+	}
+	cli := clientFor(t, srv, nil)
+	if v, err := cli.RawGet(ctx, "/medianet/networks/media/sticky/media/jvb-0/eth0"); err != nil || v != "" {
+		t.Errorf("jvb-0's record after expiry: %q, %v; want none", v, err)
+	}
+}

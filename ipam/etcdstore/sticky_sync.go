@@ -3,6 +3,7 @@ package etcdstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -221,4 +222,29 @@ func (s *Source) followMoved(ctx context.Context, st ipam.Store, moved []ipam.Al
 		}
 		return nil
 	})
+}
+
+// SettleDue runs the sticky part of the sync when this node keeps a hold
+// whose time is up: so holds expire on every node that keeps them, also
+// where no node agent knows the network and the runtime sends no GC (the
+// plugins call it after their ADD and DEL). One View when none is due;
+// etcd being unreachable is no failure (the next call catches up).
+func (s *Source) SettleDue(ctx context.Context, st ipam.Store, now time.Time) error {
+	if s.sticky <= 0 {
+		return nil
+	}
+	due := false
+	err := st.View(ctx, func(tx ipam.Tx) error {
+		return tx.ForEachHold(s.net.Name, func(h ipam.Allocation) error {
+			due = due || !now.Before(h.HeldUntil)
+			return nil
+		})
+	})
+	if err != nil || !due {
+		return err
+	}
+	if err := s.syncSticky(ctx, st, now); err != nil && !errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return nil
 }
