@@ -20,6 +20,9 @@ type Runner struct {
 	// BlockSize, when set, is every node's block size for the whole run
 	// (no blockSize change): to hunt the races of one size alone.
 	BlockSize int
+	// Trace, when set, gets a line per replayed step: the step and where
+	// the operation it moved is parked now.
+	Trace io.Writer
 
 	raw *clientv3.Client
 }
@@ -96,6 +99,9 @@ func (r *Runner) replay(rp Replay) (*Violation, []bool, error) {
 	for _, s := range rp.Steps {
 		w.apply(s)
 		w.checkInvariants()
+		if r.Trace != nil {
+			w.trace(r.Trace, s)
+		}
 		if w.violation != nil {
 			break
 		}
@@ -133,4 +139,20 @@ func WriteReplayFile(path, comment string, rp Replay) error {
 		return err
 	}
 	return f.Close()
+}
+
+// trace prints step s and where its operation is now.
+func (w *World) trace(out io.Writer, s Step) {
+	where := ""
+	if o := w.ops[s.Op]; o != nil && (s.Kind == "run" || s.Kind == "kill" || opKinds[s.Kind]) {
+		switch {
+		case o.killed:
+			where = "killed"
+		case o.done:
+			where = fmt.Sprintf("done (err %v)", o.err)
+		default:
+			where = "at " + o.where
+		}
+	}
+	fmt.Fprintf(out, "%4d %-32s %s\n", w.steps, s, where)
 }
