@@ -17,7 +17,7 @@ TESTSUMMARY := $(BIN)/tools/testsummary
 REPORTS     := $(BIN)/test-reports
 SUMMARIZE    = $(TESTSUMMARY) -allow .ci/allowed-skips
 
-.PHONY: all build deps test test-unit test-e2e test-tools bench scale soak fmt vet lint fuzz clean demo docker-plugin image
+.PHONY: all build deps test test-unit test-e2e test-tools bench scale soak sim fmt vet lint fuzz clean demo docker-plugin image
 
 all: build
 
@@ -86,6 +86,15 @@ scale: build
 # printed.
 soak: build
 	MEDIANET_BIN=$(CURDIR)/$(BIN) MEDIANET_SOAK=1 $(GO) test -count=1 -v -timeout 0 -run '^TestSoak$$' ./test/soak
+
+# sim: issue 18's deterministic simulator (internal/sim) against a real
+# etcd on tmpfs, without -race (half the steps a second under it): fresh
+# seeds for MEDIANET_SIM_DURATION (default 10m; make test runs 60 s of
+# it in test/sim), or the seeds of MEDIANET_SIM_SEEDS (comma-separated),
+# or the replay file MEDIANET_SIM_REPLAY. A failure prints its seed and
+# its replay shrunk by ddmin; MEDIANET_SIM_OUT=DIR also writes it there.
+sim:
+	MEDIANET_SIM_DURATION=$${MEDIANET_SIM_DURATION:-10m} $(GO) test -count=1 -v -timeout 0 -run '^TestSim$$' ./test/sim
 
 # fmt: every Go file of the tree, tracked or new, that exists.
 fmt:

@@ -50,6 +50,15 @@ type Config struct {
 	// IdleRelease is how long a block stays empty before ReleaseIdle gives
 	// it back (default 10 min; negative: never).
 	IdleRelease time.Duration
+	// Now, when set, is the clock of the times written to etcd that a
+	// later decision reads (a claim's EmptySince); nil means time.Now.
+	// The deterministic simulator (internal/sim) sets its fake clock.
+	Now func() time.Time
+	// Hook, when set, is called at the start of every etcd request (txn
+	// and get) with the request's context and description; an error it
+	// returns is that request's error (as etcd unreachable). For the
+	// deterministic simulator (internal/sim): a yield point per request.
+	Hook func(ctx context.Context, op string) error
 }
 
 // withDefaults returns c with defaults filled in, or an error naming the
@@ -161,6 +170,26 @@ func (c *Client) Requests() uint64 { return c.requests.Load() }
 // Failed returns the number of etcd round trips that failed.
 func (c *Client) Failed() uint64 { return c.failed.Load() }
 
+// now is the client's clock (Config.Now).
+func (c *Client) now() time.Time {
+	if c.cfg.Now != nil {
+		return c.cfg.Now()
+	}
+	return time.Now()
+}
+
+// hook runs Config.Hook, if set, before a request.
+func (c *Client) hook(ctx context.Context, op string) error {
+	if c.cfg.Hook == nil {
+		return nil
+	}
+	if err := c.cfg.Hook(ctx, op); err != nil {
+		c.failed.Add(1)
+		return c.wrap(op, err)
+	}
+	return nil
+}
+
 // Close closes the connection, if one was made.
 func (c *Client) Close() error {
 	c.mu.Lock()
@@ -238,6 +267,9 @@ func isAuth(err error) bool {
 // txn runs one transaction, counting it and, when it wrote, its write.
 // Without a deadline of the caller's, it is bounded by RequestTimeout.
 func (c *Client) txn(ctx context.Context, op string, cmps []clientv3.Cmp, then, els []clientv3.Op) (*clientv3.TxnResponse, error) {
+	if err := c.hook(ctx, op); err != nil {
+		return nil, err
+	}
 	ctx, cancel := c.boundOne(ctx)
 	defer cancel()
 	cli, err := c.conn(ctx)
@@ -265,6 +297,9 @@ func (c *Client) txn(ctx context.Context, op string, cmps []clientv3.Cmp, then, 
 
 // get runs one range read, bounded as txn is.
 func (c *Client) get(ctx context.Context, op, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	if err := c.hook(ctx, op); err != nil {
+		return nil, err
+	}
 	ctx, cancel := c.boundOne(ctx)
 	defer cancel()
 	cli, err := c.conn(ctx)

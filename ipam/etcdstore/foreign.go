@@ -150,7 +150,7 @@ func (c *Client) MarkUsage(ctx context.Context, net, node string, b netip.Prefix
 			return nil
 		}
 		if empty && !bc.Claim.Empty {
-			bc.Claim.EmptySince = time.Now().UTC()
+			bc.Claim.EmptySince = c.now().UTC()
 		}
 		if !empty {
 			bc.Claim.EmptySince = time.Time{}
@@ -206,7 +206,7 @@ func (c *Client) claimTombstone(ctx context.Context, n Network, node string, s S
 // retake gives node back its own tombstone bc (unchanged since read).
 func (c *Client) retake(ctx context.Context, bc BlockClaim, node string) (bool, error) {
 	used := bc.Claim.Used
-	bc.Claim = Claim{Node: node, Claimed: time.Now().UTC(), Used: used, Empty: used == nil}
+	bc.Claim = Claim{Node: node, Claimed: c.now().UTC(), Used: used, Empty: used == nil}
 	if used == nil {
 		bc.Claim.EmptySince = bc.Claim.Claimed
 	}

@@ -1,0 +1,126 @@
+package sim
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// finishAll runs every operation in flight to its end, lowest ID first.
+func (w *World) finishAll() {
+	for {
+		var next *op
+		pending := 0
+		for _, id := range w.opIDs() {
+			o := w.ops[id]
+			if o.done {
+				continue
+			}
+			pending++
+			if next == nil && o.runnable() {
+				next = o
+			}
+		}
+		if pending == 0 {
+			return
+		}
+		if next == nil {
+			w.violate("stuck", fmt.Sprintf("%d operations wait and none can move (claim lock never released?)", pending))
+			for _, id := range w.opIDs() {
+				if o := w.ops[id]; !o.done {
+					w.advance(o, false)
+				}
+			}
+			return
+		}
+		w.advance(next, true)
+		w.checkInvariants()
+	}
+}
+
+// runToEnd starts an operation of the drain and runs it to its end.
+func (w *World) runToEnd(s Step) {
+	w.drainOp++
+	s.Op = w.drainOp
+	w.startOp(s)
+	w.checkInvariants()
+	w.finishAll()
+}
+
+// drain ends a run the way an operator empties a cluster: every
+// operation finishes, etcd is reachable, the runtimes delete every
+// container they know, the sticky and idle periods pass while the node
+// agents sync, and lost nodes are reclaimed. Then every store and etcd,
+// below the network's config key, must be empty; what still names a lost
+// node is left out (a forced reclaim keeps a dead node's tombstones).
+func (w *World) drain() {
+	w.finishAll()
+	w.downAll = false
+	for _, n := range w.nodes {
+		n.etcdDown = false
+	}
+	for _, n := range w.nodes {
+		for _, cid := range sortedKeys(n.known) {
+			w.runToEnd(Step{Kind: "del", Node: n.idx, CID: cid})
+		}
+	}
+	for _, n := range w.nodes {
+		if n.dead && !n.reclaimed {
+			w.runToEnd(Step{Kind: "reclaim", Node: n.idx, Force: true})
+		}
+	}
+	for range 4 {
+		w.now = w.now.Add(Sticky + IdleRelease + time.Minute)
+		for _, n := range w.nodes {
+			w.runToEnd(Step{Kind: "sync", Node: n.idx})
+		}
+	}
+	if w.violation != nil {
+		return
+	}
+	for _, n := range w.nodes {
+		if n.dead {
+			continue
+		}
+		ss, err := w.readStore(n)
+		if err != nil {
+			w.violate("sim", err.Error())
+			return
+		}
+		var left []string
+		for _, a := range ss.allocs {
+			left = append(left, fmt.Sprintf("allocation %s/%s %v (workload %q)", a.ContainerID, a.IfName, a.IPs, a.Workload))
+		}
+		for _, b := range ss.blocks {
+			left = append(left, fmt.Sprintf("block %s (used %v, lost %q)", b.Prefix, b.Used, b.Lost))
+		}
+		if len(left) > 0 {
+			w.violate("drain-store", fmt.Sprintf("node %s keeps after the drain: %s", n.name, strings.Join(left, "; ")))
+			return
+		}
+	}
+	es, err := w.readEtcd()
+	if err != nil {
+		w.violate("sim", err.Error())
+		return
+	}
+	var left []string
+	for _, r := range es.residue {
+		if !w.namesDead(r) {
+			left = append(left, r)
+		}
+	}
+	if len(left) > 0 {
+		w.violate("drain-etcd", "etcd keeps after the drain: "+strings.Join(left, "; "))
+	}
+}
+
+// namesDead reports whether an etcd residue line names a lost node.
+func (w *World) namesDead(r string) bool {
+	for _, n := range w.nodes {
+		if n.dead && (strings.Contains(r, `"`+n.name+`"`) || strings.Contains(r, "/"+n.name+" ")) {
+			return true
+		}
+	}
+	return false
+}
