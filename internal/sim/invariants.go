@@ -42,7 +42,8 @@ type storeState struct {
 // etcdState is the network's keys in etcd, decoded.
 type etcdState struct {
 	claims  map[netip.Prefix]etcdstore.Claim
-	marks   map[netip.Addr]string // moved address -> node using it
+	bound   map[netip.Addr]string // address -> node a sticky record binds it to
+	twice   string                // an address two records bind, if any
 	sticky  map[string]stickyRec  // workload/ifname -> record
 	residue []string              // every key below the network but its config
 }
@@ -74,7 +75,7 @@ func (w *World) readEtcd() (*etcdState, error) {
 	if err != nil {
 		return nil, err
 	}
-	es := &etcdState{claims: map[netip.Prefix]etcdstore.Claim{}, marks: map[netip.Addr]string{}, sticky: map[string]stickyRec{}}
+	es := &etcdState{claims: map[netip.Prefix]etcdstore.Claim{}, bound: map[netip.Addr]string{}, sticky: map[string]stickyRec{}}
 	for _, kv := range resp.Kvs {
 		k := strings.TrimPrefix(string(kv.Key), pfx)
 		if k == "config" {
@@ -89,15 +90,16 @@ func (w *World) readEtcd() (*etcdState, error) {
 			if err == nil && json.Unmarshal(kv.Value, &cl) == nil {
 				es.claims[p] = cl
 			}
-		case "addr":
-			var m struct{ Node string }
-			if a, err := netip.ParseAddr(rest); err == nil && json.Unmarshal(kv.Value, &m) == nil {
-				es.marks[a] = m.Node
-			}
 		case "sticky":
 			var r stickyRec
 			if json.Unmarshal(kv.Value, &r) == nil {
 				es.sticky[rest] = r
+				for _, ip := range r.IPs {
+					if _, dup := es.bound[ip]; dup {
+						es.twice = fmt.Sprintf("%s is bound by two sticky records (one is %s)", ip, rest)
+					}
+					es.bound[ip] = r.Node
+				}
 			}
 		}
 	}
@@ -138,6 +140,10 @@ func (w *World) checkInvariants() {
 		}
 		w.snap, w.etcdDirty = es, false
 	}
+	if w.snap.twice != "" {
+		w.violate("bound-twice", w.snap.twice)
+		return
+	}
 	live := map[netip.Addr]string{}   // address -> node/container
 	usable := map[netip.Addr]string{} // address -> node
 	for _, n := range w.nodes {
@@ -165,7 +171,7 @@ func (w *World) checkInvariants() {
 				}
 				live[ip] = who
 				if !w.snap.accounts(n.name, ip) {
-					w.violate("unaccounted", fmt.Sprintf("%s live on %s is neither in a block etcd says is %s's nor marked moved to it", ip, who, n.name))
+					w.violate("unaccounted", fmt.Sprintf("%s live on %s is neither bound to %s by a sticky record nor, unbound, in a block etcd says is its", ip, who, n.name))
 					return
 				}
 			}
@@ -210,11 +216,12 @@ func describeUse(b ipam.Block, i int, owner map[netip.Addr]ipam.Allocation) stri
 	return fmt.Sprintf("free there in block %s", b.Prefix)
 }
 
-// accounts reports whether etcd says ip is node's: the claim of a block
-// holding it names node, or a moved-address mark does.
+// accounts reports whether etcd says ip is node's: a sticky record binds
+// it to node, or none binds it and the claim of a block holding it names
+// node (docs/design.md, "Sticky addresses").
 func (es *etcdState) accounts(node string, ip netip.Addr) bool {
-	if es.marks[ip] == node {
-		return true
+	if n, ok := es.bound[ip]; ok {
+		return n == node
 	}
 	for p, cl := range es.claims {
 		if p.Contains(ip) && cl.Node == node {
@@ -229,7 +236,7 @@ func (es *etcdState) accounts(node string, ip netip.Addr) bool {
 // is node's (accounts).
 func (es *etcdState) holdIs(node string, h ipam.Allocation) bool {
 	if r, ok := es.sticky[h.Workload+"/"+h.IfName]; ok {
-		return r.Node == node
+		return r.Node == node && slices.Equal(r.IPs, h.IPs)
 	}
 	return !slices.ContainsFunc(h.IPs, func(ip netip.Addr) bool { return !es.accounts(node, ip) })
 }

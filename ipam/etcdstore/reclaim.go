@@ -21,7 +21,7 @@ type ReclaimOptions struct {
 	Force bool
 	// DryRun reports what would be freed without writing.
 	DryRun bool
-	// Now judges sticky holds' expiry (zero: the current time).
+	// Now judges sticky holds' expiry (zero: the client's clock).
 	Now time.Time
 }
 
@@ -155,7 +155,7 @@ func (c *Client) nodeRecords(ctx context.Context, network, node string) ([]nodeR
 func (c *Client) freeRecords(ctx context.Context, records []nodeRecord, opts ReclaimOptions, res *ReclaimResult) error {
 	now := opts.Now
 	if now.IsZero() {
-		now = time.Now()
+		now = c.now()
 	}
 	for _, r := range records {
 		if !opts.Force && (!r.rec.Hold || now.Before(r.rec.Until)) {
