@@ -69,15 +69,53 @@ func (w *World) drain() {
 			w.runToEnd(Step{Kind: "reclaim", Node: n.idx, Force: true})
 		}
 	}
-	for range 4 {
+	// Periods pass while the agents sync, round after round, until
+	// nothing is left (each node follows the others' records one sync
+	// later: a chain of moves takes a round per hop), at most drainRounds.
+	for range drainRounds {
 		w.now = w.now.Add(Sticky + IdleRelease + time.Minute)
 		for _, n := range w.nodes {
 			w.runToEnd(Step{Kind: "sync", Node: n.idx})
+		}
+		if w.violation != nil || w.drained() {
+			break
 		}
 	}
 	if w.violation != nil {
 		return
 	}
+	w.checkDrained()
+}
+
+// drainRounds bounds the sync rounds of a drain.
+const drainRounds = 8
+
+// drained reports whether every live node's store and etcd (below the
+// network's config, but for what names a lost node) are empty.
+func (w *World) drained() bool {
+	for _, n := range w.nodes {
+		if n.dead {
+			continue
+		}
+		ss, err := w.readStore(n)
+		if err != nil || len(ss.allocs) > 0 || len(ss.blocks) > 0 {
+			return false
+		}
+	}
+	es, err := w.readEtcd()
+	if err != nil {
+		return false
+	}
+	for _, r := range es.residue {
+		if !w.namesDead(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkDrained reports what a drain left.
+func (w *World) checkDrained() {
 	for _, n := range w.nodes {
 		if n.dead {
 			continue

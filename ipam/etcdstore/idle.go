@@ -62,6 +62,13 @@ type heldBlock struct {
 // which the caller may ignore.
 func (s *Source) SyncIdle(ctx context.Context, st ipam.Store, now time.Time) (SyncResult, error) {
 	var res SyncResult
+	// Sticky state first: moved reservations it releases then count in
+	// the usage this sync publishes, rather than the next one's.
+	if s.sticky > 0 {
+		if err := s.syncSticky(ctx, st, now); err != nil {
+			return res, err
+		}
+	}
 	held, err := heldBlocks(ctx, st, s.net.Name)
 	if err != nil {
 		return res, err
@@ -79,10 +86,7 @@ func (s *Source) SyncIdle(ctx context.Context, st ipam.Store, now time.Time) (Sy
 	}
 	freed, err := s.syncForeign(ctx, st)
 	res.Foreign = freed
-	if err != nil || s.sticky <= 0 {
-		return res, err
-	}
-	return res, s.syncSticky(ctx, st, now)
+	return res, err
 }
 
 func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, hb heldBlock, now time.Time, marks map[netip.Prefix]string, res *SyncResult) error {

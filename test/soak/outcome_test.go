@@ -107,16 +107,23 @@ func (s *soak) stickyFigure(o *op, ip netip.Addr) {
 	if o.c.workload == "" || o.net != etcdNet {
 		return
 	}
+	// Counted apart by whether the node could reach etcd: with etcd
+	// reachable a pod that comes back within its period must get its
+	// address (issue 18); without, a new one is the safe side.
+	cond := "etcd reachable"
+	if s.faults.etcd != "up" || s.faults.cutUntil[o.node] != 0 {
+		cond = "etcd unreachable"
+	}
 	switch {
 	case o.expect.IsValid() && ip == o.expect:
-		s.fig.sticky["its hold on the same node taken back"]++
+		s.fig.sticky[cond+": its hold on the same node taken back"]++
 	case o.expect.IsValid():
-		s.fig.sticky["MISSED its hold on the same node"]++
-		s.fig.notes = append(s.fig.notes, fmt.Sprintf("step %d: %s got %s, its hold on the node was %s", s.step, o, ip, o.expect))
+		s.fig.sticky[cond+": MISSED its hold on the same node"]++
+		s.fig.notes = append(s.fig.notes, fmt.Sprintf("step %d (%s): %s got %s, its hold on the node was %s", s.step, cond, o, ip, o.expect))
 	case s.heldElsewhere(o, ip):
-		s.fig.sticky["its hold moved from another node"]++
+		s.fig.sticky[cond+": its hold moved from another node"]++
 	default:
-		s.fig.sticky["a new address (no hold, or one that could not be used)"]++
+		s.fig.sticky[cond+": a new address (no hold, or one that could not be used)"]++
 	}
 }
 

@@ -94,19 +94,19 @@ func TestVerifyCatchesEachViolation(t *testing.T) {
 		}, "address 10.98.0.2 held by"},
 		{"hold of one pod, address live for another", func(t *testing.T, cs *clusterState, e *expect) {
 			allocate(cs, 0, holdOf(etcdNet, "ns/p", "10.98.0.3"))
-			hold(t, cs, 1, etcdNet, "10.98.0.3/32")
+			hold(t, cs, 1, etcdNet, "10.98.0.3/32").Bound = "ns/p/eth0" // a sticky address bound to b by its record
 			allocate(cs, 1, alloc(etcdNet, "y", "10.98.0.3", "ns/q"))
 		}, "address 10.98.0.3 held by"},
 		{"hold moved with its pod", func(t *testing.T, cs *clusterState, e *expect) {
 			allocate(cs, 0, holdOf(etcdNet, "ns/p", "10.98.0.3"))
-			hold(t, cs, 1, etcdNet, "10.98.0.3/32")
+			hold(t, cs, 1, etcdNet, "10.98.0.3/32").Bound = "ns/p/eth0" // a sticky address bound to b by its record
 			allocate(cs, 1, alloc(etcdNet, "y", "10.98.0.3", "ns/p"))
 		}, ""},
 		{"moved reservation beside the live address", func(t *testing.T, cs *clusterState, e *expect) {
 			m := alloc(etcdNet, "", "10.98.0.4", "ns/p")
 			m.Key = ipam.MovedKey(etcdNet, "b", addr("10.98.0.4"))
 			allocate(cs, 0, m)
-			hold(t, cs, 1, etcdNet, "10.98.0.4/32")
+			hold(t, cs, 1, etcdNet, "10.98.0.4/32").Bound = "ns/p/eth0" // a sticky address bound to b by its record
 			allocate(cs, 1, alloc(etcdNet, "y", "10.98.0.4", "ns/p"))
 		}, ""},
 		{"live container's allocation lost", func(t *testing.T, cs *clusterState, e *expect) {
@@ -134,10 +134,10 @@ func TestVerifyCatchesEachViolation(t *testing.T) {
 			cs.claims = append(cs.claims, etcdstore.BlockClaim{Network: etcdNet, Block: pfx("10.98.0.8/28"), Claim: etcdstore.Claim{Node: "c"}})
 		}, "overlaps claim"},
 		{"address free on two nodes", func(t *testing.T, cs *clusterState, e *expect) {
-			hold(t, cs, 1, etcdNet, "10.98.0.5/32")
+			hold(t, cs, 1, etcdNet, "10.98.0.5/32").Bound = "ns/p/eth0" // a sticky address bound to b by its record
 		}, "10.98.0.5 is free to hand out on nodes a, b"},
 		{"moved address used at home", func(t *testing.T, cs *clusterState, e *expect) {
-			hold(t, cs, 1, etcdNet, "10.98.0.2/32")
+			hold(t, cs, 1, etcdNet, "10.98.0.2/32").Bound = "ns/p/eth0" // a sticky address bound to b by its record
 		}, ""},
 		{"reserved address in use, not reported", func(t *testing.T, cs *clusterState, e *expect) {
 			s := e.specs[0][staticNet].clone()
