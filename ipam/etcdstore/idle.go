@@ -69,6 +69,9 @@ func (s *Source) SyncIdle(ctx context.Context, st ipam.Store, now time.Time) (Sy
 			return res, err
 		}
 	}
+	if err := s.adoptOrphans(ctx, st); err != nil {
+		return res, err
+	}
 	held, err := heldBlocks(ctx, st, s.net.Name)
 	if err != nil {
 		return res, err
@@ -217,4 +220,45 @@ func removeIfEmpty(ctx context.Context, st ipam.Store, network string, p netip.P
 		return tx.DeleteBlock(network, p)
 	})
 	return removed, err
+}
+
+// adoptOrphans records in the store the blocks etcd says this node claims
+// and the store does not hold: an ADD killed between its claim and the
+// transaction recording the block leaves one, and without this it would
+// stay claimed for ever (found by the simulator's drain). Etcd decides
+// who owns a block; the store follows, and the block is then published
+// and given back as any other. An ADD still on its way to record the
+// block finds it held and skips it.
+func (s *Source) adoptOrphans(ctx context.Context, st ipam.Store) error {
+	claims, err := s.c.Claims(ctx, s.net.Name, s.node)
+	if err != nil {
+		return err
+	}
+	return st.Update(ctx, func(tx ipam.Tx) error {
+		for _, bc := range claims {
+			sub, ok := s.cfg.SubnetOf(bc.Block.Addr())
+			if !ok || bc.Claim.IsTombstone() || !ipam.Covers(sub.Prefix, bc.Block) {
+				continue
+			}
+			var overlaps bool
+			err := tx.ForEachBlock(s.net.Name, func(b ipam.Block) error {
+				overlaps = overlaps || b.Prefix.Overlaps(bc.Block)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if overlaps {
+				continue
+			}
+			b, err := ipam.NewBlock(bc.Block, s.cfg.Reserved(sub))
+			if err != nil {
+				return err
+			}
+			if err := tx.PutBlock(s.net.Name, b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -27,6 +27,9 @@ type Source struct {
 	net  Network
 	node string
 	st   ipam.Store // optional: lets Next refuse to claim while held blocks have room
+	// cfg is the node's configuration of the network (reserved
+	// addresses of blocks the sync records).
+	cfg ipam.Config
 	// sticky: how long the network keeps a workload's addresses
 	// (ipam.Config.Sticky), across nodes too (sticky.go); 0 for none.
 	sticky time.Duration
@@ -67,7 +70,7 @@ func NewSource(c *Client, cfg *ipam.Config, st ipam.Store) (*Source, error) {
 	if cfg.Node == "" {
 		return nil, fmt.Errorf("network %q: node name is empty: %w: %w", cfg.Network, ErrConfig, ipam.ErrConfig)
 	}
-	return &Source{c: c, net: n, node: cfg.Node, st: st, sticky: cfg.Sticky}, nil
+	return &Source{c: c, net: n, node: cfg.Node, st: st, sticky: cfg.Sticky, cfg: *cfg}, nil
 }
 
 // Network returns the network the source claims in.
