@@ -138,6 +138,11 @@ func checkNetwork(tx Tx, network string, view func(Block) Block) ([]Finding, err
 		if vb := view(b); !vb.Usable() {
 			out = append(out, Finding{Network: network, Kind: FindingLostBlock, Block: b.Prefix, Detail: vb.Lost})
 		}
+		if b.IsBound() && b.Free() > 0 {
+			// A bound address is this node's only for its workload: free,
+			// any ADD here could take it while its home node may too.
+			return fmt.Errorf("block %s: bound to %s but not in use: %w", b.Prefix, b.Bound, ErrCorrupt)
+		}
 		for i := range b.Len() {
 			if b.IsUsed(i) {
 				if _, ok := owned[b.Addr(i)]; !ok {
