@@ -199,3 +199,46 @@ func TestDelRemovesTempLink(t *testing.T) {
 		t.Errorf("links after DEL = %v, want none", names)
 	}
 }
+
+// TestFailedAddLeavesNoHold: on a sticky network, an ADD that fails after
+// its addresses were allocated (here a route through a gateway the link
+// cannot reach) is rolled back with nothing left: no link, and no sticky
+// hold for a pod that never ran (issue 18, case 4: the rollback went
+// through DEL, which on a sticky network leaves a hold). A pod whose ADD
+// took its hold back and then failed finds its hold again.
+func TestFailedAddLeavesNoHold(t *testing.T) {
+	nstest.SkipUnlessRoot(t)
+	lan := nstest.NewLAN(t, "mncf")
+	dataDir := t.TempDir()
+	good := netConf{version: "1.1.0", master: lan.Master, dataDir: dataDir, subnets: families[0].subnets,
+		ipam: map[string]any{"sticky": "10m"}}
+	bad := good
+	bad.extra = map[string]any{"routes": []map[string]string{{"dst": "10.9.0.0/16", "gw": "172.31.255.1"}}}
+	const pod = "K8S_POD_NAMESPACE=media;K8S_POD_NAME=jvb-0"
+	ctr := nstest.NewNS(t, "mncc")
+	if c := (inv{host: lan.Host, verb: "ADD", cid: "fail-1", netns: ctr.Path, args: pod, conf: bad.json()}).run(t); c.Exit == 0 {
+		t.Fatalf("ADD with an unreachable route gateway succeeded: %v", c)
+	}
+	if as := allocations(t, dataDir, "media"); len(as) != 0 {
+		t.Fatalf("a failed ADD left %+v", as)
+	}
+	if names := macvlans(t, ctr); len(names) != 0 {
+		t.Fatalf("a failed ADD left links %v", names)
+	}
+	// The pod runs, is deleted (a hold), comes back and fails: its hold
+	// is there again afterwards, with the same address.
+	ok := inv{host: lan.Host, verb: "ADD", cid: "ok-1", netns: ctr.Path, args: pod, conf: good.json()}
+	ok.mustRun(t)
+	x := allocations(t, dataDir, "media")[0].IPs
+	del := ok
+	del.verb = "DEL"
+	del.mustRun(t)
+	ctr2 := nstest.NewNS(t, "mncc")
+	if c := (inv{host: lan.Host, verb: "ADD", cid: "fail-2", netns: ctr2.Path, args: pod, conf: bad.json()}).run(t); c.Exit == 0 {
+		t.Fatalf("second ADD with an unreachable route gateway succeeded: %v", c)
+	}
+	as := allocations(t, dataDir, "media")
+	if len(as) != 1 || !as[0].IsHold() || as[0].IPs[0] != x[0] {
+		t.Fatalf("after the failed ADD of a pod with a hold: %+v, want its hold of %v", as, x)
+	}
+}
