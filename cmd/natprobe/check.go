@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -50,6 +51,12 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout*time.Duration(2+5*len(turns)))
 	defer cancel()
+	if len(turns) > 0 {
+		if err := tf.credentials(os.Getenv); err != nil {
+			fmt.Fprintf(stderr, "natprobe check: --turn: %v\n", err)
+			return 1
+		}
+	}
 	var checks []*natprobe.TURNCheck
 	for _, u := range turns {
 		c, err := tf.check(ctx, u, *timeout)
