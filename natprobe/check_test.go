@@ -113,125 +113,152 @@ func TestCheckSaysWhatIsTrue(t *testing.T) {
 	}
 }
 
+// checked is what the test knows of one combination.
+type checked struct {
+	probe    *Report
+	turns    []*TURNReport
+	c        *CheckReport
+	lines    []string // of the text report
+	ok       []string // TURN URIs that passed
+	okStream []string // of those, over TCP or TLS
+	failed   []string // TURN URIs that failed
+	problems []string
+}
+
+func (k *checked) bad(format string, args ...any) {
+	k.problems = append(k.problems, fmt.Sprintf(format, args...))
+}
+
+// line returns the text report's line starting with prefix.
+func (k *checked) line(prefix string) string {
+	for _, l := range k.lines {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
+
 // contradictions lists every way the report c, and its text, say
 // something the probe and the TURN checks did not measure.
 func contradictions(probe *Report, turns []*TURNReport, c *CheckReport, text string) []string {
-	var out []string
-	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
-	lines := strings.Split(strings.TrimSpace(text), "\n")
-	var okURIs, tcpOKURIs, failedURIs []string
+	k := &checked{probe: probe, turns: turns, c: c, lines: strings.Split(strings.TrimSpace(text), "\n")}
 	for _, tr := range turns {
 		switch {
-		case tr.Verdict == TURNOK && tr.Transport != TransportUDP:
-			tcpOKURIs = append(tcpOKURIs, tr.Server)
+		case tr.Verdict != TURNOK:
+			k.failed = append(k.failed, tr.Server)
+		case tr.Transport != TransportUDP:
+			k.okStream = append(k.okStream, tr.Server)
 			fallthrough
-		case tr.Verdict == TURNOK:
-			okURIs = append(okURIs, tr.Server)
 		default:
-			failedURIs = append(failedURIs, tr.Server)
+			k.ok = append(k.ok, tr.Server)
 		}
 	}
-	isBlocked := probe.Verdict == VerdictBlocked
+	k.natLine()
+	k.verdict()
+	k.advice()
+	k.iceLine()
+	return k.problems
+}
 
-	// The NAT line says what was measured about the NAT, and only that.
-	nat := ""
-	for _, l := range lines {
-		if strings.HasPrefix(l, "NAT ") {
-			nat = l
-		}
-	}
+// natLine: the NAT line says what was measured about the NAT, and only
+// that.
+func (k *checked) natLine() {
+	nat, blocked := k.line("NAT "), k.probe.Verdict == VerdictBlocked
 	switch {
 	case nat == "":
-		bad("no NAT line")
-	case isBlocked && (strings.Contains(nat, "no NAT") || strings.Contains(nat, "mapping") || !strings.Contains(nat, "UDP")):
-		bad("UDP blocked, nothing measured, yet the NAT line says %q", nat)
-	case !isBlocked && !probe.NATPresent && !strings.Contains(nat, "no NAT"):
-		bad("no NAT measured, yet the NAT line says %q", nat)
-	case probe.NATPresent && strings.Contains(nat, "no NAT"):
-		bad("a NAT measured, yet the NAT line says %q", nat)
+		k.bad("no NAT line")
+	case blocked && (strings.Contains(nat, "no NAT") || strings.Contains(nat, "mapping") || !strings.Contains(nat, "UDP")):
+		k.bad("UDP blocked, nothing measured, yet the NAT line says %q", nat)
+	case !blocked && !k.probe.NATPresent && !strings.Contains(nat, "no NAT"):
+		k.bad("no NAT measured, yet the NAT line says %q", nat)
+	case k.probe.NATPresent && strings.Contains(nat, "no NAT"):
+		k.bad("a NAT measured, yet the NAT line says %q", nat)
 	}
+	if blocked {
+		for _, l := range k.lines {
+			if strings.HasPrefix(l, "  ") && strings.Contains(l, ": direct") {
+				k.bad("UDP from here is blocked, yet a client line says %q", l)
+			}
+		}
+	}
+}
 
-	// The verdict is the worst finding.
-	want, wantVerdict := ExitCode(probe.Verdict), probe.Verdict
-	for _, tr := range turns {
+// verdict: the verdict is the worst finding, and the text states it.
+func (k *checked) verdict() {
+	want, wantVerdict := ExitCode(k.probe.Verdict), k.probe.Verdict
+	for _, tr := range k.turns {
 		if code := TURNExitCode(tr.Verdict); severity[code] > severity[want] {
 			want, wantVerdict = code, "turn-"+tr.Verdict
 		}
 	}
-	if c.ExitCode != want || c.Verdict != wantVerdict {
-		bad("verdict %q exit %d, want %q %d (the worst finding)", c.Verdict, c.ExitCode, wantVerdict, want)
+	if k.c.ExitCode != want || k.c.Verdict != wantVerdict {
+		k.bad("verdict %q exit %d, want %q %d (the worst finding)", k.c.Verdict, k.c.ExitCode, wantVerdict, want)
 	}
-	if !slices.Contains(lines, fmt.Sprintf("verdict: %s (exit %d)", c.Verdict, c.ExitCode)) {
-		bad("the text does not state verdict %q exit %d", c.Verdict, c.ExitCode)
+	if !slices.Contains(k.lines, fmt.Sprintf("verdict: %s (exit %d)", k.c.Verdict, k.c.ExitCode)) {
+		k.bad("the text does not state verdict %q exit %d", k.c.Verdict, k.c.ExitCode)
 	}
+}
 
-	// Advice follows from the TURN checks.
-	all := append(append([]string{}, c.Changes...), lines...)
-	for _, l := range all {
-		if len(turns) > 0 && strings.Contains(l, "deploy TURN") {
-			bad("a TURN server was given and checked, yet: %q", l)
+// advice: no line asks for what a check just confirmed, claims what a
+// check refuted, or leaves a failed check unexplained.
+func (k *checked) advice() {
+	for _, l := range append(append([]string{}, k.c.Changes...), k.lines...) {
+		if len(k.turns) > 0 && strings.Contains(l, "deploy TURN") {
+			k.bad("a TURN server was given and checked, yet: %q", l)
 		}
-		if len(okURIs) > 0 && strings.Contains(l, "relay the session through TURN") && !containsAny(l, okURIs) {
-			bad("TURN works (%v), yet the advice names no checked server: %q", okURIs, l)
+		if len(k.ok) > 0 && strings.Contains(l, "relay the session through TURN") && !containsAny(l, k.ok) {
+			k.bad("TURN works (%v), yet the advice names no checked server: %q", k.ok, l)
 		}
-		if len(tcpOKURIs) > 0 && strings.Contains(l, "use TURN over TCP/TLS") {
-			bad("TURN over TCP or TLS was just confirmed (%v), yet: %q", tcpOKURIs, l)
+		if len(k.okStream) > 0 && strings.Contains(l, "use TURN over TCP/TLS") {
+			k.bad("TURN over TCP or TLS was just confirmed (%v), yet: %q", k.okStream, l)
 		}
-		for _, u := range failedURIs {
+		for _, u := range k.failed {
 			if strings.Contains(l, u) && strings.Contains(l, "works") {
-				bad("TURN %s failed, yet: %q", u, l)
+				k.bad("TURN %s failed, yet: %q", u, l)
 			}
 		}
-		if len(okURIs) == 0 && strings.Contains(l, "works from here") {
-			bad("no TURN check passed, yet: %q", l)
+		if len(k.ok) == 0 && strings.Contains(l, "works from here") {
+			k.bad("no TURN check passed, yet: %q", l)
 		}
 	}
-	for _, u := range failedURIs {
-		if !slices.ContainsFunc(c.Changes, func(ch string) bool { return strings.HasPrefix(ch, "TURN "+u+":") }) {
-			bad("TURN %s failed, but no change says why", u)
+	for _, u := range k.failed {
+		if !slices.ContainsFunc(k.c.Changes, func(ch string) bool { return strings.HasPrefix(ch, "TURN "+u+":") }) {
+			k.bad("TURN %s failed, but no change says why", u)
 		}
 	}
 	seen := map[string]bool{}
-	for _, ch := range c.Changes {
+	for _, ch := range k.c.Changes {
 		if ch == "" || seen[ch] {
-			bad("empty or repeated change %q", ch)
+			k.bad("empty or repeated change %q", ch)
 		}
 		seen[ch] = true
-		if !slices.Contains(lines, "change: "+ch) {
-			bad("change %q is not in the text", ch)
+		if !slices.Contains(k.lines, "change: "+ch) {
+			k.bad("change %q is not in the text", ch)
 		}
 	}
+}
 
-	// Say plainly when ICE works through the TURN just checked.
-	needsRelay := probe.Verdict == VerdictNeedsTURN || isBlocked || probe.Verdict == VerdictUnknown
-	ice := ""
-	for _, l := range lines {
-		if strings.HasPrefix(l, "ICE ") {
-			ice = l
-		}
-	}
+// iceLine: the report says plainly when ICE works through the TURN just
+// checked, and asks for --turn when nothing was checked and it may be
+// needed.
+func (k *checked) iceLine() {
+	needsRelay := k.probe.Verdict == VerdictNeedsTURN || k.probe.Verdict == VerdictBlocked || k.probe.Verdict == VerdictUnknown
+	ice := k.line("ICE ")
 	switch {
 	case ice == "":
-		bad("no ICE line summing up what works")
-	case needsRelay && len(okURIs) > 0:
-		want := okURIs
-		if isBlocked && len(tcpOKURIs) > 0 {
-			want = tcpOKURIs
+		k.bad("no ICE line summing up what works")
+	case needsRelay && len(k.ok) > 0:
+		want := k.ok
+		if k.probe.Verdict == VerdictBlocked && len(k.okStream) > 0 {
+			want = k.okStream
 		}
 		if !containsAny(ice, want) || !strings.Contains(ice, "works") {
-			bad("TURN %v works, but the ICE line does not say so plainly: %q", want, ice)
+			k.bad("TURN %v works, but the ICE line does not say so plainly: %q", want, ice)
 		}
-	case needsRelay && len(turns) == 0 && !slices.ContainsFunc(c.Changes, func(ch string) bool { return strings.Contains(ch, "--turn") }):
-		bad("direct ICE may fail and no TURN was checked, but no change asks for --turn")
+	case needsRelay && len(k.turns) == 0 && !slices.ContainsFunc(k.c.Changes, func(ch string) bool { return strings.Contains(ch, "--turn") }):
+		k.bad("direct ICE may fail and no TURN was checked, but no change asks for --turn")
 	}
-	if isBlocked {
-		for _, l := range lines {
-			if strings.HasPrefix(l, "  ") && strings.Contains(l, ": direct") {
-				bad("UDP from here is blocked, yet a client line says %q", l)
-			}
-		}
-	}
-	return out
 }
 
 func containsAny(s string, subs []string) bool {

@@ -102,15 +102,7 @@ func relayAdvice(f turnFindings) string {
 func summary(probe *Report, clients []ClientOutcome, f turnFindings) string {
 	switch probe.Verdict {
 	case VerdictBlocked:
-		switch {
-		case len(f.okStream) > 0:
-			return fmt.Sprintf("UDP from here is blocked: no direct pair with any client; every session must relay through TURN over TCP or TLS, and %s (the media server must take its relay candidates there, e.g. Janus turn_type tcp or tls)", works(f.okStream))
-		case len(f.ok) > 0:
-			return fmt.Sprintf("UDP to the STUN server is blocked, but TURN over UDP to %s: every session must relay through it", works(f.ok))
-		case f.given:
-			return "UDP from here is blocked and no TURN checked relays data from here: no ICE session can form"
-		}
-		return "UDP from here is blocked: no ICE session can form without TURN over TCP or TLS, and none was checked"
+		return blockedSummary(f)
 	case VerdictUnknown:
 		s := "the probe did not decide this server's NAT, so whether direct ICE forms is unknown"
 		switch {
@@ -141,16 +133,7 @@ func summary(probe *Report, clients []ClientOutcome, f turnFindings) string {
 		parts = append(parts, "direct in one check order only with "+strings.Join(ordered, ", ")+" clients (see the changes)")
 	}
 	if len(relayed) > 0 {
-		s := "no direct pair with " + strings.Join(relayed, ", ") + " clients"
-		switch {
-		case len(f.ok) > 0:
-			s += fmt.Sprintf(": they relay through TURN, and %s", works(f.ok))
-		case f.given:
-			s += ": they need TURN, and no TURN checked relays data from here"
-		default:
-			s += ": they need TURN (not checked: give --turn)"
-		}
-		parts = append(parts, s)
+		parts = append(parts, "no direct pair with "+strings.Join(relayed, ", ")+" clients: "+relaySummary(f))
 	}
 	switch {
 	case len(f.okStream) > 0:
@@ -161,4 +144,28 @@ func summary(probe *Report, clients []ClientOutcome, f turnFindings) string {
 		parts = append(parts, "clients whose UDP is blocked need TURN over TCP or TLS (not checked)")
 	}
 	return strings.Join(parts, "; ")
+}
+
+// blockedSummary is the summary when no STUN server answered over UDP.
+func blockedSummary(f turnFindings) string {
+	switch {
+	case len(f.okStream) > 0:
+		return fmt.Sprintf("UDP from here is blocked: no direct pair with any client; every session must relay through TURN over TCP or TLS, and %s (the media server must take its relay candidates there, e.g. Janus turn_type tcp or tls)", works(f.okStream))
+	case len(f.ok) > 0:
+		return fmt.Sprintf("UDP to the STUN server is blocked, but TURN over UDP to %s: every session must relay through it", works(f.ok))
+	case f.given:
+		return "UDP from here is blocked and no TURN checked relays data from here: no ICE session can form"
+	}
+	return "UDP from here is blocked: no ICE session can form without TURN over TCP or TLS, and none was checked"
+}
+
+// relaySummary says what clients with no direct pair get.
+func relaySummary(f turnFindings) string {
+	switch {
+	case len(f.ok) > 0:
+		return fmt.Sprintf("they relay through TURN, and %s", works(f.ok))
+	case f.given:
+		return "they need TURN, and no TURN checked relays data from here"
+	}
+	return "they need TURN (not checked: give --turn)"
 }
