@@ -34,7 +34,18 @@ var natCases = []natCase{
 	{"port-restricted cone that remaps", decided(true, EndpointIndependent, AddressAndPortDependent, boolp(true))},
 	{"address-dependent mapping", decided(true, AddressDependent, EndpointIndependent, nil)},
 	{"symmetric", decided(true, AddressAndPortDependent, AddressAndPortDependent, nil)},
+	{"address-and-port-dependent mapping, endpoint-independent filtering", decided(true, AddressAndPortDependent, EndpointIndependent, nil)},
+	{"address-dependent mapping and filtering", decided(true, AddressDependent, AddressDependent, nil)},
+	{"mapping varies by server", func() *Report {
+		r := &Report{Server: "198.51.100.1:3478", Local: "10.0.0.2:40000", Mapped: "203.0.113.5:40000", NATPresent: true,
+			Mapping: Unknown, Filtering: Unknown, MappingVariesByDestination: boolp(true)}
+		decide(r)
+		return r
+	}},
+	{"no NAT, stateful firewall", decided(false, EndpointIndependent, AddressAndPortDependent, boolp(false))},
+	{"no NAT, filtering unknown", decided(false, EndpointIndependent, Unknown, nil)},
 	{"unknown", decided(true, Unknown, Unknown, nil)},
+	{"mapping known, filtering unknown", decided(true, EndpointIndependent, Unknown, boolp(false))},
 	{"UDP blocked", func() *Report {
 		r := &Report{Server: "198.51.100.1:3478", Local: "10.0.0.2:40000"}
 		blocked(r)
