@@ -36,7 +36,11 @@ func usesEtcd(conf []byte) bool {
 }
 
 // FindEtcdHelper returns the path of EtcdHelper: beside the running
-// program first (the installer puts them together), else in CNI_PATH.
+// program first (the installer puts them together), else in CNI_PATH's
+// absolute entries. A relative entry would resolve against whatever
+// directory the runtime runs us from, and an empty one would make a bare
+// name that exec looks up in PATH, a different file from the one checked:
+// both are ignored.
 func FindEtcdHelper(cniPath string) (string, error) {
 	if self, err := os.Executable(); err == nil {
 		p := filepath.Join(filepath.Dir(self), EtcdHelper)
@@ -44,11 +48,16 @@ func FindEtcdHelper(cniPath string) (string, error) {
 			return p, nil
 		}
 	}
-	p, err := findPlugin(cniPath, EtcdHelper)
-	if err != nil {
-		return "", fmt.Errorf("ipam.etcd needs %s beside medianet-ipam or in CNI_PATH: install it (make build, the DaemonSet's installer): %w", EtcdHelper, err)
+	for _, d := range filepath.SplitList(cniPath) {
+		if !filepath.IsAbs(d) {
+			continue
+		}
+		p := filepath.Join(d, EtcdHelper)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
 	}
-	return p, nil
+	return "", configErr("ipam.etcd needs %s beside medianet-ipam or in an absolute directory of CNI_PATH %q (relative and empty entries are ignored): install it (make build, the DaemonSet's installer)", EtcdHelper, cniPath)
 }
 
 // ForwardEtcd runs EtcdHelper for a configuration that claims blocks in

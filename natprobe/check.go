@@ -1,7 +1,5 @@
 package natprobe
 
-import "fmt"
-
 // Client outcomes (ClientOutcome.Outcome).
 const (
 	OutcomeDirect      = "direct"                       // in either check order
@@ -26,6 +24,9 @@ type typicalClient struct {
 	rep            Report
 }
 
+// clientUDPBlocked is the typical client whose UDP is blocked.
+const clientUDPBlocked = "UDP blocked"
+
 // typicalClients are the client NATs a media server meets most.
 var typicalClients = []typicalClient{
 	{"open or full cone", "a public IP, a 1:1 NAT", Report{Mapping: EndpointIndependent, Filtering: EndpointIndependent, NATPresent: true}},
@@ -33,7 +34,7 @@ var typicalClients = []typicalClient{
 	{"port-restricted cone", "most home routers", Report{Mapping: EndpointIndependent, Filtering: AddressAndPortDependent, NATPresent: true, UnsolicitedInboundRemaps: boolp(false)}},
 	{"port-restricted cone that remaps", "Linux routers, Docker's NAT", Report{Mapping: EndpointIndependent, Filtering: AddressAndPortDependent, NATPresent: true, UnsolicitedInboundRemaps: boolp(true)}},
 	{"symmetric", "mobile carriers' CGNAT, MASQUERADE --random-fully", Report{Mapping: AddressAndPortDependent, Filtering: AddressAndPortDependent, NATPresent: true}},
-	{"UDP blocked", "strict corporate firewalls", Report{}},
+	{clientUDPBlocked, "strict corporate firewalls", Report{}},
 }
 
 // CheckReport is natprobe check's summary: the probe, what a direct
@@ -46,6 +47,9 @@ type CheckReport struct {
 	Verdict  string          `json:"verdict"`
 	ExitCode int             `json:"exitCode"`
 	Changes  []string        `json:"changes"`
+	// Summary says in one sentence with whom ICE works, directly or
+	// through the TURN servers checked (an addition).
+	Summary string `json:"summary"`
 }
 
 // severity orders exit codes from best to worst finding: ok, needs-turn,
@@ -60,7 +64,7 @@ func Summarize(probe *Report, turns []*TURNReport) *CheckReport {
 	}
 	for _, tc := range typicalClients {
 		rep := tc.rep
-		if tc.name == "UDP blocked" {
+		if tc.name == clientUDPBlocked {
 			blocked(&rep)
 		} else {
 			decide(&rep)
@@ -69,27 +73,14 @@ func Summarize(probe *Report, turns []*TURNReport) *CheckReport {
 		c.Clients = append(c.Clients, ClientOutcome{Client: tc.name, Examples: tc.examples, Outcome: outcomeOf(p), Prediction: p})
 	}
 	c.Verdict, c.ExitCode = probe.Verdict, ExitCode(probe.Verdict)
-	c.Changes = append(c.Changes, probe.Advice...)
 	for _, t := range turns {
 		if code := TURNExitCode(t.Verdict); severity[code] > severity[c.ExitCode] {
 			c.Verdict, c.ExitCode = "turn-"+t.Verdict, code
 		}
-		if t.Verdict != TURNOK {
-			c.Changes = append(c.Changes, fmt.Sprintf("TURN %s: %s", t.Server, t.Error))
-			c.Changes = append(c.Changes, t.Advice...)
-		}
 	}
-	for _, cl := range c.Clients {
-		if cl.Prediction.OrderDependent {
-			c.Changes = append(c.Changes, fmt.Sprintf("with %s clients a direct pair needs one check order: %s", cl.Client, cl.Prediction.AdviceHolds))
-			c.Changes = append(c.Changes, cl.Prediction.IfNotHeld...)
-			break
-		}
-	}
-	if probe.Verdict == VerdictNeedsTURN && len(turns) == 0 {
-		c.Changes = append(c.Changes, "give --turn with your TURN server to check that the fallback works from here")
-	}
-	c.Changes = dedup(c.Changes)
+	f := findTURN(turns)
+	c.Changes = changes(probe, c.Clients, turns, f)
+	c.Summary = summary(probe, c.Clients, f)
 	return c
 }
 

@@ -10,6 +10,7 @@ const (
 	adviceUDP        = "UDP to the server does not pass: open UDP egress (and replies) on the firewall, or use TURN over TCP/TLS on 443"
 	adviceMoreServer = "run the probe against an RFC 5780 server (natprobe serve with two addresses) or give two or more --server to decide"
 	adviceALG        = "a device on the path rewrites addresses inside UDP payloads (an ALG): disable it"
+	adviceRelay      = "or relay the session through TURN"
 )
 
 // classic names the RFC 3489 class of a mapping and filtering pair.

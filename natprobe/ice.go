@@ -170,7 +170,7 @@ func orderAdvice(p *Prediction, o, r string) {
 	p.IfNotHeld = []string{
 		fmt.Sprintf("remove the remap on %s's side: give %s a dedicated IP with no NAT (a medianet macvlan network), or drop unsolicited inbound UDP on %s's NAT box: iptables -I INPUT -i <wan> -p udp -m conntrack --ctstate NEW -j DROP", r, r, r),
 		fmt.Sprintf("give %s a fixed public port (a DNAT port forward such as docker run -p 10000:10000/udp) and announce it; with it %s may also run ICE-lite", r, r),
-		"or relay the session through TURN",
+		adviceRelay,
 	}
 }
 

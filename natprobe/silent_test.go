@@ -7,10 +7,12 @@ import (
 	"time"
 )
 
-// delayServer answers every Binding request (as a single-address natprobe
-// server would) after a fixed delay, in order: a path slower than the
-// prober believes.
-func delayServer(t *testing.T, delay time.Duration) netip.AddrPort {
+// answerServer answers every Binding request, as a single-address
+// natprobe server would. With holdFirst it holds its answers to the first
+// transaction it sees until a request of another transaction (the control
+// binding) arrives, then sends them before that one's answer: a path
+// slower than the prober believes, whatever the scheduler does.
+func answerServer(t *testing.T, holdFirst bool) netip.AddrPort {
 	t.Helper()
 	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -24,15 +26,35 @@ func delayServer(t *testing.T, delay time.Duration) netip.AddrPort {
 	}
 	go func() {
 		buf := make([]byte, 1500)
+		var first []byte // the held transaction's ID
+		type answer struct {
+			b  []byte
+			to netip.AddrPort
+		}
+		var held []answer
 		for {
 			n, from, err := u.ReadFromUDPAddrPort(buf)
-			if err != nil {
+			if err != nil || n < 20 {
 				return
 			}
 			out, _, to, _ := s.Handle(buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), 0)
-			if out != nil {
-				time.AfterFunc(delay, func() { u.WriteToUDPAddrPort(out, to) })
+			if out == nil {
+				continue
 			}
+			id := buf[8:20]
+			switch {
+			case holdFirst && first == nil:
+				first = append([]byte(nil), id...)
+				fallthrough
+			case holdFirst && string(id) == string(first):
+				held = append(held, answer{append([]byte(nil), out...), to})
+				continue
+			}
+			for _, a := range held {
+				u.WriteToUDPAddrPort(a.b, a.to)
+			}
+			held = nil
+			u.WriteToUDPAddrPort(out, to)
 		}
 	}()
 	return self
@@ -48,12 +70,12 @@ func loopbackSocket(t *testing.T) *net.UDPConn {
 	return u
 }
 
-// TestSilentTestLateAnswer: the RTT estimate says 1 ms but the path takes
-// 40 ms, so the silent phase ends before any answer; the answer then
-// arrives during the control binding and must count as answered, not as
-// silence.
+// TestSilentTestLateAnswer: the server answers the test's requests only
+// after the silent phase (when the control binding arrives), so the
+// silent phase ends before any answer; the answer then arrives during the
+// control binding and must count as answered, not as silence.
 func TestSilentTestLateAnswer(t *testing.T) {
-	srv := delayServer(t, 40*time.Millisecond)
+	srv := answerServer(t, true)
 	p := &Prober{}
 	p.defaults()
 	r := &run{p: p, end: time.Now().Add(3 * time.Second), primary: srv}
@@ -85,7 +107,7 @@ func TestSilentTestLateAnswer(t *testing.T) {
 // TestSilentTestSilence: nothing ever answers the test's requests while
 // the control binding is answered: silence, after every send.
 func TestSilentTestSilence(t *testing.T) {
-	srv := delayServer(t, 0)
+	srv := answerServer(t, false)
 	p := &Prober{}
 	p.defaults()
 	r := &run{p: p, end: time.Now().Add(3 * time.Second), primary: srv}

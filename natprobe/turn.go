@@ -80,7 +80,11 @@ type TURNCheck struct {
 	// makes TURN REST API credentials instead (User, when set, is their
 	// user part) valid for TTL (default 1h).
 	User, Password, Secret string
-	TTL                    time.Duration
+	// PasswordFrom and SecretFrom name where Password and Secret came
+	// from (a flag, a file, an environment variable), for errors;
+	// default "--password" and "--secret".
+	PasswordFrom, SecretFrom string
+	TTL                      time.Duration
 	// CAFile holds the PEM certificates trusted for turns: (default: the
 	// system's).
 	CAFile string
@@ -111,6 +115,12 @@ func (c *TURNCheck) defaults() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.PasswordFrom == "" {
+		c.PasswordFrom = "--password"
+	}
+	if c.SecretFrom == "" {
+		c.SecretFrom = "--secret"
 	}
 	c.server = c.Server
 	if c.CAFile != "" {

@@ -81,6 +81,8 @@ func TestExplainAuth(t *testing.T) {
 		want string
 	}{
 		{"long-term", TURNCheck{User: "alice", Password: "pw"}, "--password"},
+		{"long-term from a file", TURNCheck{User: "alice", Password: "pw", PasswordFrom: "--password-file /run/secrets/turn"}, "--password-file /run/secrets/turn"},
+		{"secret from the environment", TURNCheck{Secret: "s", SecretFrom: "env NATPROBE_TURN_SECRET"}, "env NATPROBE_TURN_SECRET"},
 		{"secret", TURNCheck{Secret: "s"}, "static-auth-secret"},
 		{"expired", TURNCheck{User: expired, Password: "pw"}, "expired"},
 	}

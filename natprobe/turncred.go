@@ -164,13 +164,13 @@ func (c *TURNCheck) explainError(method string, code int, reason string) string 
 // explainAuth says why credentials may have been refused.
 func (c *TURNCheck) explainAuth() string {
 	if c.Secret != "" {
-		return fmt.Sprintf("the server refused the TURN REST credentials made with --secret (username %q): check that --secret equals the server's static-auth-secret, that the server has use-auth-secret on, and that the two clocks agree", c.username)
+		return fmt.Sprintf("the server refused the TURN REST credentials made with the secret (%s; username %q): check that the secret equals the server's static-auth-secret, that the server has use-auth-secret on, and that the two clocks agree", c.SecretFrom, c.username)
 	}
 	if exp, ok := restExpiry(c.username); ok && exp.Before(c.now()) {
 		return fmt.Sprintf("the TURN REST username %q expired at %s (%s ago): ask the application for fresh credentials, or pass --secret to make them",
 			c.username, exp.UTC().Format(time.RFC3339), c.now().Sub(exp).Round(time.Second))
 	}
-	return fmt.Sprintf("wrong --user %q or --password for realm %q: check them against the server's users (coturn: user=NAME:PASSWORD with lt-cred-mech)", c.username, c.realm)
+	return fmt.Sprintf("wrong --user %q or password (%s) for realm %q: check them against the server's users (coturn: user=NAME:PASSWORD with lt-cred-mech)", c.username, c.PasswordFrom, c.realm)
 }
 
 // adviseTURN fills the report's advice for its verdict.

@@ -47,10 +47,15 @@ func (c *TURNCheck) relayCheck(client *turn.Client, relay net.PacketConn, sn *sn
 		c.fail(rep, StagePermission, TURNRelayFailed, fmt.Errorf("create a permission for %v: %w", ips, err))
 		return
 	}
+	permRTT := time.Since(t0)
 	rep.PermissionMs = msSince(t0)
 	go echo(relay)
 	rep.Peer = "udp"
-	rtts, err := c.ping(udpPeer{peer}, relay.LocalAddr())
+	var first time.Duration // over UDP the host's socket is the only peer: wait the timeout
+	if c.server.Transport != TransportUDP {
+		first = c.firstEchoWait(permRTT)
+	}
+	rtts, err := c.ping(udpPeer{peer}, relay.LocalAddr(), first)
 	if err != nil && c.server.Transport != TransportUDP {
 		// UDP from here may be blocked while TCP or TLS passes: a second
 		// allocation, reached over the same transport, is the peer.
@@ -162,18 +167,42 @@ func (c *TURNCheck) pingViaRelay(client *turn.Client, relay net.PacketConn) ([]t
 	if err := c.bounded(client, func() error { return client.CreatePermission(&net.UDPAddr{IP: r2.IP}) }); err != nil {
 		return nil, fmt.Errorf("permission for the second allocation %v: %w", r2, err)
 	}
-	return c.ping(relayPeer{relay2}, relay.LocalAddr())
+	return c.ping(relayPeer{relay2}, relay.LocalAddr(), 0)
+}
+
+// firstEchoWait bounds how long a UDP socket of this host, as the peer of
+// a TCP or TLS allocation, waits for its first echo before the check
+// falls back to a second allocation as the peer: from a host whose UDP is
+// blocked no echo ever comes, and waiting the whole timeout would make
+// that check, exactly the one such a host needs, the slowest. Eight round
+// trips over the allocation's connection as CreatePermission measured
+// (a UDP round trip through the relay takes about two), at least 200 ms,
+// at most the timeout.
+func (c *TURNCheck) firstEchoWait(rtt time.Duration) time.Duration {
+	return min(max(8*rtt, 200*time.Millisecond), c.Timeout)
 }
 
 // ping sends numbered packets from the peer to the relay until relayPings
-// have come back, retransmitting every 100 ms, within the timeout.
-func (c *TURNCheck) ping(peer pinger, relayed net.Addr) ([]time.Duration, error) {
-	end := time.Now().Add(c.Timeout)
+// have come back, retransmitting every 100 ms (or every quarter of first,
+// when shorter), within the timeout. With first > 0, no echo within first
+// ends it early.
+func (c *TURNCheck) ping(peer pinger, relayed net.Addr, first time.Duration) ([]time.Duration, error) {
+	start := time.Now()
+	end := start.Add(c.Timeout)
+	rto := 100 * time.Millisecond
+	if first > 0 {
+		end = minTime(start.Add(first), end)
+		rto = min(rto, max(first/4, 10*time.Millisecond))
+	}
 	var rtts []time.Duration
 	buf := make([]byte, 1500)
 	for seq := uint32(0); len(rtts) < relayPings; seq++ {
 		if !time.Now().Before(end) {
-			return nil, fmt.Errorf("data sent from a peer here to the relay %v came back %d times out of %d within %v: the relay's ports (coturn min-port..max-port) may be filtered, or the server cannot reach this peer", relayed, len(rtts), seq, c.Timeout)
+			return nil, fmt.Errorf("data sent from a peer here to the relay %v came back %d times out of %d within %v: the relay's ports (coturn min-port..max-port) may be filtered, or the server cannot reach this peer", relayed, len(rtts), seq, end.Sub(start).Round(time.Millisecond))
+		}
+		if len(rtts) == 1 && first > 0 {
+			// The path works: the rest of the round trips get the timeout.
+			end, rto = start.Add(c.Timeout), 100*time.Millisecond
 		}
 		msg := binary.BigEndian.AppendUint32([]byte("natprobe relay check "), seq)
 		sent := time.Now()
@@ -181,7 +210,7 @@ func (c *TURNCheck) ping(peer pinger, relayed net.Addr) ([]time.Duration, error)
 			return nil, fmt.Errorf("send to the relay %v: %w", relayed, err)
 		}
 		for {
-			n, err := peer.recv(buf, minTime(sent.Add(100*time.Millisecond), end))
+			n, err := peer.recv(buf, minTime(sent.Add(rto), end))
 			if err != nil {
 				break
 			}

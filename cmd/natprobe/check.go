@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -50,6 +51,12 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout*time.Duration(2+5*len(turns)))
 	defer cancel()
+	if len(turns) > 0 {
+		if err := tf.credentials(os.Getenv); err != nil {
+			fmt.Fprintf(stderr, "natprobe check: --turn: %v\n", err)
+			return 1
+		}
+	}
 	var checks []*natprobe.TURNCheck
 	for _, u := range turns {
 		c, err := tf.check(ctx, u, *timeout)
@@ -80,7 +87,7 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 	if *asJSON {
 		writeJSON(stdout, sum)
 	} else {
-		printCheck(stdout, sum)
+		sum.WriteText(stdout)
 	}
 	return sum.ExitCode
 }
@@ -97,60 +104,4 @@ func runTURN(checks []*natprobe.TURNCheck, n natprobe.TURNNetwork) ([]*natprobe.
 		out = append(out, r)
 	}
 	return out, nil
-}
-
-// clientOutcome says in words what a typical client gets.
-var clientOutcome = map[string]string{
-	natprobe.OutcomeDirect:      "direct",
-	natprobe.OutcomeServerFirst: "direct only if this server sends the first checks (it must answer; see below)",
-	natprobe.OutcomeClientFirst: "direct only if the client sends the first checks (this server must offer; see below)",
-	natprobe.OutcomeTURN:        "no direct pair: TURN",
-	natprobe.OutcomeUndecided:   "unknown (the probe did not decide this server's NAT)",
-}
-
-func printCheck(w io.Writer, c *natprobe.CheckReport) {
-	r := c.Probe
-	nat := "no NAT"
-	if r.NATPresent {
-		nat = r.Classic + " NAT"
-	}
-	fmt.Fprintf(w, "NAT           %s: %s mapping, %s filtering", nat, r.Mapping, r.Filtering)
-	if r.UnsolicitedInboundRemaps != nil && *r.UnsolicitedInboundRemaps {
-		fmt.Fprint(w, "; remaps its port when a peer's packet arrives first")
-	}
-	fmt.Fprintf(w, "\n              %s seen as %s (STUN %s, %d ms)\n", r.Local, orDash(r.Mapped), r.Server, r.DurationMs)
-	fmt.Fprintln(w, "direct ICE with typical client NATs:")
-	for _, cl := range c.Clients {
-		if r.Verdict == natprobe.VerdictBlocked {
-			fmt.Fprintf(w, "  %s: no direct pair: UDP from here is blocked\n", cl.Client)
-			continue
-		}
-		out := clientOutcome[cl.Outcome]
-		if cl.Client == "UDP blocked" {
-			out = "no direct pair: TURN over TCP or TLS"
-		}
-		fmt.Fprintf(w, "  %s (%s): %s\n", cl.Client, cl.Examples, out)
-	}
-	if len(c.TURN) == 0 {
-		fmt.Fprintln(w, "TURN          not checked (give --turn)")
-	}
-	for _, t := range c.TURN {
-		if t.Verdict == natprobe.TURNOK {
-			fmt.Fprintf(w, "TURN          %s: ok, relayed %s (%s), allocation %.1f ms, relay RTT %.1f ms, lifetime %d s\n",
-				t.Server, t.Relayed, t.RelayedTransport, t.AllocationMs, t.RelayRTTMs, t.LifetimeSeconds)
-			continue
-		}
-		fmt.Fprintf(w, "TURN          %s: %s at %s\n", t.Server, t.Verdict, t.Stage)
-	}
-	fmt.Fprintf(w, "verdict: %s (exit %d)\n", c.Verdict, c.ExitCode)
-	for _, ch := range c.Changes {
-		fmt.Fprintf(w, "change: %s\n", ch)
-	}
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

@@ -6,7 +6,7 @@
 //	natprobe serve --primary IP:PORT [--alternate IP:PORT] [--json-log]
 //	natprobe ice A.json B.json [--json]
 //	natprobe turn --server turn:HOST:PORT[?transport=udp|tcp] | turns:HOST:PORT
-//	              (--user U --password P | --secret S [--user ID] [--ttl 1h]) [--ca FILE]
+//	              (--user U --password-file FILE | --secret-file FILE [--user ID] [--ttl 1h]) [--ca FILE]
 //	              [--netns PATH | --container ID] [--timeout 5s] [--json]
 //	natprobe check --server HOST:PORT [--turn URI ...] [turn's credential flags]
 //	               [--netns PATH | --container ID] [--local-port N] [--timeout 5s] [--json]
@@ -29,10 +29,12 @@ const usage = `usage:
   natprobe serve --primary IP:PORT [--alternate IP:PORT] [--json-log]
   natprobe ice A.json B.json [--json]
   natprobe turn --server turn:HOST:PORT[?transport=udp|tcp] | turns:HOST:PORT
-                (--user U --password P | --secret S [--user ID] [--ttl 1h]) [--ca FILE]
+                (--user U --password-file FILE | --secret-file FILE [--user ID] [--ttl 1h]) [--ca FILE]
                 [--netns PATH | --container ID [--runtime docker|podman]] [--timeout 5s] [--json]
-  natprobe check --server HOST:PORT [--server ...] [--turn URI ...] [--user U --password P | --secret S] [--ca FILE]
+  natprobe check --server HOST:PORT [--server ...] [--turn URI ...] [--user U --password-file FILE | --secret-file FILE] [--ca FILE]
                  [--netns PATH | --container ID [--runtime docker|podman]] [--local-port N] [--timeout 5s] [--json]
+                 (turn and check: the password or secret may also come from env NATPROBE_TURN_PASSWORD or
+                 NATPROBE_TURN_SECRET, or from --password P or --secret S, which other local users can read)
 exit codes: 0 ok, 3 needs-turn, 4 blocked or unreachable, 5 unknown, 6 turn refused, 7 turn relay failed, 1 error
 (check: the worst finding's code)
 `

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/medianet/medianet/natprobe"
@@ -14,35 +15,36 @@ import (
 // turnFlags are the flags of turn, shared with check.
 type turnFlags struct {
 	user, password, secret, ca string
+	passwordFile, secretFile   string
 	ttl                        time.Duration
+	// passwordFrom and secretFrom say where the credential came from
+	// (a flag, a file, the environment), for error messages.
+	passwordFrom, secretFrom string
 }
 
 func (f *turnFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.user, "user", "", "TURN long-term credential `user` (with --secret: the user part of the REST username)")
-	fs.StringVar(&f.password, "password", "", "TURN long-term credential `password`")
-	fs.StringVar(&f.secret, "secret", "", "TURN REST API shared `secret` (coturn static-auth-secret): natprobe makes the ephemeral credentials")
+	fs.StringVar(&f.password, "password", "", "TURN long-term credential `password` (visible to every local user: prefer --password-file or env "+envPassword+")")
+	fs.StringVar(&f.passwordFile, "password-file", "", "read the TURN long-term password from `FILE` (one trailing newline trimmed)")
+	fs.StringVar(&f.secret, "secret", "", "TURN REST API shared `secret` (coturn static-auth-secret): natprobe makes the ephemeral credentials (visible to every local user: prefer --secret-file or env "+envSecret+")")
+	fs.StringVar(&f.secretFile, "secret-file", "", "read the TURN REST API shared secret from `FILE` (one trailing newline trimmed)")
 	fs.DurationVar(&f.ttl, "ttl", time.Hour, "validity of the credentials made with --secret")
 	fs.StringVar(&f.ca, "ca", "", "PEM `file` of certificates trusted for turns: (a self-signed server certificate or its CA)")
 }
 
 // check returns the TURN check for uri, or a usage error naming the flag.
+// credentials must have been resolved.
 func (f *turnFlags) check(ctx context.Context, uri string, timeout time.Duration) (*natprobe.TURNCheck, error) {
 	srv, err := natprobe.ParseTURNURI(uri)
 	if err != nil {
 		return nil, err
-	}
-	switch {
-	case f.secret != "" && f.password != "":
-		return nil, fmt.Errorf("give --password or --secret, not both")
-	case f.secret == "" && (f.user == "" || f.password == ""):
-		return nil, fmt.Errorf("give --user and --password (long-term credentials) or --secret (TURN REST API)")
 	}
 	ap, err := resolve(ctx, fmt.Sprintf("%s:%d", bracket(srv.Host), srv.Port))
 	if err != nil {
 		return nil, fmt.Errorf("%q: %w", uri, err)
 	}
 	return &natprobe.TURNCheck{Server: srv, Addr: ap, User: f.user, Password: f.password, Secret: f.secret,
-		TTL: f.ttl, CAFile: f.ca, Timeout: timeout}, nil
+		PasswordFrom: f.passwordFrom, SecretFrom: f.secretFrom, TTL: f.ttl, CAFile: f.ca, Timeout: timeout}, nil
 }
 
 func bracket(host string) string {
@@ -74,6 +76,10 @@ func turnCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if *netnsPath != "" && *container != "" {
 		fmt.Fprintln(stderr, "natprobe turn: give --netns or --container, not both")
+		return 1
+	}
+	if err := tf.credentials(os.Getenv); err != nil {
+		fmt.Fprintf(stderr, "natprobe turn: %v\n", err)
 		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5**timeout)

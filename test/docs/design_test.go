@@ -50,15 +50,7 @@ func section(t *testing.T, doc, title string) string {
 	return ""
 }
 
-var (
-	backticked = regexp.MustCompile("`([^`]+)`")
-	longFlag   = regexp.MustCompile(`--([a-z][a-z0-9-]*)`)
-	// defaultsFlag is a flag in Go's flag defaults ("  -name type").
-	defaultsFlag = regexp.MustCompile(`(?m)^\s+-([a-z][a-z0-9-]*)`)
-	// usageLine is a line of a usage synopsis: "  natprobe probe --server
-	// ..." or its continuation "      [--timeout 5s]".
-	usageLine = regexp.MustCompile(`(?m)^\s+(?:medianetd|natprobe|medianetctl|\[).*$`)
-)
+var backticked = regexp.MustCompile("`([^`]+)`")
 
 // firstColumn returns the backticked names in the first cell of each
 // table row of text (the header row has none).
@@ -94,31 +86,6 @@ func compareSets(t *testing.T, what string, code, doc []string) {
 	}
 	if len(code) == 0 {
 		t.Errorf("found no %s in the code: the extraction is broken", what)
-	}
-}
-
-// TestDesignFlags: the flags each binary's help shows are exactly the
-// flags its section of docs/design.md names.
-func TestDesignFlags(t *testing.T) {
-	root := repoRoot(t)
-	bin := binDir(t, root)
-	doc := designDoc(t, root)
-	for _, prog := range []string{"medianetd", "natprobe", "medianetctl"} {
-		t.Run(prog, func(t *testing.T) {
-			var code, documented []string
-			help := helpText(t, filepath.Join(bin, prog))
-			found := defaultsFlag.FindAllStringSubmatch(help, -1)
-			for _, l := range usageLine.FindAllString(help, -1) {
-				found = append(found, longFlag.FindAllStringSubmatch(l, -1)...)
-			}
-			for _, m := range found {
-				code = append(code, m[1])
-			}
-			for _, m := range longFlag.FindAllStringSubmatch(section(t, doc, prog), -1) {
-				documented = append(documented, m[1])
-			}
-			compareSets(t, prog+" flag", code, documented)
-		})
 	}
 }
 

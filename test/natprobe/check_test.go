@@ -2,9 +2,11 @@ package natprobe_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/medianet/medianet/internal/coturntest"
 	"github.com/medianet/medianet/internal/natlab"
@@ -29,13 +31,28 @@ func TestCheck(t *testing.T) {
 		verdict  string
 		exit     int
 		clients  map[string]string // client NAT -> outcome
+		has, not []string          // lines the text report must have, or must not
 	}{
 		{"masquerade, turn works", natlab.Masquerade, "pw", natprobe.VerdictNeedsTURN, 3, map[string]string{
 			"open or full cone": natprobe.OutcomeDirect, "port-restricted cone": natprobe.OutcomeServerFirst,
-			"port-restricted cone that remaps": natprobe.OutcomeTURN, "symmetric": natprobe.OutcomeTURN}},
-		{"masquerade, turn refuses", natlab.Masquerade, "wrong", "turn-refused", 6, nil},
+			"port-restricted cone that remaps": natprobe.OutcomeTURN, "symmetric": natprobe.OutcomeTURN},
+			[]string{"they relay through TURN, and each of turn:198.18.0.10:3478, turn:198.18.0.10:3478?transport=tcp works from here",
+				"or relay the session through TURN: each of"},
+			[]string{"deploy TURN", "relay the session through TURN\n"}},
+		{"masquerade, turn refuses", natlab.Masquerade, "wrong", "turn-refused", 6, nil,
+			[]string{"no TURN checked relays data from here", "change: TURN turn:198.18.0.10:3478: "},
+			[]string{"deploy TURN", "works from here"}},
 		{"no nat, turn works", natlab.NoNAT, "pw", natprobe.VerdictOK, 0, map[string]string{
-			"port-restricted cone": natprobe.OutcomeDirect, "symmetric": natprobe.OutcomeDirect}},
+			"port-restricted cone": natprobe.OutcomeDirect, "symmetric": natprobe.OutcomeDirect},
+			[]string{"NAT           no NAT: endpoint-independent mapping, endpoint-independent filtering",
+				"clients whose UDP is blocked relay through TURN over TCP or TLS: turn:198.18.0.10:3478?transport=tcp works from here"},
+			[]string{"change: "}},
+		// The UDP TURN check is unreachable (4) like the probe (4): the
+		// probe's verdict stands.
+		{"udp blocked, turn over tcp works", natlab.UDPBlocked, "pw", natprobe.VerdictBlocked, 4, nil,
+			[]string{"NAT           not measured: no STUN server answered over UDP",
+				"every session must relay through TURN over TCP or TLS, and turn:198.18.0.10:3478?transport=tcp works from here"},
+			[]string{"no NAT", "use TURN over TCP/TLS", "deploy TURN"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,11 +73,32 @@ func TestCheck(t *testing.T) {
 					t.Errorf("client %s: got %s, want %s", cl.Client, cl.Outcome, want)
 				}
 			}
+			start := time.Now()
 			human, hcode := runCheck(t, l, args...)
+			took := time.Since(start)
 			if hcode != code || !strings.Contains(human, "verdict: "+tt.verdict) || !strings.Contains(human, "direct ICE with typical client NATs") {
 				t.Errorf("human output (exit %d):\n%s\nwant the same verdict and exit", hcode, human)
 			}
-			t.Logf("natprobe check:\n%s", human)
+			for _, h := range tt.has {
+				if !strings.Contains(human, h) {
+					t.Errorf("the report lacks %q", h)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(human, n) {
+					t.Errorf("the report says %q, which the checks contradict", n)
+				}
+			}
+			t.Logf("natprobe check took %v (probe %d ms, TURN checks %v):\n%s", took.Round(time.Millisecond), c.Probe.DurationMs, turnDurations(c.TURN), human)
 		})
 	}
+}
+
+// turnDurations lists each TURN check's duration, for the log.
+func turnDurations(turns []*natprobe.TURNReport) []string {
+	var out []string
+	for _, t := range turns {
+		out = append(out, fmt.Sprintf("%s %s %d ms", t.Server, t.Verdict, t.DurationMs))
+	}
+	return out
 }

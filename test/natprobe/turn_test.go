@@ -2,6 +2,8 @@ package natprobe_test
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -32,28 +34,45 @@ func TestTURNAgainstCoturn(t *testing.T) {
 	coturntest.Start(t, l.Server, coturntest.Options{IPs: []netip.Addr{natlab.ServerIP2}, Secret: secret, NoTCP: true})
 	expiredUser, expiredPass := natprobe.RESTCredentials(secret, "probe", time.Now().Add(-time.Hour))
 	creds := []string{"--user", user, "--password", pass}
+	dir := t.TempDir()
+	passFile, secretFile, wrongFile := filepath.Join(dir, "pass"), filepath.Join(dir, "secret"), filepath.Join(dir, "wrong")
+	for p, v := range map[string]string{passFile: pass + "\n", secretFile: secret + "\n", wrongFile: "nope\n"} {
+		if err := os.WriteFile(p, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tests := []struct {
 		name    string
 		args    []string
 		verdict string
 		exit    int
 		stage   string
-		errHas  string // a fragment the error must contain
+		errHas  string            // a fragment the error must contain
+		env     map[string]string // set for the run
 	}{
-		{"udp", append([]string{"--server", "turn:198.18.0.10:3478"}, creds...), natprobe.TURNOK, 0, "", ""},
-		{"tcp", append([]string{"--server", "turn:198.18.0.10:3478?transport=tcp"}, creds...), natprobe.TURNOK, 0, "", ""},
-		{"tls with --ca", append([]string{"--server", "turns:198.18.0.10:5349", "--ca", lt.CAFile}, creds...), natprobe.TURNOK, 0, "", ""},
-		{"rest secret", []string{"--server", "turn:198.18.0.11:3478", "--secret", secret}, natprobe.TURNOK, 0, "", ""},
-		{"tls without --ca", append([]string{"--server", "turns:198.18.0.10:5349"}, creds...), natprobe.TURNUnreachable, 4, natprobe.StageConnect, "--ca"},
-		{"wrong password", []string{"--server", "turn:198.18.0.10:3478", "--user", user, "--password", "nope"}, natprobe.TURNRefused, 6, natprobe.StageAllocate, "--password"},
-		{"wrong secret", []string{"--server", "turn:198.18.0.11:3478", "--secret", "nope"}, natprobe.TURNRefused, 6, natprobe.StageAllocate, "static-auth-secret"},
-		{"expired rest credentials", []string{"--server", "turn:198.18.0.11:3478", "--user", expiredUser, "--password", expiredPass}, natprobe.TURNRefused, 6, natprobe.StageAllocate, "expired"},
-		{"unreachable server", append([]string{"--server", "turn:198.18.0.12:3478", "--timeout", "1s"}, creds...), natprobe.TURNUnreachable, 4, natprobe.StageConnect, "no answer"},
-		{"tcp refused", []string{"--server", "turn:198.18.0.11:3478?transport=tcp", "--secret", secret}, natprobe.TURNUnreachable, 4, natprobe.StageConnect, "refused"},
-		{"udp port closed", append([]string{"--server", "turn:198.18.0.10:3999"}, creds...), natprobe.TURNUnreachable, 4, natprobe.StageConnect, "ICMP port unreachable"},
+		{"udp", append([]string{"--server", "turn:198.18.0.10:3478"}, creds...), natprobe.TURNOK, 0, "", "", nil},
+		{"tcp", append([]string{"--server", "turn:198.18.0.10:3478?transport=tcp"}, creds...), natprobe.TURNOK, 0, "", "", nil},
+		{"tls with --ca", append([]string{"--server", "turns:198.18.0.10:5349", "--ca", lt.CAFile}, creds...), natprobe.TURNOK, 0, "", "", nil},
+		{"rest secret", []string{"--server", "turn:198.18.0.11:3478", "--secret", secret}, natprobe.TURNOK, 0, "", "", nil},
+		{"tls without --ca", append([]string{"--server", "turns:198.18.0.10:5349"}, creds...), natprobe.TURNUnreachable, 4, natprobe.StageConnect, "--ca", nil},
+		{"wrong password", []string{"--server", "turn:198.18.0.10:3478", "--user", user, "--password", "nope"}, natprobe.TURNRefused, 6, natprobe.StageAllocate, "--password", nil},
+		{"wrong secret", []string{"--server", "turn:198.18.0.11:3478", "--secret", "nope"}, natprobe.TURNRefused, 6, natprobe.StageAllocate, "static-auth-secret", nil},
+		{"expired rest credentials", []string{"--server", "turn:198.18.0.11:3478", "--user", expiredUser, "--password", expiredPass}, natprobe.TURNRefused, 6, natprobe.StageAllocate, "expired", nil},
+		{"unreachable server", append([]string{"--server", "turn:198.18.0.12:3478", "--timeout", "1s"}, creds...), natprobe.TURNUnreachable, 4, natprobe.StageConnect, "no answer", nil},
+		{"tcp refused", []string{"--server", "turn:198.18.0.11:3478?transport=tcp", "--secret", secret}, natprobe.TURNUnreachable, 4, natprobe.StageConnect, "refused", nil},
+		{"udp port closed", append([]string{"--server", "turn:198.18.0.10:3999"}, creds...), natprobe.TURNUnreachable, 4, natprobe.StageConnect, "ICMP port unreachable", nil},
+		{"password file", []string{"--server", "turn:198.18.0.10:3478", "--user", user, "--password-file", passFile}, natprobe.TURNOK, 0, "", "", nil},
+		{"secret file", []string{"--server", "turn:198.18.0.11:3478", "--secret-file", secretFile}, natprobe.TURNOK, 0, "", "", nil},
+		{"password env", []string{"--server", "turn:198.18.0.10:3478?transport=tcp", "--user", user}, natprobe.TURNOK, 0, "", "", map[string]string{"NATPROBE_TURN_PASSWORD": pass}},
+		{"secret env", []string{"--server", "turn:198.18.0.11:3478"}, natprobe.TURNOK, 0, "", "", map[string]string{"NATPROBE_TURN_SECRET": secret}},
+		{"wrong password file", []string{"--server", "turn:198.18.0.10:3478", "--user", user, "--password-file", wrongFile}, natprobe.TURNRefused, 6, natprobe.StageAllocate, "--password-file " + wrongFile, nil},
+		{"wrong secret env", []string{"--server", "turn:198.18.0.11:3478"}, natprobe.TURNRefused, 6, natprobe.StageAllocate, "env NATPROBE_TURN_SECRET", map[string]string{"NATPROBE_TURN_SECRET": "nope"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
 			rep, code := runTURN(t, l, tt.args...)
 			if rep.Verdict != tt.verdict || code != tt.exit || rep.Stage != tt.stage {
 				t.Fatalf("got verdict %q exit %d stage %q (error %q), want %q %d %q", rep.Verdict, code, rep.Stage, rep.Error, tt.verdict, tt.exit, tt.stage)
@@ -103,6 +122,9 @@ func TestTURNFromUDPBlocked(t *testing.T) {
 	if rep.RelayRTTMs <= 0 {
 		t.Errorf("tcp: relay RTT %v, want measured", rep.RelayRTTMs)
 	}
+	// The figure for docs/natprobe.md: the UDP peer gets a few round
+	// trips, not the whole --timeout, before the relay peer takes over.
+	t.Logf("tcp from a host whose UDP is blocked: the check took %d ms (--timeout 2s)", rep.DurationMs)
 	rep, code = runTURN(t, l, append([]string{"--server", "turn:198.18.0.10:3478"}, creds...)...)
 	if rep.Verdict != natprobe.TURNUnreachable || code != 4 {
 		t.Errorf("udp: got verdict %q exit %d (error %q), want unreachable 4", rep.Verdict, code, rep.Error)

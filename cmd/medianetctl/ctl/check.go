@@ -93,10 +93,12 @@ func (c *cmd) findings(ctx context.Context, st ipam.Store, files []string) ([]ip
 // (etcdstore.Source.SyncIdle): usage published, idle blocks given back,
 // lost blocks recorded, foreign reservations released. What GC and the
 // node agent do on their own; for an operator, or a node without either.
-func (c *cmd) sync(files []string) error {
-	if len(files) == 0 {
+func (c *cmd) sync(args []string) error {
+	fs := c.flags("ipam sync") // no flags: -h prints them so
+	if fs.Parse(args) != nil || fs.NArg() == 0 {
 		return errUsage
 	}
+	files := fs.Args()
 	return c.withStore(func(ctx context.Context, st *boltstore.Store) error {
 		return forEachConfig(files, func(conf *cni.Config) error {
 			if !conf.UsesEtcd() {

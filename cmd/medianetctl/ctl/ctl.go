@@ -43,7 +43,11 @@ const usage = `usage:
 func Run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("medianetctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fmt.Fprintln(stderr, "flags before ipam:")
+		fs.PrintDefaults()
+	}
 	dataDir := fs.String("data-dir", cni.DefaultDataDir, "IPAM store directory")
 	timeout := fs.Duration("timeout", boltstore.DefaultTimeout, "how long to wait for a busy store")
 	if err := fs.Parse(args); err != nil {

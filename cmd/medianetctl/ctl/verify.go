@@ -19,10 +19,12 @@ type claim struct {
 // verify reads node configuration files (a .conf, or a .conflist whose
 // plugins include medianet-ipam) and fails when two nodes' ranges overlap.
 // A file without nodeRanges claims its whole subnets for its node.
-func (c *cmd) verify(files []string) error {
-	if len(files) == 0 {
+func (c *cmd) verify(args []string) error {
+	fs := c.flags("ipam verify") // no flags: -h prints them so
+	if fs.Parse(args) != nil || fs.NArg() == 0 {
 		return errUsage
 	}
+	files := fs.Args()
 	var claims []claim
 	for _, f := range files {
 		cl, err := readClaims(f)
