@@ -63,14 +63,21 @@ func (m *Main) delegateAdd(ctx context.Context, typ string, conf []byte) (types.
 }
 
 // findPlugin looks for an executable name in the colon-separated dirs.
+// Entries that are not absolute paths are skipped, as for
+// medianet-ipam-etcd (FindEtcdHelper): a relative one would resolve
+// against the working directory and an empty one would become a bare
+// name, a different file from the one the runtime meant.
 func findPlugin(dirs, name string) (string, error) {
 	for _, d := range filepath.SplitList(dirs) {
+		if !filepath.IsAbs(d) {
+			continue
+		}
 		p := filepath.Join(d, name)
 		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 			return p, nil
 		}
 	}
-	return "", configErr("ipam.type %q: no such plugin in CNI_PATH %q", name, dirs)
+	return "", configErr("ipam.type %q: no such plugin in the absolute entries of CNI_PATH %q", name, dirs)
 }
 
 func withoutKey(env []string, key string) []string {
