@@ -184,16 +184,39 @@ func (c *cmd) release(args []string) error {
 			if a.ContainerID != *container || (*ifname != "" && a.IfName != *ifname) {
 				continue
 			}
+			n++
+			if a.IsHold() {
+				// A hold is ended, not freed here: on an etcd network its
+				// record may let another node move it at any moment, so
+				// only the sync (or a plugin's next ADD or DEL) frees it,
+				// through etcd (docs/design.md, "Sticky addresses").
+				if err := expireHold(ctx, st, a.Key); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.out, "expired %s/%s on %s: %s (freed by the next sync, ADD or DEL on this node)\n", a.ContainerID, a.IfName, a.Network, joinAddrs(a))
+				continue
+			}
 			if _, _, err := ipam.Release(ctx, st, a.Key); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.out, "released %s/%s on %s: %s\n", a.ContainerID, a.IfName, a.Network, joinAddrs(a))
-			n++
 		}
 		if n == 0 {
 			return fmt.Errorf("network %q: no allocation for container %q: %w", *network, *container, ipam.ErrNotFound)
 		}
 		return nil
+	})
+}
+
+// expireHold ends the sticky hold k now.
+func expireHold(ctx context.Context, st *boltstore.Store, k ipam.Key) error {
+	return st.Update(ctx, func(tx ipam.Tx) error {
+		h, ok, err := tx.Allocation(k)
+		if err != nil || !ok || !h.IsHold() {
+			return err
+		}
+		h.HeldUntil = time.Now().UTC()
+		return tx.PutAllocation(h)
 	})
 }
 

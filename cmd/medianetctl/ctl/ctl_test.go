@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/medianet/medianet/internal/ipamtest"
 	"github.com/medianet/medianet/ipam"
@@ -110,5 +111,46 @@ func TestUsage(t *testing.T) {
 	}
 	if _, errOut, code := run(t, "--data-dir", filepath.Join(t.TempDir(), "none"), "ipam", "list"); code != ExitError || !strings.Contains(errOut, "wrong directory") {
 		t.Errorf("list with missing dir: %d %q", code, errOut)
+	}
+}
+
+// TestReleaseOfAHoldExpiresIt: releasing a sticky hold by hand ends it
+// (heldUntil now) rather than freeing its address in the store: on an etcd
+// network its record may let another node move it, so only the sync frees
+// it, through etcd. A static network's next allocation frees it.
+func TestReleaseOfAHoldExpiresIt(t *testing.T) {
+	dir := t.TempDir()
+	st, err := boltstore.Open(context.Background(), dir, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ipamtest.Config("media", "10.31.0.0/24")
+	cfg.Sticky = time.Hour
+	a := ipamtest.Allocator(t, cfg, st)
+	ctx := context.Background()
+	got, err := a.Allocate(ctx, ipam.Request{ContainerID: "c1", IfName: "eth0", Workload: "media/jvb-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Release(ctx, "c1", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	out, errOut, code := run(t, "--data-dir", dir, "ipam", "release", "--network", "media", "--container", "sticky:media/jvb-0")
+	if code != 0 || !strings.Contains(out, "expired sticky:media/jvb-0/eth0") {
+		t.Fatalf("release of a hold: code %d, out %q, stderr %q", code, out, errOut)
+	}
+	st, err = boltstore.Open(ctx, dir, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	as, err := ipam.List(ctx, st, "media")
+	if err != nil || len(as) != 1 || !as[0].IsHold() || time.Until(as[0].HeldUntil) > time.Minute {
+		t.Fatalf("after release of the hold: %+v, %v; want it kept, expired", as, err)
+	}
+	a = ipamtest.Allocator(t, cfg, st)
+	if _, err := a.Allocate(ctx, ipam.Request{ContainerID: "c2", IfName: "eth0", IPs: got.IPs}); err != nil {
+		t.Errorf("the expired hold's address for another container: %v", err)
 	}
 }
