@@ -143,15 +143,21 @@ func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, h
 	if used != nil || s.c.cfg.IdleRelease < 0 || now.Sub(bc.Claim.EmptySince) < s.c.cfg.IdleRelease {
 		return nil
 	}
-	removed, err := removeIfEmpty(ctx, st, s.net.Name, p)
-	if err != nil || !removed {
-		return err
-	}
-	if _, err := s.c.deleteIfUnchanged(ctx, bc); err != nil {
-		return err // the claim stays; the next ClaimNext adopts it again
-	}
-	res.Released = append(res.Released, p)
-	return nil
+	// Under the claim lock: another sync of this node adopting orphan
+	// claims must not read the claim before it goes and record the block
+	// after it went (found by the simulator: an ADD then allocated from
+	// a block nobody claimed).
+	return s.withClaimLock(ctx, st, func() error {
+		removed, err := removeIfEmpty(ctx, st, s.net.Name, p)
+		if err != nil || !removed {
+			return err
+		}
+		if _, err := s.c.deleteIfUnchanged(ctx, bc); err != nil {
+			return err // the claim stays; the next sync adopts it again
+		}
+		res.Released = append(res.Released, p)
+		return nil
+	})
 }
 
 // lostToConfig reports whether a Lost reason comes from the node's
@@ -229,7 +235,28 @@ func removeIfEmpty(ctx context.Context, st ipam.Store, network string, p netip.P
 // who owns a block; the store follows, and the block is then published
 // and given back as any other. An ADD still on its way to record the
 // block finds it held and skips it.
+//
+// It runs under the node's claim lock for the network, as do the ADDs'
+// claims and the sync's give-backs: a claim it lists is then neither one
+// an ADD is about to record nor one a give-back is deleting.
 func (s *Source) adoptOrphans(ctx context.Context, st ipam.Store) error {
+	return s.withClaimLock(ctx, st, func() error { return s.adoptListed(ctx, st) })
+}
+
+// withClaimLock runs fn under st's claim lock for the network, when st
+// has one.
+func (s *Source) withClaimLock(ctx context.Context, st ipam.Store, fn func() error) error {
+	if cl, ok := st.(ipam.ClaimLocker); ok {
+		unlock, err := cl.ClaimLock(ctx, s.net.Name)
+		if err != nil {
+			return fmt.Errorf("network %q: wait for this node's claims: %w", s.net.Name, err)
+		}
+		defer unlock()
+	}
+	return fn()
+}
+
+func (s *Source) adoptListed(ctx context.Context, st ipam.Store) error {
 	claims, err := s.c.Claims(ctx, s.net.Name, s.node)
 	if err != nil {
 		return err
