@@ -96,6 +96,7 @@ func TestSim(t *testing.T) {
 	next := time.Now().UnixNano() % 1_000_000_000
 	start := time.Now()
 	var total, runs atomic.Int64
+	lastLog := start
 	for i := 0; ; i++ {
 		var seed int64
 		if fresh {
@@ -114,6 +115,10 @@ func TestSim(t *testing.T) {
 		}
 		total.Add(int64(res.Steps))
 		runs.Add(1)
+		if time.Since(lastLog) > time.Minute {
+			lastLog = time.Now()
+			t.Logf("sim: %d runs, %d steps so far (%.0f steps/s)", runs.Load(), total.Load(), float64(total.Load())/time.Since(start).Seconds())
+		}
 		if res.Violation == nil {
 			continue
 		}
