@@ -166,10 +166,28 @@ func (a *Allocator) Get(ctx context.Context, containerID, ifname string) (Alloca
 // leaves a hold that keeps its addresses for the workload (Config.Sticky).
 func (a *Allocator) Release(ctx context.Context, containerID, ifname string) (Allocation, bool, error) {
 	k := Key{Network: a.cfg.Network, ContainerID: containerID, IfName: ifname}
-	if a.cfg.Sticky <= 0 {
+	if a.cfg.Sticky <= 0 && !a.resumedHere(ctx, k) {
 		return Release(ctx, a.st, k)
 	}
 	return a.release(ctx, k, false)
+}
+
+// resumedHere reports whether, with a cluster source, the attachment k
+// took its addresses from its workload's record (a hold taken back or
+// moved here): the record names this node, so even with stickiness
+// turned off since, its release goes through a hold (of no period) that
+// the sync expires through the record.
+func (a *Allocator) resumedHere(ctx context.Context, k Key) bool {
+	if _, cluster := a.src.(StickySource); !cluster {
+		return false
+	}
+	resumed := false
+	_ = a.st.View(ctx, func(tx Tx) error {
+		al, ok, err := tx.Allocation(k)
+		resumed = ok && !al.Resumed.IsZero()
+		return err
+	})
+	return resumed
 }
 
 // Abort undoes an Allocate whose ADD failed later (the link could not be
@@ -179,7 +197,7 @@ func (a *Allocator) Release(ctx context.Context, containerID, ifname string) (Al
 // workload that never ran).
 func (a *Allocator) Abort(ctx context.Context, containerID, ifname string) error {
 	k := Key{Network: a.cfg.Network, ContainerID: containerID, IfName: ifname}
-	if a.cfg.Sticky <= 0 {
+	if a.cfg.Sticky <= 0 && !a.resumedHere(ctx, k) {
 		_, _, err := Release(ctx, a.st, k)
 		return err
 	}
@@ -211,7 +229,7 @@ func (a *Allocator) release(ctx context.Context, k Key, abort bool) (Allocation,
 		hold, held, err = a.holdTx(tx, out, until)
 		return err
 	})
-	if ss := a.stickySource(); err == nil && held && ss != nil {
+	if ss, ok := a.src.(StickySource); err == nil && held && ok {
 		// Told at once, so that the workload starting on another node
 		// finds its hold; if the cluster store cannot be reached, the
 		// source's sync publishes it later.

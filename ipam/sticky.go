@@ -80,7 +80,10 @@ var errRetry = errors.New("sticky state changed, decide again")
 // StickySource, if it has one and req asks for no other address. It
 // reports false when there is no hold to take.
 func (a *Allocator) takeHold(tx Tx, req Request, want []netip.Addr) ([]netip.Addr, time.Time, bool, error) {
-	if req.Workload == "" || a.stickySource() != nil {
+	if _, cluster := a.src.(StickySource); req.Workload == "" || cluster {
+		// With a cluster source a hold is taken only through it, also
+		// while this node's configuration turns stickiness off (a
+		// rollout): another node may still move it.
 		return nil, time.Time{}, false, nil
 	}
 	hk := HoldKey(a.cfg.Network, req.Workload, req.IfName)
@@ -136,8 +139,8 @@ func (a *Allocator) usable(tx Tx, ips []netip.Addr) error {
 // expireHolds frees the holds whose time is up, unless a StickySource
 // decides: its sync expires them through the cluster store.
 func (a *Allocator) expireHolds(tx Tx) error {
-	if a.stickySource() != nil {
-		return nil
+	if _, cluster := a.src.(StickySource); cluster {
+		return nil // whatever this node's period: the source's sync decides
 	}
 	now := a.Now()
 	var expired []Key

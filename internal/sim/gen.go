@@ -26,7 +26,8 @@ func newGen(seed int64) *gen {
 var (
 	blockSizes = []int{28, 28, 30, 32}
 	cfgChanges = []string{"blockSize=24", "blockSize=26", "blockSize=28", "blockSize=30", "blockSize=32",
-		"exclude=10.0.0.16/30", "exclude=10.0.0.64/28", "exclude=", "gateway=10.0.0.254", "gateway=10.0.0.1", "gateway=10.0.0.33"}
+		"exclude=10.0.0.16/30", "exclude=10.0.0.64/28", "exclude=", "gateway=10.0.0.254", "gateway=10.0.0.1", "gateway=10.0.0.33",
+		"sticky=0s", "sticky=5m0s"}
 	jumps = []time.Duration{time.Second, 10 * time.Second, time.Minute, 3 * time.Minute, 6 * time.Minute, 11 * time.Minute}
 )
 

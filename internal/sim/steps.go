@@ -24,7 +24,7 @@ type Step struct {
 	Fail     bool          // add: fails after the allocation; the plugin rolls back
 	Force    bool          // reclaim: --force
 	Dur      time.Duration // clock: how far the clock jumps
-	Cfg      string        // cfg: "blockSize=32", "exclude=10.0.0.16/30", "gateway=10.0.0.254"
+	Cfg      string        // cfg: "blockSize=32", "exclude=10.0.0.16/30", "gateway=10.0.0.254", "sticky=0s"
 }
 
 // opKinds are the kinds that start an operation.

@@ -186,6 +186,12 @@ func applyCfg(n *node, kv string) error {
 			}
 			c.Exclude = []netip.Prefix{p}
 		}
+	case "sticky":
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("cfg %s: %w", kv, err)
+		}
+		c.Sticky = d
 	case "gateway":
 		a, err := netip.ParseAddr(v)
 		if err != nil {

@@ -64,10 +64,8 @@ func (s *Source) SyncIdle(ctx context.Context, st ipam.Store, now time.Time) (Sy
 	var res SyncResult
 	// Sticky state first: moved reservations it releases then count in
 	// the usage this sync publishes, rather than the next one's.
-	if s.sticky > 0 {
-		if err := s.syncSticky(ctx, st, now); err != nil {
-			return res, err
-		}
+	if err := s.syncSticky(ctx, st, now); err != nil {
+		return res, err
 	}
 	if err := s.adoptOrphans(ctx, st); err != nil {
 		return res, err

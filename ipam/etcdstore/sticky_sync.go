@@ -64,7 +64,9 @@ func (s *Source) readLocalSticky(ctx context.Context, st ipam.Store) (localStick
 // node's blocks that a record binds elsewhere.
 func (s *Source) syncSticky(ctx context.Context, st ipam.Store, now time.Time) error {
 	ls, err := s.readLocalSticky(ctx, st)
-	if err != nil {
+	if err != nil || (s.sticky <= 0 && len(ls.holds) == 0 && len(ls.moved) == 0) {
+		// A network that is not sticky (or no longer, on this node)
+		// costs no etcd request here once nothing sticky is left.
 		return err
 	}
 	resp, err := s.c.get(ctx, "list sticky records of network "+s.net.Name, s.c.stickyPrefix(s.net.Name), clientv3.WithPrefix())
@@ -230,9 +232,6 @@ func (s *Source) followMoved(ctx context.Context, st ipam.Store, moved []ipam.Al
 // plugins call it after their ADD and DEL). One View when none is due;
 // etcd being unreachable is no failure (the next call catches up).
 func (s *Source) SettleDue(ctx context.Context, st ipam.Store, now time.Time) error {
-	if s.sticky <= 0 {
-		return nil
-	}
 	due := false
 	err := st.View(ctx, func(tx ipam.Tx) error {
 		return tx.ForEachHold(s.net.Name, func(h ipam.Allocation) error {
