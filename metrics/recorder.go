@@ -122,7 +122,7 @@ func (r *Recorder) agentEtcdError(network string) {
 	r.etcdErrs.WithLabelValues(network, r.node, SourceAgent).Inc()
 }
 
-// malformed counts a datagram that was not a report.
+// malformed counts a message that was not a report.
 func (r *Recorder) malformed() { r.reports.WithLabelValues(r.node, "malformed").Inc() }
 
 // received counts a report.

@@ -51,7 +51,7 @@ const DefaultDataDir = "/var/lib/medianet"
 // Version is the encoding version a Report carries in "v".
 const Version = 1
 
-// MaxSize bounds an encoded report; the agent reads datagrams this large.
+// MaxSize bounds an encoded report; the agent reads no more of a connection.
 const MaxSize = 4096
 
 // Plugins that send reports (Report.Plugin), and "docker" for the calls
@@ -169,7 +169,7 @@ func (r Report) Marshal() ([]byte, error) {
 	return b, nil
 }
 
-// Decode parses one datagram. It rejects an unknown version, a missing
+// Decode parses one report. It rejects an unknown version, a missing
 // plugin or verb, and negative counts or durations.
 func Decode(b []byte) (Report, error) {
 	var r Report

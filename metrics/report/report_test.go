@@ -217,3 +217,31 @@ func BenchmarkSend(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSendAgentStopped: Send to an agent that accepts nothing (it
+// is stopped): reports queue in the backlog until it is full, then are
+// refused and counted in LostPath; neither waits.
+func BenchmarkSendAgentStopped(b *testing.B) {
+	dir := b.TempDir()
+	listen(b, dir, Backlog)
+	if err := os.WriteFile(LostPath(dir), nil, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	r := Report{Plugin: PluginMain, Verb: "ADD", Network: "media", Duration: 12 * time.Millisecond, LockWait: time.Millisecond}
+	var errs []error
+	for b.Loop() {
+		errs = append(errs, Send(dir, r))
+	}
+	queued, lost := 0, 0
+	for _, err := range errs {
+		if err == nil {
+			queued++
+		} else if errors.Is(err, syscall.EAGAIN) {
+			lost++
+		} else {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(queued), "queued")
+	b.ReportMetric(float64(lost), "counted-lost")
+}
