@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Recorder turns reports (from the plugins' datagrams, and from the Docker
+// Recorder turns reports (from the plugins' report socket, and from the Docker
 // calls medianetd times) into counters and histograms. Every series is
 // labelled with the agent's node.
 type Recorder struct {
@@ -48,7 +48,7 @@ func NewRecorder(reg prometheus.Registerer, node string) (*Recorder, error) {
 			Help: "etcd operations that failed: the plugins' (source plugin) and the agent's scrape-time reads (source agent)."},
 			[]string{LabelNetwork, LabelNode, LabelSource}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: Reports,
-			Help: "Datagrams received from the plugins, by result (ok, malformed)."}, []string{LabelNode, LabelResult}),
+			Help: "Reports received from the plugins, by result (ok, malformed)."}, []string{LabelNode, LabelResult}),
 	}
 	r.refused = &refusedCollector{node: node, desc: prometheus.NewDesc(ReportsRefused,
 		"Well-formed reports refused, by reason: sender (neither root nor the agent's user), bounds (a value no plugin sends), queue_full (counted by the plugins: the agent's backlog was full).",
