@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -52,14 +53,33 @@ func startSyncAgent(t *testing.T, dataDir, confDir string, args ...string) {
 // a node agent run without --metrics-listen, soon after the DEL that
 // emptied its block: the plugin recorded the network in the data
 // directory, and its report kicked the sync. The agent's timer (an hour)
-// plays no part.
+// plays no part. Against an etcd with TLS client certificates and a
+// password, the agent reads the files ipam.etcd names (passwordFile: the
+// record holds its path, not the password).
 func TestAgentSyncsRecordedNetworkAfterDEL(t *testing.T) {
 	etcdtest.SkipUnlessAvailable(t)
-	srv := etcdtest.Start(t, etcdtest.Options{})
+	for _, secured := range []bool{false, true} {
+		t.Run(fmt.Sprintf("secured=%t", secured), func(t *testing.T) { agentSyncsAfterDEL(t, secured) })
+	}
+}
+
+func agentSyncsAfterDEL(t *testing.T, secured bool) {
+	srv := etcdtest.Start(t, etcdtest.Options{TLS: secured, Auth: secured})
 	dataDir := t.TempDir()
+	etcdKeys := ""
+	cfg := etcdstore.Config{Endpoints: srv.Endpoints()}
+	if secured {
+		pw := filepath.Join(t.TempDir(), "password")
+		if err := os.WriteFile(pw, []byte(srv.Password+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		etcdKeys = fmt.Sprintf(`,"caFile":%q,"certFile":%q,"keyFile":%q,"username":%q,"passwordFile":%q`,
+			srv.TLS.CAFile, srv.TLS.ClientCert, srv.TLS.ClientKey, srv.User, pw)
+		cfg.CAFile, cfg.CertFile, cfg.KeyFile, cfg.Username, cfg.Password = srv.TLS.CAFile, srv.TLS.ClientCert, srv.TLS.ClientKey, srv.User, srv.Password
+	}
 	conf := fmt.Appendf(nil, `{"cniVersion":"1.1.0","name":"nad-only","type":"macvlan","ipam":{"type":"medianet-ipam",
-		"subnet":"10.95.0.0/24","blockSize":28,"dataDir":%q,"etcd":{"endpoints":[%q],"requestTimeout":"2s","idleRelease":"-1s"}}}`,
-		dataDir, srv.Endpoints()[0])
+		"subnet":"10.95.0.0/24","blockSize":28,"dataDir":%q,"etcd":{"endpoints":[%q],"requestTimeout":"2s","idleRelease":"-1s"%s}}}`,
+		dataDir, srv.Endpoints()[0], etcdKeys)
 	startSyncAgent(t, dataDir, t.TempDir(), "--node", "node-a", "--etcd-sync-interval", "1h")
 	for _, verb := range []string{"ADD", "DEL"} {
 		c := cniCall{plugin: bin("medianet-ipam"), verb: verb, cid: "pod-1", conf: conf, env: []string{"MEDIANET_NODE=node-a"}}
@@ -67,7 +87,13 @@ func TestAgentSyncsRecordedNetworkAfterDEL(t *testing.T) {
 			t.Fatalf("%s: %v", verb, got)
 		}
 	}
-	cli, err := etcdstore.New(etcdstore.Config{Endpoints: srv.Endpoints()})
+	if secured {
+		rec, err := os.ReadFile(filepath.Join(dataDir, "networks", "nad-only.json"))
+		if err != nil || !strings.Contains(string(rec), "passwordFile") || strings.Contains(string(rec), srv.Password) {
+			t.Fatalf("record: %v: %s; want passwordFile's path and no password", err, rec)
+		}
+	}
+	cli, err := etcdstore.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
