@@ -22,7 +22,7 @@ const (
 	DefaultKickDelay = time.Second
 	// DefaultKickInterval is the least time between two kicked syncs:
 	// however many reports ask, etcd's load does not follow pod churn.
-	DefaultKickInterval = 5 * time.Second
+	DefaultKickInterval = 2 * time.Second
 )
 
 // Syncer is the node agent's etcd sync for the CNI plugins' networks

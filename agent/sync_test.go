@@ -19,7 +19,7 @@ func TestKickWait(t *testing.T) {
 	}{
 		{"first kick", time.Time{}, DefaultKickDelay},
 		{"just after a kicked sync", now, DefaultKickInterval},
-		{"2 s after", now.Add(-2 * time.Second), DefaultKickInterval - 2*time.Second},
+		{"half an interval after", now.Add(-DefaultKickInterval / 2), DefaultKickInterval / 2},
 		{"long after", now.Add(-time.Hour), DefaultKickDelay},
 	}
 	for _, tt := range tests {
