@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -36,5 +38,23 @@ func TestAgentModeFlags(t *testing.T) {
 				t.Errorf("docker = %t, want %t", f.docker, tt.wantDocker)
 			}
 		})
+	}
+}
+
+// TestBadWebConfig: a web configuration that does not hold (a password
+// that is not a bcrypt hash, a missing file) stops medianetd at start,
+// naming the flag.
+func TestBadWebConfig(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "web.yml")
+	if err := os.WriteFile(bad, []byte("basic_auth_users:\n  prometheus: plaintext\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{bad, filepath.Join(dir, "missing.yml")} {
+		err := run([]string{"--socket", "", "--node", "n", "--cni-conf-dir", dir, "--data-dir", filepath.Join(dir, "data"),
+			"--metrics-listen", "127.0.0.1:0", "--web.config.file", file})
+		if err == nil || !strings.Contains(err.Error(), "--web.config.file") {
+			t.Errorf("run with %s: %v, want an error naming --web.config.file", file, err)
+		}
 	}
 }

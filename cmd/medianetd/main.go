@@ -135,6 +135,9 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := web.Validate(f.webConfig); err != nil { // "" is valid: plain HTTP
+		return fmt.Errorf("--web.config.file %s: %w", f.webConfig, err)
+	}
 	level := slog.LevelInfo
 	if f.debug {
 		level = slog.LevelDebug
@@ -149,11 +152,6 @@ func run(args []string) error {
 			return err
 		}
 		defer d.Close()
-	}
-	if f.webConfig != "" {
-		if err := web.Validate(f.webConfig); err != nil {
-			return fmt.Errorf("--web.config.file %s: %w", f.webConfig, err)
-		}
 	}
 	var onReport func(report.Report)
 	if f.cniConfDirs != "" {
