@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/medianet/medianet/internal/promtest"
+	"github.com/medianet/medianet/metrics/report"
 )
 
 // burstPlugins is how many plugins run while the agent is stopped.
@@ -94,4 +98,31 @@ func sampleValue(text, series string) float64 {
 	}
 	v, _ := strconv.ParseFloat(m[1], 64)
 	return v
+}
+
+// TestRefusedReportAlert: one report no plugin can send (a duration of
+// 2^63 ns) is refused, counted, and fires the docs' MedianetReportsRefused
+// alert in a real Prometheus; the operation series never see it.
+func TestRefusedReportAlert(t *testing.T) {
+	dataDir := t.TempDir()
+	ag := startAgent(t, dataDir, "--cni-conf-dir", t.TempDir(), "--node", "node-a")
+	prom := promtest.Start(t, promtest.Options{Targets: []string{ag.addr}, RuleFiles: []string{docRules(t)}})
+	prom.WaitFor(t, `medianet_metrics_reports_refused_total{reason="bounds"}`, 30*time.Second, promtest.Value(0))
+	c, err := net.Dial("unix", report.SocketPath(dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Write([]byte(`{"v":1,"plugin":"medianet","verb":"ADD","network":"media","code":0,"dur":9223372036854775807}`))
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom.WaitFor(t, `medianet_metrics_reports_refused_total{reason="bounds"}`, 30*time.Second, promtest.Value(1))
+	wait(t, "MedianetReportsRefused firing", 30*time.Second, func() (bool, string) {
+		rs := rules_(t, prom)
+		return alertState(rs, "MedianetReportsRefused") == "firing", fmt.Sprint(rs)
+	})
+	if got := sampleValue(ag.scrape(t), `medianet_operation_duration_seconds_count{network="",node="node-a",operation="ADD",plugin="medianet"}`); got != 0 {
+		t.Errorf("the refused report was recorded: %v ADDs", got)
+	}
 }
