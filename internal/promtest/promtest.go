@@ -1,9 +1,9 @@
 // Package promtest runs a real Prometheus server (Debian's prometheus,
 // /usr/bin/prometheus, 2.42) for tests: on a loopback port it picks, with a
-// scrape configuration pointing at the test's targets, optional rule
-// files, and a temporary TSDB; and it queries the server's HTTP API
-// (instant queries, rules and alerts, series names). CheckRules runs
-// promtool on a rule file.
+// scrape configuration pointing at the test's targets (plain HTTP, or jobs
+// over TLS with basic auth), optional rule files, and a temporary TSDB;
+// and it queries the server's HTTP API (instant queries, rules and
+// alerts, series names). CheckRules runs promtool on a rule file.
 //
 // The server is stopped and its directory removed through t.Cleanup, also
 // when the test fails.
