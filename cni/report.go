@@ -7,9 +7,10 @@ import (
 	"github.com/medianet/medianet/metrics/report"
 )
 
-// sendReport tells the node's metrics agent (medianetd --metrics-listen,
-// package metrics) how a verb went: one datagram to <dataDir>/metrics.sock,
-// never waited for, lost when no agent listens. It never fails the verb.
+// sendReport tells the node agent (medianetd, package metrics) how a verb
+// went: one report on a connection to <dataDir>/metrics.sock, queued in
+// the agent's backlog and never waited for, lost when no agent listens
+// (counted when its backlog is full). It never fails the verb.
 func sendReport(plugin, verb, network, dataDir string, start time.Time, st Stats, e *types.Error) {
 	r := report.Report{Plugin: plugin, Verb: verb, Network: network, Duration: time.Since(start), LockWait: st.LockWait,
 		Claims: st.Claims, ClaimFailures: st.ClaimFailures, EtcdErrors: st.EtcdErrors, Sync: st.Sync}

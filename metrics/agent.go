@@ -31,7 +31,7 @@ type Options struct {
 	Node string
 	// DataDir holds the node's IPAM store (ipam.db) and the report socket.
 	DataDir string
-	// Sources give the networks' configurations (ConfDirs for CNI, the
+	// Sources give the networks' configurations (package agent for CNI, the
 	// daemon's pools for Docker); the first naming a network wins.
 	Sources []NetworkSource
 	// StoreTimeout: 0 means DefaultStoreTimeout.
@@ -42,8 +42,12 @@ type Options struct {
 	Log *slog.Logger
 	// OnReport, when set, is called with each plugin report after it is
 	// recorded (the node agent syncs an etcd network after its DELs). It
-	// must not block.
+	// must not block. Only reports that passed every check reach it, with
+	// Network "" when the agent does not know the network.
 	OnReport func(report.Report)
+	// ReportBacklog is the report socket's listen backlog; 0 means
+	// report.Backlog.
+	ReportBacklog int
 }
 
 // Agent is a node's metrics endpoint: the store's state at scrape time,
@@ -53,9 +57,11 @@ type Agent struct {
 	reg  *prometheus.Registry
 	rec  *Recorder
 	coll *StoreCollector
-	conn *net.UnixConn
+	l    *net.UnixListener
 	wg   sync.WaitGroup
 
+	known    *knownNetworks
+	backlog  int
 	onReport func(report.Report)
 	close    sync.Once
 }
@@ -83,20 +89,42 @@ func New(o Options) (*Agent, error) {
 			return nil, err
 		}
 	}
-	return &Agent{reg: reg, rec: rec, coll: coll, onReport: o.OnReport}, nil
+	if o.ReportBacklog <= 0 {
+		o.ReportBacklog = report.Backlog
+	}
+	a := &Agent{reg: reg, rec: rec, coll: coll, onReport: o.OnReport, backlog: o.ReportBacklog}
+	a.known = &knownNetworks{list: coll.networkNames}
+	return a, nil
 }
 
 // ListenReports binds <DataDir>/metrics.sock and records the plugins'
 // reports until Close.
 func (a *Agent) ListenReports() error {
-	conn, err := listenReports(a.coll.store.dir)
+	l, err := listenReports(a.coll.store.dir, a.backlog)
 	if err != nil {
 		return err
 	}
-	a.conn = conn
-	a.wg.Go(func() { serveReports(conn, a.rec, a.onReport) })
+	a.l = l
+	lost := report.LostPath(a.coll.store.dir)
+	a.rec.refused.lostPath.Store(&lost)
+	a.wg.Go(func() { serveReports(l, a) })
 	return nil
 }
+
+// take implements reportSink: a report naming a network the agent does
+// not know is recorded with network "", so no sender creates series.
+func (a *Agent) take(r report.Report) {
+	if !a.known.has(r.Network) {
+		r.Network = ""
+	}
+	a.rec.observePlugin(r)
+	if a.onReport != nil {
+		a.onReport(r)
+	}
+}
+
+// refuse implements reportSink.
+func (a *Agent) refuse(reason string) { a.rec.refuse(reason) }
 
 // Handler serves the registry in Prometheus's exposition formats.
 func (a *Agent) Handler() http.Handler {
@@ -111,11 +139,14 @@ func (a *Agent) Recorder() *Recorder { return a.rec }
 func (a *Agent) Close() error {
 	var err error
 	a.close.Do(func() {
-		if a.conn != nil {
-			err = a.conn.Close()
+		if a.l != nil {
+			err = a.l.Close()
 			a.wg.Wait()
-			if rerr := os.Remove(a.conn.LocalAddr().String()); err == nil && !errors.Is(rerr, fs.ErrNotExist) {
-				err = rerr
+			dir := a.coll.store.dir
+			for _, p := range []string{report.SocketPath(dir), report.LostPath(dir)} {
+				if rerr := os.Remove(p); err == nil && !errors.Is(rerr, fs.ErrNotExist) {
+					err = rerr
+				}
 			}
 		}
 		a.coll.claims.close()

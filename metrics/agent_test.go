@@ -188,11 +188,7 @@ func waitValue(t *testing.T, a *Agent, name, key string, want float64) {
 }
 
 func TestReports(t *testing.T) {
-	dir := t.TempDir()
-	a := newAgent(t, dir)
-	if err := a.ListenReports(); err != nil {
-		t.Fatal(err)
-	}
+	a, dir := listening(t)
 	fi, err := os.Stat(report.SocketPath(dir))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("report socket: %v, mode %v, want 0600", err, fi.Mode().Perm())
@@ -241,8 +237,9 @@ func sortedKey(k string) string {
 	return strings.Join(parts, ",")
 }
 
+// sendRaw sends b as one report (one connection).
 func sendRaw(dir string, b []byte) error {
-	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: report.SocketPath(dir), Net: "unixgram"})
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: report.SocketPath(dir), Net: "unix"})
 	if err != nil {
 		return err
 	}
@@ -255,10 +252,11 @@ func sendRaw(dir string, b []byte) error {
 // a live agent's is not taken, and Close removes it.
 func TestReportSocketLifecycle(t *testing.T) {
 	dir := t.TempDir()
-	stale, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: report.SocketPath(dir), Net: "unixgram"})
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: report.SocketPath(dir), Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	stale.SetUnlinkOnClose(false)
 	stale.Close() // the file stays, nobody listens: what kill -9 leaves
 	a := newAgent(t, dir)
 	if err := a.ListenReports(); err != nil {

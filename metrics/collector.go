@@ -141,3 +141,20 @@ func (c *StoreCollector) logConfigError(err error) {
 		c.log.Warn("metrics: network configurations skipped", "err", text)
 	}
 }
+
+// networkNames lists the networks the sources name and those with state
+// in the store (local files only: no etcd read).
+func (c *StoreCollector) networkNames() map[string]bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	out := map[string]bool{}
+	nets, _ := networksByName(ctx, c.sources)
+	for n := range nets {
+		out[n] = true
+	}
+	blocks, _ := c.store.read(ctx)
+	for n := range blocks {
+		out[n] = true
+	}
+	return out
+}

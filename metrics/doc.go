@@ -9,13 +9,17 @@
 //     copies each network's held blocks and nothing else, so a scrape costs
 //     O(blocks) and holds the store lock (shared) no longer than that View.
 //     Addresses in use are the blocks' used bits; the node's whole range
-//     comes from each network's configuration (NetworkSource: CNI conf
-//     dirs, Docker's pools) and, for networks whose blocks are claimed in
+//     comes from each network's configuration (NetworkSource: package agent's CNI
+//     configurations, Docker's pools) and, for networks whose blocks are claimed in
 //     etcd, from one read of the claimed blocks made after the View.
 //   - Reports from the exec'd CNI plugins (package metrics/report): one
-//     unixgram datagram per verb to <dataDir>/metrics.sock, which the agent
-//     binds (ListenReports). Sending never waits; without an agent the
-//     datagram is refused at once and dropped.
+//     connection per verb to <dataDir>/metrics.sock, a unix stream socket
+//     the agent binds with a large backlog (ListenReports). Sending never
+//     waits; without an agent the report is refused at once and dropped.
+//     The agent takes a report only from root or its own user
+//     (SO_PEERCRED), only with values a plugin can send (report.Check),
+//     and labels it only with a network it knows; it counts what it
+//     refuses (ReportsRefused).
 //   - Docker's calls, timed by wrapping the plugin's HTTP handler
 //     (Agent.DockerHandler).
 //

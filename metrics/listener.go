@@ -3,24 +3,41 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/medianet/medianet/metrics/report"
+	"golang.org/x/sys/unix"
 )
 
-// readBuffer is the socket's receive buffer: room for a burst of a few
-// thousand reports (a node starting hundreds of pods at once) while the
-// agent is descheduled.
-const readBuffer = 4 << 20
+// Limits of the report listener.
+const (
+	// reportReadTimeout bounds the wait for one connection's report: a
+	// plugin writes it before it closes, so only a stuck sender waits.
+	reportReadTimeout = 2 * time.Second
+	// reportWorkers is how many connections are read at once.
+	reportWorkers = 8
+)
+
+// Reasons a well-formed report is refused (label reason of ReportsRefused).
+const (
+	RefusedSender    = "sender"     // SO_PEERCRED: neither root nor the agent's user
+	RefusedBounds    = "bounds"     // a value no plugin sends (report.Check)
+	RefusedQueueFull = "queue_full" // the plugins' count of reports the full backlog refused
+)
 
 // listenReports binds the report socket of dataDir (creating the
-// directory 0700 when missing), mode 0600: only root's plugins send. A
-// socket file left by an agent that died is replaced; one another agent
-// still listens on is an error.
-func listenReports(dataDir string) (*net.UnixConn, error) {
+// directory 0700 when missing), a unix stream socket of mode 0600 with a
+// listen backlog of backlog (report.Backlog; the kernel caps it at
+// net.core.somaxconn), and creates the empty lost-report counter
+// (report.LostPath). A socket file left by an agent that died is
+// replaced; one another agent still listens on is an error.
+func listenReports(dataDir string, backlog int) (*net.UnixListener, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("metrics: data directory %q: %w", dataDir, err)
 	}
@@ -28,16 +45,39 @@ func listenReports(dataDir string) (*net.UnixConn, error) {
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: listen on %s: %w", path, err)
+		return nil, fmt.Errorf("metrics: report socket: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close() // FileListener dups it
+	// The mode is set before listen: no sender connects before it is 0600.
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		return nil, fmt.Errorf("metrics: bind %s: %w", path, err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
-		conn.Close()
+		os.Remove(path)
 		return nil, fmt.Errorf("metrics: chmod %s: %w", path, err)
 	}
-	_ = conn.SetReadBuffer(readBuffer) // best effort: the kernel caps it at rmem_max
-	return conn, nil
+	if err := syscall.Listen(fd, backlog); err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("metrics: listen on %s: %w", path, err)
+	}
+	l, err := net.FileListener(f)
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("metrics: listen on %s: %w", path, err)
+	}
+	ul := l.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false) // Close removes it, after the last read
+	lost, err := os.OpenFile(report.LostPath(dataDir), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		ul.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("metrics: lost-report counter: %w", err)
+	}
+	lost.Close()
+	return ul, nil
 }
 
 // removeStale removes path if it is a socket nobody listens on.
@@ -52,10 +92,13 @@ func removeStale(path string) error {
 	if fi.Mode()&fs.ModeSocket == 0 {
 		return fmt.Errorf("metrics: %s exists and is not a socket: remove it or choose another --data-dir", path)
 	}
-	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
 	if err == nil {
 		c.Close()
-		return fmt.Errorf("metrics: another agent listens on %s (one medianetd --metrics-listen per data directory)", path)
+		return fmt.Errorf("metrics: another agent listens on %s (one medianetd node agent per data directory)", path)
+	}
+	if errors.Is(err, syscall.EPROTOTYPE) {
+		return fmt.Errorf("metrics: an older medianetd listens on %s (datagram socket): stop it first", path)
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("metrics: report socket %s: %w", path, err)
@@ -66,25 +109,77 @@ func removeStale(path string) error {
 	return nil
 }
 
-// serveReports records every datagram on conn until conn is closed.
-func serveReports(conn *net.UnixConn, rec *Recorder, onReport func(report.Report)) {
-	buf := make([]byte, report.MaxSize+1)
+// reportSink takes the reports the listener accepted.
+type reportSink interface {
+	// take records a report that passed every check.
+	take(report.Report)
+	// refuse counts a report refused for reason ("" for malformed).
+	refuse(reason string)
+}
+
+// serveReports reads one report from each connection accepted on l, at
+// most reportWorkers at once, until l is closed.
+func serveReports(l *net.UnixListener, sink reportSink) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, reportWorkers)
+	uid := os.Getuid()
 	for {
-		// A datagram larger than buf arrives truncated (n == len(buf))
-		// and is counted as malformed; the only error is a closed conn.
-		n, _, err := conn.ReadFromUnix(buf)
+		c, err := l.AcceptUnix()
 		if err != nil {
-			return
-		}
-		r, err := report.Decode(buf[:n])
-		if err != nil || n > report.MaxSize {
-			rec.malformed()
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // EMFILE and kin: let fds free up
 			continue
 		}
-		rec.received()
-		rec.Observe(r)
-		if onReport != nil {
-			onReport(r)
-		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			defer c.Close()
+			readReport(c, uid, sink)
+		})
 	}
+}
+
+// readReport checks the sender of c (root or the agent's own user),
+// reads its one report and checks its values.
+func readReport(c *net.UnixConn, agentUID int, sink reportSink) {
+	cred, err := peerCred(c)
+	if err != nil || (cred.Uid != 0 && int(cred.Uid) != agentUID) {
+		sink.refuse(RefusedSender)
+		return
+	}
+	_ = c.SetReadDeadline(time.Now().Add(reportReadTimeout))
+	b, err := io.ReadAll(io.LimitReader(c, report.MaxSize+1))
+	if err != nil || len(b) > report.MaxSize {
+		sink.refuse("")
+		return
+	}
+	r, err := report.Decode(b)
+	if err != nil {
+		sink.refuse("")
+		return
+	}
+	if report.Check(r) != nil {
+		sink.refuse(RefusedBounds)
+		return
+	}
+	sink.take(r)
+}
+
+// peerCred returns the credentials of c's peer at connect time.
+func peerCred(c *net.UnixConn) (*unix.Ucred, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return nil, err
+	}
+	return cred, cerr
 }

@@ -23,6 +23,7 @@ const (
 	OperationDuration  = "medianet_operation_duration_seconds"
 	StoreLockWait      = "medianet_ipam_store_lock_wait_seconds"
 	Reports            = "medianet_metrics_reports_total"
+	ReportsRefused     = "medianet_metrics_reports_refused_total"
 )
 
 // Label names.
@@ -35,6 +36,7 @@ const (
 	LabelCode      = "code"
 	LabelSource    = "source"
 	LabelResult    = "result"
+	LabelReason    = "reason"
 )
 
 // Sources of etcd errors (label source of EtcdErrors).
@@ -48,7 +50,7 @@ var Series = []string{
 	AddressesInUse, BlockAddressesFree, RangeAddresses, RangeAddressesFree,
 	BlocksHeld, BlocksLost, StoreScrapeSuccess, StoreScrapeDuration,
 	BlockClaims, BlockClaimFailures, EtcdErrors, Operations, OperationDuration,
-	StoreLockWait, Reports,
+	StoreLockWait, Reports, ReportsRefused,
 }
 
 // OperationBuckets are the bounds of OperationDuration, in seconds: a CNI

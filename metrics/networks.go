@@ -3,14 +3,11 @@ package metrics
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
-	"github.com/medianet/medianet/cni"
-	"github.com/medianet/medianet/cni/etcdsource"
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/etcdstore"
 )
@@ -24,93 +21,11 @@ type Network struct {
 }
 
 // NetworkSource lists networks whose allocations live in the agent's
-// store. It may return networks and an error (files it skipped) together.
+// store (package agent reads the CNI plugins' networks; medianetd lists
+// its Docker pools). It may return networks and an error (files it
+// skipped) together.
 type NetworkSource interface {
 	Networks(ctx context.Context) ([]Network, error)
-}
-
-// ConfDirs is a NetworkSource over CNI configuration directories (as
-// libcni reads them: *.conf, *.conflist and *.json, in name order; the
-// first file naming a network wins). Each plugin entry whose ipam.type is
-// medianet-ipam counts (the medianet plugin with its in-process IPAM, the
-// reference macvlan with medianet-ipam, a delegated etcd network), when its
-// ipam.dataDir is the agent's.
-type ConfDirs struct {
-	Dirs    []string
-	DataDir string
-	// Node is the node name for configurations without ipam.node.
-	Node string
-}
-
-var _ NetworkSource = ConfDirs{}
-
-// Networks implements NetworkSource. Unreadable or invalid files are
-// skipped and named in the error.
-func (c ConfDirs) Networks(context.Context) ([]Network, error) {
-	var files []string
-	var errs []error
-	for _, d := range c.Dirs {
-		es, err := os.ReadDir(d)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("cni conf dir %s: %w", d, err))
-			continue
-		}
-		for _, e := range es {
-			if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".conf" || ext == ".conflist" || ext == ".json") {
-				files = append(files, filepath.Join(d, e.Name()))
-			}
-		}
-	}
-	var out []Network
-	seen := map[string]bool{}
-	for _, f := range files {
-		nets, err := c.readFile(f)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, n := range nets {
-			if !seen[n.Config.Network] {
-				seen[n.Config.Network] = true
-				out = append(out, n)
-			}
-		}
-	}
-	return out, errors.Join(errs...)
-}
-
-func (c ConfDirs) readFile(file string) ([]Network, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	confs, err := cni.IPAMConfs(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	var out []Network
-	for _, raw := range confs {
-		cc, err := cni.ParseConfig(raw)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
-		if filepath.Clean(cc.DataDir) != filepath.Clean(c.DataDir) {
-			continue // another store's network
-		}
-		n := Network{Config: cc.IPAM}
-		if n.Config.Node == "" {
-			n.Config.Node = c.Node
-		}
-		if cc.UsesEtcd() {
-			ec, err := etcdsource.ClientConfig(cc.Net.IPAM.Etcd)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", file, err)
-			}
-			n.Etcd = &ec
-		}
-		out = append(out, n)
-	}
-	return out, nil
 }
 
 // Static is a NetworkSource of fixed networks (tests, and medianetd's
@@ -155,4 +70,29 @@ func errorText(err error) string {
 		return ""
 	}
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
+
+// knownNetworks is the set of networks whose names a report may carry as
+// a label value: those the sources name and those with state in the
+// store. A name not in it is looked up again at most once a second.
+type knownNetworks struct {
+	list func() map[string]bool
+
+	mu    sync.Mutex
+	names map[string]bool
+	at    time.Time
+}
+
+// has reports whether name is a known network ("" always is).
+func (k *knownNetworks) has(name string) bool {
+	if name == "" {
+		return true
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.names[name] || time.Since(k.at) < time.Second {
+		return k.names[name]
+	}
+	k.names, k.at = k.list(), time.Now()
+	return k.names[name]
 }

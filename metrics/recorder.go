@@ -1,13 +1,15 @@
 package metrics
 
 import (
+	"os"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/medianet/medianet/metrics/report"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Recorder turns reports (from the plugins' datagrams, and from the Docker
+// Recorder turns reports (from the plugins' report socket, and from the Docker
 // calls medianetd times) into counters and histograms. Every series is
 // labelled with the agent's node.
 type Recorder struct {
@@ -19,6 +21,7 @@ type Recorder struct {
 	claimFails *prometheus.CounterVec
 	etcdErrs   *prometheus.CounterVec
 	reports    *prometheus.CounterVec
+	refused    *refusedCollector
 }
 
 // NewRecorder returns a Recorder for node and registers its series in reg.
@@ -45,9 +48,12 @@ func NewRecorder(reg prometheus.Registerer, node string) (*Recorder, error) {
 			Help: "etcd operations that failed: the plugins' (source plugin) and the agent's scrape-time reads (source agent)."},
 			[]string{LabelNetwork, LabelNode, LabelSource}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: Reports,
-			Help: "Datagrams received from the plugins, by result (ok, malformed)."}, []string{LabelNode, LabelResult}),
+			Help: "Reports received from the plugins, by result (ok, malformed)."}, []string{LabelNode, LabelResult}),
 	}
-	for _, c := range []prometheus.Collector{r.ops, r.dur, r.lockWait, r.claims, r.claimFails, r.etcdErrs, r.reports} {
+	r.refused = &refusedCollector{node: node, desc: prometheus.NewDesc(ReportsRefused,
+		"Well-formed reports refused, by reason: sender (neither root nor the agent's user), bounds (a value no plugin sends), queue_full (counted by the plugins: the agent's backlog was full).",
+		[]string{LabelNode, LabelReason}, nil)}
+	for _, c := range []prometheus.Collector{r.ops, r.dur, r.lockWait, r.claims, r.claimFails, r.etcdErrs, r.reports, r.refused} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -58,10 +64,31 @@ func NewRecorder(reg prometheus.Registerer, node string) (*Recorder, error) {
 	return r, nil
 }
 
-// Observe records one report.
+// Observe records one report, its code as a number (medianetd's own
+// Docker calls: an HTTP status).
 func (r *Recorder) Observe(rep report.Report) {
+	r.observe(rep, strconv.FormatUint(uint64(rep.Code), 10))
+}
+
+// cniCodes are the codes a CNI verb returns: the spec's (1 to 7, 11, 50,
+// 51) and medianet's (100, 999); a delegated IPAM plugin's other codes
+// are labelled "other", so that no report creates a series of its own.
+var cniCodes = map[uint]bool{0: true, 1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true,
+	11: true, 50: true, 51: true, 100: true, 999: true}
+
+// observePlugin records a plugin's report (checked by report.Check).
+func (r *Recorder) observePlugin(rep report.Report) {
+	code := "other"
+	if cniCodes[rep.Code] {
+		code = strconv.FormatUint(uint64(rep.Code), 10)
+	}
+	r.received()
+	r.observe(rep, code)
+}
+
+func (r *Recorder) observe(rep report.Report, code string) {
 	net := rep.Network
-	r.ops.WithLabelValues(net, r.node, rep.Plugin, rep.Verb, strconv.FormatUint(uint64(rep.Code), 10)).Inc()
+	r.ops.WithLabelValues(net, r.node, rep.Plugin, rep.Verb, code).Inc()
 	r.dur.WithLabelValues(net, r.node, rep.Plugin, rep.Verb).Observe(rep.Duration.Seconds())
 	if rep.Plugin != report.PluginDocker {
 		r.lockWait.WithLabelValues(net, r.node, rep.Plugin).Observe(rep.LockWait.Seconds())
@@ -95,8 +122,47 @@ func (r *Recorder) agentEtcdError(network string) {
 	r.etcdErrs.WithLabelValues(network, r.node, SourceAgent).Inc()
 }
 
-// malformed counts a datagram that was not a report.
+// malformed counts a message that was not a report.
 func (r *Recorder) malformed() { r.reports.WithLabelValues(r.node, "malformed").Inc() }
 
 // received counts a report.
 func (r *Recorder) received() { r.reports.WithLabelValues(r.node, "ok").Inc() }
+
+// refuse counts a report refused for reason, "" meaning malformed.
+func (r *Recorder) refuse(reason string) {
+	switch reason {
+	case "":
+		r.malformed()
+	case RefusedSender:
+		r.refused.sender.Add(1)
+	case RefusedBounds:
+		r.refused.bounds.Add(1)
+	}
+}
+
+// refusedCollector serves ReportsRefused: the agent's own refusals, and
+// the plugins' count of reports the full backlog refused (the size of
+// report.LostPath, one byte each).
+type refusedCollector struct {
+	node           string
+	desc           *prometheus.Desc
+	sender, bounds atomic.Uint64
+	lostPath       atomic.Pointer[string] // set by ListenReports
+}
+
+// Describe implements prometheus.Collector.
+func (c *refusedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *refusedCollector) Collect(ch chan<- prometheus.Metric) {
+	var lost float64
+	if p := c.lostPath.Load(); p != nil {
+		if fi, err := os.Stat(*p); err == nil {
+			lost = float64(fi.Size())
+		}
+	}
+	for reason, v := range map[string]float64{RefusedSender: float64(c.sender.Load()),
+		RefusedBounds: float64(c.bounds.Load()), RefusedQueueFull: lost} {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, v, c.node, reason)
+	}
+}

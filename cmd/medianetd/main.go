@@ -5,7 +5,7 @@
 //	          [--scope local|global] [--node NAME] [--etcd-endpoints URLS]
 //	          [--etcd-prefix P] [--etcd-ca F] [--etcd-cert F] [--etcd-key F] [--etcd-user U]
 //	          [--etcd-sync-interval 1m] [--etcd-idle-release 10m]
-//	          [--metrics-listen ADDR] [--cni-conf-dir DIR[,DIR...]]
+//	          [--metrics-listen ADDR] [--web.config.file FILE] [--cni-conf-dir DIR[,DIR...]]
 //	medianetd --cni-conf-dir /etc/cni/net.d --data-dir /var/lib/medianet --metrics-listen :9743
 //
 // With --etcd-endpoints, every local pool without --ipam-opt node-ranges
@@ -21,11 +21,16 @@
 //
 // --metrics-listen serves Prometheus metrics on ADDR/metrics (package
 // metrics): the IPAM store's state at each scrape, Docker's calls timed,
-// and the reports of the CNI plugins that use the same --data-dir.
-// --cni-conf-dir names the CNI configuration directories that describe
-// those plugins' networks (node ranges, subnets). With --cni-conf-dir and
-// no --socket (or --socket ""), medianetd is the node agent of a
-// Kubernetes node: metrics only, no Docker plugin (docs/operations.md).
+// and the reports of the CNI plugins that use the same --data-dir;
+// --web.config.file adds TLS and basic auth, in the format of Prometheus'
+// exporters (exporter-toolkit). --cni-conf-dir names the CNI
+// configuration directories that describe those plugins' networks (node
+// ranges, subnets), and makes medianetd sync their etcd networks and
+// those the plugins recorded in --data-dir (package agent), also soon
+// after the DELs the plugins report, with or without --metrics-listen.
+// With --cni-conf-dir and no --socket (or --socket ""), medianetd is the
+// node agent of a Kubernetes node and does not serve Docker: it says so
+// at start (docs/operations.md).
 package main
 
 import (
@@ -42,11 +47,13 @@ import (
 	"syscall"
 	"time"
 
+	nodeagent "github.com/medianet/medianet/agent"
 	"github.com/medianet/medianet/dockerplugin"
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/etcdstore"
 	"github.com/medianet/medianet/metrics"
 	"github.com/medianet/medianet/metrics/report"
+	"github.com/prometheus/exporter-toolkit/web"
 )
 
 func main() {
@@ -72,6 +79,7 @@ type daemonFlags struct {
 	etcd                         etcdFlags
 	debug                        bool
 	metricsListen, cniConfDirs   string
+	webConfig                    string
 	// docker: serve the Docker plugin (false in node-agent mode).
 	docker bool
 }
@@ -86,7 +94,8 @@ func parseFlags(args []string) (*daemonFlags, error) {
 	f.etcd.register(fs)
 	fs.BoolVar(&f.debug, "debug", os.Getenv("DEBUG") != "", "log every call")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics on this address (e.g. :9743) at /metrics")
-	fs.StringVar(&f.cniConfDirs, "cni-conf-dir", "", "CNI configuration directories (comma-separated) describing the CNI networks of --data-dir, for metrics; without --socket, run as the node agent only")
+	fs.StringVar(&f.webConfig, "web.config.file", "", "TLS and basic auth for --metrics-listen: a web configuration file as Prometheus' exporters take (exporter-toolkit)")
+	fs.StringVar(&f.cniConfDirs, "cni-conf-dir", "", "CNI configuration directories (comma-separated) describing the CNI networks of --data-dir, for metrics and their etcd sync; without --socket, run as the node agent only (no Docker plugin)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -99,6 +108,9 @@ func parseFlags(args []string) (*daemonFlags, error) {
 	socketSet := false
 	fs.Visit(func(fl *flag.Flag) { socketSet = socketSet || fl.Name == "socket" })
 	f.docker = f.socket != "" && (socketSet || f.cniConfDirs == "")
+	if f.webConfig != "" && f.metricsListen == "" {
+		return nil, fmt.Errorf("--web.config.file needs --metrics-listen")
+	}
 	if !f.docker && f.metricsListen == "" && f.cniConfDirs == "" {
 		return nil, fmt.Errorf("no --socket, --metrics-listen or --cni-conf-dir: nothing to do; give --cni-conf-dir DIR [--metrics-listen ADDR] to run as the node agent")
 	}
@@ -123,6 +135,9 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := web.Validate(f.webConfig); err != nil { // "" is valid: plain HTTP
+		return fmt.Errorf("--web.config.file %s: %w", f.webConfig, err)
+	}
 	level := slog.LevelInfo
 	if f.debug {
 		level = slog.LevelDebug
@@ -142,9 +157,9 @@ func run(args []string) error {
 	if f.cniConfDirs != "" {
 		// The node agent syncs the CNI plugins' etcd networks: on a
 		// timer, and soon after the DELs they report.
-		syncer := newCNISyncer(splitList(f.cniConfDirs), f.dataDir, f.node, log)
-		onReport = syncer.onReport
-		go syncer.run(ctx, f.etcd.syncInterval)
+		syncer := nodeagent.NewSyncer(cniConfs(f), log)
+		onReport = syncer.OnReport
+		go syncer.Run(ctx, f.etcd.syncInterval)
 	}
 	agent, err := startMetrics(ctx, f, d, etcdCfg, onReport, log)
 	if err != nil {
@@ -154,6 +169,9 @@ func run(args []string) error {
 		defer agent.Close()
 	}
 	if !f.docker {
+		if f.socket != "" {
+			log.Info("Docker plugin off: --cni-conf-dir without --socket runs the node agent only; give --socket to serve Docker too")
+		}
 		log.Info("node agent: metrics and etcd sync of the CNI networks", "metrics", f.metricsListen, "dataDir", f.dataDir, "node", f.node, "cniConfDir", f.cniConfDirs)
 		<-ctx.Done()
 		return nil
@@ -191,16 +209,23 @@ func shutdownOnDone(ctx context.Context, srv *http.Server) {
 	_ = srv.Shutdown(sctx)
 }
 
-// startMetrics serves /metrics on --metrics-listen, if given, and listens
-// for the CNI plugins' reports in --data-dir. It returns nil without
-// --metrics-listen.
+// cniConfs is the node agent's view of the CNI networks of --data-dir.
+func cniConfs(f *daemonFlags) nodeagent.ConfDirs {
+	return nodeagent.ConfDirs{Dirs: splitList(f.cniConfDirs), DataDir: f.dataDir, Node: f.node}
+}
+
+// startMetrics listens for the CNI plugins' reports in --data-dir with
+// --metrics-listen or --cni-conf-dir (the reports also kick the etcd
+// sync), and serves /metrics on --metrics-listen, if given, with
+// --web.config.file's TLS and basic auth. It returns nil with neither.
 func startMetrics(ctx context.Context, f *daemonFlags, d *dockerplugin.Driver, etcdCfg *etcdstore.Config, onReport func(report.Report), log *slog.Logger) (*metrics.Agent, error) {
-	if f.metricsListen == "" {
+	if f.metricsListen == "" && f.cniConfDirs == "" {
 		return nil, nil
 	}
 	var sources []metrics.NetworkSource
 	if f.cniConfDirs != "" {
-		sources = append(sources, metrics.ConfDirs{Dirs: splitList(f.cniConfDirs), DataDir: f.dataDir, Node: f.node})
+		confs := cniConfs(f)
+		sources = append(sources, confs, nodeagent.Recorded{DataDir: confs.DataDir, Node: confs.Node})
 	}
 	if d != nil {
 		sources = append(sources, dockerNetworks(d, etcdCfg))
@@ -213,6 +238,9 @@ func startMetrics(ctx context.Context, f *daemonFlags, d *dockerplugin.Driver, e
 		agent.Close()
 		return nil, err
 	}
+	if f.metricsListen == "" {
+		return agent, nil
+	}
 	l, err := net.Listen("tcp", f.metricsListen)
 	if err != nil {
 		agent.Close()
@@ -223,7 +251,8 @@ func startMetrics(ctx context.Context, f *daemonFlags, d *dockerplugin.Driver, e
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go shutdownOnDone(ctx, srv)
 	go func() {
-		if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		err := web.Serve(l, srv, &web.FlagConfig{WebConfigFile: &f.webConfig}, log)
+		if !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server stopped", "err", err)
 		}
 	}()

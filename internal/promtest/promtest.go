@@ -1,9 +1,9 @@
 // Package promtest runs a real Prometheus server (Debian's prometheus,
 // /usr/bin/prometheus, 2.42) for tests: on a loopback port it picks, with a
-// scrape configuration pointing at the test's targets, optional rule
-// files, and a temporary TSDB; and it queries the server's HTTP API
-// (instant queries, rules and alerts, series names). CheckRules runs
-// promtool on a rule file.
+// scrape configuration pointing at the test's targets (plain HTTP, or jobs
+// over TLS with basic auth), optional rule files, and a temporary TSDB;
+// and it queries the server's HTTP API (instant queries, rules and
+// alerts, series names). CheckRules runs promtool on a rule file.
 //
 // The server is stopped and its directory removed through t.Cleanup, also
 // when the test fails.
@@ -46,10 +46,48 @@ func SkipUnlessAvailable(t testing.TB) {
 type Options struct {
 	// Targets are host:port addresses scraped at /metrics (job "medianet").
 	Targets []string
+	// Jobs are further scrape jobs, such as targets served over TLS with
+	// basic auth.
+	Jobs []Job
 	// RuleFiles are loaded as rule_files.
 	RuleFiles []string
 	// Interval is the scrape and rule evaluation interval (default 1s).
 	Interval time.Duration
+}
+
+// Job is one scrape job of /metrics.
+type Job struct {
+	Name    string
+	Targets []string // host:port
+	// CAFile, when set, scrapes over https, verifying the target's
+	// certificate with this CA; ServerName is the name verified.
+	CAFile, ServerName string
+	// Username and Password, when set, are sent as basic auth.
+	Username, Password string
+}
+
+// yaml returns j as a scrape_configs entry (the strings quoted as JSON,
+// which YAML reads).
+func (j Job) yaml() string {
+	q := strconv.Quote
+	out := fmt.Sprintf("  - job_name: %s\n", q(j.Name))
+	if j.CAFile != "" {
+		out += fmt.Sprintf("    scheme: https\n    tls_config:\n      ca_file: %s\n", q(j.CAFile))
+		if j.ServerName != "" {
+			out += fmt.Sprintf("      server_name: %s\n", q(j.ServerName))
+		}
+	}
+	if j.Username != "" {
+		out += fmt.Sprintf("    basic_auth:\n      username: %s\n      password: %s\n", q(j.Username), q(j.Password))
+	}
+	out += "    static_configs:\n      - targets: ["
+	for i, tg := range j.Targets {
+		if i > 0 {
+			out += ", "
+		}
+		out += q(tg)
+	}
+	return out + "]\n"
 }
 
 // Server is a running Prometheus.
@@ -73,14 +111,10 @@ func Start(t testing.TB, opts Options) *Server {
 			cfg += fmt.Sprintf("  - %q\n", f)
 		}
 	}
-	cfg += "scrape_configs:\n  - job_name: medianet\n    static_configs:\n      - targets: ["
-	for i, tg := range opts.Targets {
-		if i > 0 {
-			cfg += ", "
-		}
-		cfg += strconv.Quote(tg)
+	cfg += "scrape_configs:\n"
+	for _, j := range append([]Job{{Name: "medianet", Targets: opts.Targets}}, opts.Jobs...) {
+		cfg += j.yaml()
 	}
-	cfg += "]\n"
 	conf := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -42,7 +42,7 @@ func execAddDel(b *testing.B, conf []byte, cid string) time.Duration {
 
 // BenchmarkAddReporting execs medianet-ipam ADD+DEL, 1,000 addresses
 // allocated, alternating between a data directory whose node agent
-// receives the reports and one without an agent (the datagram is refused
+// receives the reports and one without an agent (the report is refused
 // at once), in the same run. Metrics: ns per ADD+DEL of each and their
 // ratio. (metrics/report's BenchmarkSend gives Send's own cost.)
 func BenchmarkAddReporting(b *testing.B) {

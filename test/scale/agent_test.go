@@ -11,7 +11,7 @@ import (
 )
 
 // The node agent's sync timing, as medianetd runs it for the CNI
-// networks (cmd/medianetd/cnisync.go): every syncInterval, and a second
+// networks (agent/sync.go): every syncInterval, and a second
 // after a DEL that emptied a block or left a sticky hold (at most once a
 // second).
 const (
@@ -21,7 +21,7 @@ const (
 
 // startAgents runs a node agent for every live node, recording its syncs
 // in st, until the returned stop is called. It mirrors medianetd's
-// cniSyncer.run: sync, then wait for the timer or a kick (a DEL that
+// agent.Syncer.Run: sync, then wait for the timer or a kick (a DEL that
 // emptied a block, see delPod) followed by kickDelay. The timers start at random
 // phases, as the agents of a real cluster do.
 func (s *sim) startAgents(st *stats) (stop func()) {
