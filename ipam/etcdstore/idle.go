@@ -234,11 +234,47 @@ func removeIfEmpty(ctx context.Context, st ipam.Store, network string, p netip.P
 // and given back as any other. An ADD still on its way to record the
 // block finds it held and skips it.
 //
-// It runs under the node's claim lock for the network, as do the ADDs'
-// claims and the sync's give-backs: a claim it lists is then neither one
-// an ADD is about to record nor one a give-back is deleting.
+// The listing needs no lock; only candidates (claims the store lacks,
+// rare: after a kill) are read again under the node's claim lock for the
+// network, which the ADDs' claims and the sync's give-backs also hold: a
+// claim read there is neither one an ADD is about to record nor one a
+// give-back is deleting (the simulator found the adoption racing a
+// give-back without it). So a sync holds the claim lock across etcd only
+// when there is something to adopt.
 func (s *Source) adoptOrphans(ctx context.Context, st ipam.Store) error {
-	return s.withClaimLock(ctx, st, func() error { return s.adoptListed(ctx, st) })
+	claims, err := s.c.Claims(ctx, s.net.Name, s.node)
+	if err != nil {
+		return err
+	}
+	var candidates []BlockClaim
+	err = st.View(ctx, func(tx ipam.Tx) error {
+		for _, bc := range claims {
+			missing, err := s.orphan(tx, bc)
+			if err != nil {
+				return err
+			}
+			if missing {
+				candidates = append(candidates, bc)
+			}
+		}
+		return nil
+	})
+	if err != nil || len(candidates) == 0 {
+		return err
+	}
+	return s.withClaimLock(ctx, st, func() error {
+		var fresh []BlockClaim
+		for _, bc := range candidates {
+			cur, ok, err := s.c.getClaim(ctx, s.net.Name, bc.Block)
+			if err != nil {
+				return err
+			}
+			if ok && cur.Claim.Node == s.node {
+				fresh = append(fresh, cur)
+			}
+		}
+		return st.Update(ctx, func(tx ipam.Tx) error { return s.adopt(tx, fresh) })
+	})
 }
 
 // withClaimLock runs fn under st's claim lock for the network, when st
@@ -254,36 +290,39 @@ func (s *Source) withClaimLock(ctx context.Context, st ipam.Store, fn func() err
 	return fn()
 }
 
-func (s *Source) adoptListed(ctx context.Context, st ipam.Store) error {
-	claims, err := s.c.Claims(ctx, s.net.Name, s.node)
-	if err != nil {
-		return err
+// orphan reports whether bc is this node's claim of a block the store
+// neither holds nor overlaps.
+func (s *Source) orphan(tx ipam.Tx, bc BlockClaim) (bool, error) {
+	sub, ok := s.cfg.SubnetOf(bc.Block.Addr())
+	if !ok || bc.Claim.IsTombstone() || bc.Claim.Node != s.node || !ipam.Covers(sub.Prefix, bc.Block) {
+		return false, nil
 	}
-	return st.Update(ctx, func(tx ipam.Tx) error {
-		for _, bc := range claims {
-			sub, ok := s.cfg.SubnetOf(bc.Block.Addr())
-			if !ok || bc.Claim.IsTombstone() || !ipam.Covers(sub.Prefix, bc.Block) {
-				continue
-			}
-			var overlaps bool
-			err := tx.ForEachBlock(s.net.Name, func(b ipam.Block) error {
-				overlaps = overlaps || b.Prefix.Overlaps(bc.Block)
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			if overlaps {
-				continue
-			}
-			b, err := ipam.NewBlock(bc.Block, s.cfg.Reserved(sub))
-			if err != nil {
-				return err
-			}
-			if err := tx.PutBlock(s.net.Name, b); err != nil {
-				return err
-			}
-		}
+	overlaps := false
+	err := tx.ForEachBlock(s.net.Name, func(b ipam.Block) error {
+		overlaps = overlaps || b.Prefix.Overlaps(bc.Block)
 		return nil
 	})
+	return !overlaps, err
+}
+
+// adopt records the orphan claims in the store.
+func (s *Source) adopt(tx ipam.Tx, claims []BlockClaim) error {
+	for _, bc := range claims {
+		missing, err := s.orphan(tx, bc)
+		if err != nil || !missing {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		sub, _ := s.cfg.SubnetOf(bc.Block.Addr())
+		b, err := ipam.NewBlock(bc.Block, s.cfg.Reserved(sub))
+		if err != nil {
+			return err
+		}
+		if err := tx.PutBlock(s.net.Name, b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
