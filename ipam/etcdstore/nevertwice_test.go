@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"github.com/medianet/medianet/internal/etcdtest"
-	"github.com/medianet/medianet/internal/ipamtest"
 	"github.com/medianet/medianet/ipam"
-	"github.com/medianet/medianet/ipam/etcdstore"
 )
 
 // The cases of issue 18 ("Never live twice") that put one address on two
@@ -76,23 +74,7 @@ func TestNeverTwiceOwnHoldTakenBack(t *testing.T) {
 // and handed to a new pod while the workload used it on another node.
 func TestNeverTwiceBlockSize32(t *testing.T) {
 	srv := etcdtest.Start(t, etcdtest.Options{})
-	var nodes []*stickyNode
-	for _, name := range []string{"a", "b"} {
-		cfg := ipam.Config{Network: "media", Node: name, BlockSize: 32, Sticky: 30 * time.Minute,
-			Subnets: []ipam.Subnet{{Prefix: netip.MustParsePrefix("10.97.1.0/27")}}}
-		st := ipamtest.Store(t)
-		src, err := etcdstore.NewSource(clientFor(t, srv, nil), &cfg, st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		al, err := ipam.NewAllocator(cfg, st, src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := &stickyNode{name: name, st: st, src: src, a: al, now: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
-		al.Now = func() time.Time { return n.now }
-		nodes = append(nodes, n)
-	}
+	nodes := newStickyNodesSized(t, srv, "10.97.1.0/27", 32, "a", "b")
 	a, b := nodes[0], nodes[1]
 	x := a.add(t, "a-1", "media/jvb-0").IPs[0]
 	a.del(t, "a-1")

@@ -26,9 +26,15 @@ type stickyNode struct {
 
 func newStickyNodes(t *testing.T, srv *etcdtest.Server, subnet string, names ...string) []*stickyNode {
 	t.Helper()
+	return newStickyNodesSized(t, srv, subnet, 28, names...)
+}
+
+// newStickyNodesSized is newStickyNodes with blocks of blockSize.
+func newStickyNodesSized(t *testing.T, srv *etcdtest.Server, subnet string, blockSize int, names ...string) []*stickyNode {
+	t.Helper()
 	var out []*stickyNode
 	for _, name := range names {
-		cfg := ipam.Config{Network: "media", Node: name, BlockSize: 28, Sticky: 30 * time.Minute,
+		cfg := ipam.Config{Network: "media", Node: name, BlockSize: blockSize, Sticky: 30 * time.Minute,
 			Subnets: []ipam.Subnet{{Prefix: netip.MustParsePrefix(subnet)}}}
 		st := ipamtest.Store(t)
 		src, err := etcdstore.NewSource(clientFor(t, srv, nil), &cfg, st)
