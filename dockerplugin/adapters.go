@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/boltstore"
 	"github.com/medianet/medianet/ipam/etcdstore"
@@ -204,3 +206,18 @@ func (hostLinks) Create(spec macvlan.Spec, name string) error {
 }
 
 func (hostLinks) Delete(name string) error { return macvlan.Delete("", name) }
+
+// List names the macvlan links in the host namespace.
+func (hostLinks) List() ([]string, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range links {
+		if l.Type() == "macvlan" {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out, nil
+}

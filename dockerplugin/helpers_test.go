@@ -88,6 +88,8 @@ func (f *fakeLinks) Delete(name string) error {
 	return nil
 }
 
+func (f *fakeLinks) List() ([]string, error) { return f.names(), nil }
+
 func (f *fakeLinks) names() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -231,11 +233,13 @@ type fakeEngine struct {
 	subnets map[netip.Prefix]bool
 	eps     map[string]map[string]bool // network -> endpoints
 	err     error
-	// noControl: the Swarm's control does not answer (a worker, or a
-	// manager without a leader).
-	noControl bool
-	calls     int
-	gate      chan struct{}
+	// leader: this node leads the Swarm (Leader's answer).
+	leader bool
+	calls  int
+	gate   chan struct{}
+	// during, when set, runs while Networks is being answered, after
+	// the listing was taken: what Docker does while the engine is slow.
+	during func()
 }
 
 func newFakeEngine(ids ...string) *fakeEngine {
@@ -259,11 +263,45 @@ func (f *fakeEngine) Networks(ctx context.Context) (engineView, error) {
 		}
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.err != nil {
+		f.mu.Unlock()
 		return engineView{}, f.err
 	}
-	return engineView{ids: maps.Clone(f.ids), subnets: maps.Clone(f.subnets), control: !f.noControl}, nil
+	v := engineView{ids: maps.Clone(f.ids), subnets: maps.Clone(f.subnets)}
+	during := f.during
+	f.mu.Unlock()
+	if during != nil {
+		during()
+	}
+	return v, nil
+}
+
+// Leader answers f.leader, or f.err.
+func (f *fakeEngine) Leader(context.Context) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.leader, f.err
+}
+
+// leads makes the engine say whether this node leads, and the driver ask.
+func (h *harness) leads(f *fakeEngine, leader bool) {
+	h.t.Helper()
+	f.mu.Lock()
+	f.leader = leader
+	f.mu.Unlock()
+	if err := h.d.checkLeader(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// termChange is a failover away from this manager and back: it is seen
+// not leading, and later leading again.
+func (h *harness) termChange(f *fakeEngine, c *clock) {
+	h.t.Helper()
+	c.later()
+	h.leads(f, false)
+	c.later()
+	h.leads(f, true)
 }
 
 // Endpoints lists the endpoints set for id with setEndpoints (none by
@@ -315,7 +353,7 @@ func (f *fakeEngine) set(ids ...string) {
 // staleGrace ahead when the test calls later().
 func (h *harness) withEngine(e engine) *clock {
 	c := &clock{now: time.Now()}
-	h.d.eng, h.d.now, h.d.viewTries = e, c.get, 1
+	h.d.eng, h.d.now = e, c.get
 	return c
 }
 

@@ -1,0 +1,121 @@
+package dockerplugin
+
+import (
+	"slices"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/medianet/medianet/macvlan"
+)
+
+func macvlanSpec(parent string) macvlan.Spec { return macvlan.Spec{Master: parent} }
+
+// TestSlowEngineView: the engine answers slowly (the listing, then each
+// network's endpoints), and while it does Docker creates a network, its
+// pool and an endpoint on a listed network. The view cannot hold them:
+// it is judged against the time it was asked for, so nothing created
+// after that is dropped, however late the answer arrives.
+func TestSlowEngineView(t *testing.T) {
+	links := newFakeLinks("lan0")
+	h := newHarness(t, Config{Node: "node-a"}, links)
+	eng := newFakeEngine("old")
+	clk := h.withEngine(eng)
+	old := createLocal(t, h, "old", "10.73.1.0/24", "10.73.1.254")
+	endpointOn(t, h, old, "old", "epoldaaaaaaaaaa", "10.73.1.2")
+	eng.setEndpoints("old", "epoldaaaaaaaaaa")
+	clk.later()
+	var fresh string
+	eng.during = func() {
+		fresh = createLocal(t, h, "new", "10.73.2.0/24", "10.73.2.254")
+		endpointOn(t, h, fresh, "new", "epnewaaaaaaaaaa", "10.73.2.2")
+		endpointOn(t, h, old, "old", "eplateaaaaaaaaa", "10.73.1.3")
+		clk.later() // the answer arrives after a whole grace period
+	}
+	res, err := h.d.Reconcile(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Pools)+len(res.Networks)+len(res.Unbound)+len(res.Endpoints) != 0 {
+		t.Errorf("Reconcile on a view asked before they were created dropped %+v; want nothing", res)
+	}
+	if _, ok := poolRecord(t, h, fresh); !ok {
+		t.Errorf("pool %s, requested after the engine was asked, was dropped", fresh)
+	}
+	if got, want := addrsOf(t, h), []string{"10.73.1.2", "10.73.1.3", "10.73.2.2"}; !slices.Equal(got, want) {
+		t.Errorf("addresses = %v, want %v kept", got, want)
+	}
+	if got := len(links.names()); got != 3 {
+		t.Errorf("links = %v, want the three endpoints' links", links.names())
+	}
+	// The next view, asked once they exist, lists them: still nothing goes.
+	eng.during = nil
+	eng.addNet("new", "")
+	eng.setEndpoints("old", "epoldaaaaaaaaaa", "eplateaaaaaaaaa")
+	eng.setEndpoints("new", "epnewaaaaaaaaaa")
+	clk.later()
+	if res, err := h.d.Reconcile(t.Context()); err != nil || len(res.Pools)+len(res.Networks)+len(res.Unbound)+len(res.Endpoints) != 0 {
+		t.Errorf("Reconcile on a view listing everything = %+v, %v; want nothing dropped", res, err)
+	}
+}
+
+// TestForgottenEndpointLinks: an endpoint medianet no longer records
+// (forgotten while Docker still had it) keeps no link: DeleteEndpoint
+// removes the link its ID names, and Reconcile removes such links left in
+// the host namespace, but never a recorded endpoint's link or a link not
+// named as Join names them.
+func TestForgottenEndpointLinks(t *testing.T) {
+	links := newFakeLinks("lan0")
+	h := newHarness(t, Config{Node: "node-a"}, links)
+	eng := newFakeEngine("n1")
+	h.withEngine(eng)
+	pid := createLocal(t, h, "n1", "10.74.0.0/24", "10.74.0.254")
+	const live, forgotten, orphan = "0123456789abcdef0123", "fedcba98765432100000", "aaaaaaaaaaaabbbbbbbb"
+	for _, id := range []string{live, forgotten, orphan} {
+		endpointOn(t, h, pid, "n1", id, "")
+	}
+	_ = links.Create(macvlanSpec("lan0"), "mnshim0")     // not an endpoint's
+	_ = links.Create(macvlanSpec("lan0"), "mns0badcafe") // a CNI host shim
+	for _, id := range []string{forgotten, orphan} {
+		if err := h.d.st.db.Update(func(tx *bolt.Tx) error { return del(tx, bucketEndpoints, id) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.must("NetworkDriver.Leave", endpointRequest{NetworkID: "n1", EndpointID: forgotten}, nil)
+	_ = links.Create(macvlanSpec("lan0"), linkName(forgotten)) // Docker moves it back out of the container
+	h.must("NetworkDriver.DeleteEndpoint", endpointRequest{NetworkID: "n1", EndpointID: forgotten}, nil)
+	if slices.Contains(links.names(), linkName(forgotten)) {
+		t.Errorf("DeleteEndpoint of a forgotten endpoint left its link %s", linkName(forgotten))
+	}
+	eng.setEndpoints("n1", live, orphan)
+	res, err := h.d.Reconcile(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{linkName(orphan)}; !slices.Equal(res.Links, want) {
+		t.Errorf("links removed = %v, want %v", res.Links, want)
+	}
+	if got, want := links.names(), []string{linkName(live), "mns0badcafe", "mnshim0"}; !slices.Equal(got, want) {
+		t.Errorf("links left = %v, want %v", got, want)
+	}
+}
+
+// TestNotLeaderPersisted: the last time the node was seen not leading
+// survives a restart of medianetd, and is never moved back.
+func TestNotLeaderPersisted(t *testing.T) {
+	h := newHarness(t, Config{Scope: ScopeGlobal, Node: "mgr-a"}, newFakeLinks("lan0"))
+	eng := newFakeEngine()
+	clk := h.withEngine(eng)
+	h.leads(eng, false)
+	seen := clk.get()
+	clk.later()
+	h.leads(eng, false) // still following: kept in memory only
+	h.leads(eng, true)
+	h.restart(Config{Scope: ScopeGlobal, Node: "mgr-a"})
+	if err := h.d.loadNotLeader(); err != nil {
+		t.Fatal(err)
+	}
+	if !h.d.notLeader.Equal(seen) {
+		t.Errorf("notLeader after restart = %v, want %v (a persisted value may lag, never lead)", h.d.notLeader, seen)
+	}
+}
