@@ -90,12 +90,12 @@ type Driver struct {
 	eng   engine            // nil with DockerHost "none"
 	now   func() time.Time
 	// lastView is the last view of the engine's networks (reconcile loop),
-	// nil before the first; notLeader the last time this node was seen
-	// not leading the Swarm, and leading whether it was seen leading (or
-	// not seen) since (watch.go). Under mu.
+	// nil before the first; notLeader the time since which this node was
+	// last seen following (not leading) the Swarm, following the time the
+	// current streak of "not leading" answers began (watch.go). Under mu.
 	lastView  *engineView
 	notLeader time.Time
-	leading   bool
+	following time.Time
 	poke      chan struct{}
 
 	stopLoop context.CancelFunc // ends the reconcile loop, if any
@@ -176,7 +176,7 @@ func newDriver(cfg Config, st *state, addrs addressBook, links linkMaker) *Drive
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Driver{st: st, addrs: addrs, links: links, scope: cfg.Scope, node: cfg.Node, log: log, now: time.Now,
-		leading: true, poke: make(chan struct{}, 1)}
+		poke: make(chan struct{}, 1)}
 }
 
 // Close stops the reconcile loop and closes the state file and the etcd

@@ -301,6 +301,8 @@ func (h *harness) termChange(f *fakeEngine, c *clock) {
 	c.later()
 	h.leads(f, false)
 	c.later()
+	h.leads(f, false) // seen following twice in a row
+	c.later()
 	h.leads(f, true)
 }
 

@@ -100,22 +100,40 @@ func TestForgottenEndpointLinks(t *testing.T) {
 	}
 }
 
-// TestNotLeaderPersisted: the last time the node was seen not leading
-// survives a restart of medianetd, and is never moved back.
+// TestNotLeaderPersisted: a node is taken for a follower once seen not
+// leading twice in a row, since the first time: then it drops the Swarm
+// pools it requested before, and the time survives a restart.
 func TestNotLeaderPersisted(t *testing.T) {
-	h := newHarness(t, Config{Scope: ScopeGlobal, Node: "mgr-a"}, newFakeLinks("lan0"))
-	eng := newFakeEngine()
-	clk := h.withEngine(eng)
-	h.leads(eng, false)
-	seen := clk.get()
+	h, eng, clk, pid := leaderWithTasks(t)
 	clk.later()
-	h.leads(eng, false) // still following: kept in memory only
-	h.leads(eng, true)
+	h.leads(eng, false)
+	first := clk.get()
+	if _, ok := poolRecord(t, h, pid); !ok || !h.d.notLeader.IsZero() {
+		t.Fatalf("seen not leading once: pool kept %t, notLeader %v; want kept, unset", ok, h.d.notLeader)
+	}
+	h.leads(eng, true) // the streak is broken
+	clk.later()
+	h.leads(eng, false)
+	if !h.d.notLeader.IsZero() {
+		t.Fatalf("notLeader set after a broken streak")
+	}
+	first = clk.get()
+	clk.later()
+	h.leads(eng, false)
+	if !h.d.notLeader.Equal(first) {
+		t.Errorf("notLeader = %v, want the first of the two answers %v", h.d.notLeader, first)
+	}
+	if _, ok := poolRecord(t, h, pid); ok {
+		t.Errorf("follower kept its former Swarm pool %s", pid)
+	}
+	if got := addrsOf(t, h); len(got) != 0 {
+		t.Errorf("follower's addresses = %v, want none", got)
+	}
 	h.restart(Config{Scope: ScopeGlobal, Node: "mgr-a"})
 	if err := h.d.loadNotLeader(); err != nil {
 		t.Fatal(err)
 	}
-	if !h.d.notLeader.Equal(seen) {
-		t.Errorf("notLeader after restart = %v, want %v (a persisted value may lag, never lead)", h.d.notLeader, seen)
+	if !h.d.notLeader.Equal(first) {
+		t.Errorf("notLeader after restart = %v, want %v", h.d.notLeader, first)
 	}
 }

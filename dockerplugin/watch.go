@@ -19,8 +19,9 @@ import (
 //     ReconcileInterval, and at once when a call met a pool it could not
 //     judge (poke); the last view is kept with the time it was asked for;
 //   - in global scope, the leader loop asks every leaderPoll whether this
-//     node leads the Swarm, and keeps the last time (asked for) it did not:
-//     notLeader, persisted.
+//     node leads the Swarm, and keeps the last time (asked for) it did not
+//     (seen twice in a row): notLeader, persisted. A follower drops the
+//     global pools requested before it (checkLeader).
 //
 // The Swarm side needs no view of the cluster's networks: swarmkit's
 // allocator, starting on a new leader, allocates every network of the
@@ -29,10 +30,10 @@ import (
 // requested before notLeader was not requested by this term's allocator:
 // its network no longer exists, or is being allocated again right now;
 // either way every address it holds is obsolete, and the allocator asks
-// again for every address that is live. Such a pool is dropped when a new
-// pool overlaps it or asks for its subnet (ipamdriver.go), and a Swarm
-// network last allocated before notLeader is no owner a new network must
-// yield to (bind.go).
+// again for every address that is live. Such a pool is dropped by the
+// leader loop, or, should it be left, when a new pool overlaps it or asks
+// for its subnet (ipamdriver.go); and a Swarm network last allocated
+// before notLeader is no owner a new network must yield to (bind.go).
 
 // leaderPoll is how often the leader loop asks whether this node leads.
 const leaderPoll = 2 * time.Second
@@ -57,30 +58,49 @@ func (d *Driver) pokeReconcile() {
 	}
 }
 
-// checkLeader asks the engine whether this node leads the Swarm and, when
-// it does not, records when it was asked (notLeader). Without the lock.
+// checkLeader asks the engine whether this node leads the Swarm (without
+// the lock). Seen not leading twice in a row, the node is a follower since
+// the first of the two questions: that time becomes notLeader (persisted
+// when it changes), and the global pools requested before it are dropped
+// with their addresses. No allocator of this node uses them any more, and
+// when it leads again its allocator allocates every live network and
+// address again. Twice, because a manager's question may be answered by
+// another manager that does not know yet it lost the leadership.
 func (d *Driver) checkLeader(ctx context.Context) error {
 	asked := d.now()
 	leader, err := d.eng.Leader(ctx)
-	if err != nil {
-		d.mu.Lock()
-		d.leading = true // unknown: persist the next "not the leader" again
-		d.mu.Unlock()
-		return err
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if leader {
-		d.leading = true
+	if err != nil || leader {
+		d.following = time.Time{}
+		return err
+	}
+	if d.following.IsZero() {
+		d.following = asked
 		return nil
 	}
-	if asked.After(d.notLeader) {
-		d.notLeader = asked
-	}
-	if d.leading { // persisted only when it was leading, or unknown: a persisted value is never later than the true one
-		d.leading = false
+	if d.following.After(d.notLeader) {
+		d.notLeader = d.following
 		raw, _ := d.notLeader.MarshalText()
-		return d.st.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaNotLeader, raw) })
+		if err := d.st.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaNotLeader, raw) }); err != nil {
+			return err
+		}
+	}
+	return d.dropObsolete(ctx)
+}
+
+// dropObsolete drops the global pools requested before notLeader. The
+// caller holds d.mu.
+func (d *Driver) dropObsolete(ctx context.Context) error {
+	ps, err := d.pools(func(p pool) bool { return p.Space == GlobalAddressSpace && d.obsolete(p.Requested) })
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		if err := d.freePool(ctx, p); err != nil {
+			return err
+		}
+		d.log.Info("dropped a former leader's copy of a Swarm pool: a new leader allocates it again", "pool", p.ID, "subnet", p.Prefix, "networks", p.Networks, "node", d.node)
 	}
 	return nil
 }
