@@ -176,6 +176,8 @@ func (d *Driver) reconcileOnce(ctx context.Context) {
 	case len(res.Pools)+len(res.Networks)+len(res.Unbound)+len(res.Endpoints)+len(res.Links) > 0:
 		d.log.Warn("reconcile: dropped state Docker no longer lists", "pools", res.Pools, "networks", res.Networks,
 			"unbound", res.Unbound, "endpoints", res.Endpoints, "links", res.Links, "node", d.node)
+	default:
+		d.log.Debug("reconcile: engine asked, nothing to drop", "node", d.node)
 	}
 }
 
