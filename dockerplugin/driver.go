@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -69,6 +70,9 @@ type linkMaker interface {
 	Delete(name string) error
 	// List names the macvlan links in the host namespace.
 	List() ([]string, error)
+	// Alive reports whether a macvlan with address mac exists in a
+	// container's namespace.
+	Alive(mac net.HardwareAddr) (bool, error)
 }
 
 // Driver is medianet's Docker network driver and IPAM driver. Every call

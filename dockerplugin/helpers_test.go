@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -27,6 +28,8 @@ type fakeLinks struct {
 	links   map[string]macvlan.Spec // macvlans by name
 	vlans   map[string]bool         // vlan links created
 	failOn  string                  // Create of this name fails
+	// inContainers are the MACs of links in containers' namespaces.
+	inContainers map[string]bool
 }
 
 func newFakeLinks(parents ...string) *fakeLinks {
@@ -89,6 +92,14 @@ func (f *fakeLinks) Delete(name string) error {
 }
 
 func (f *fakeLinks) List() ([]string, error) { return f.names(), nil }
+
+// Alive reports whether mac is in f.inContainers (links Docker moved into
+// containers).
+func (f *fakeLinks) Alive(mac net.HardwareAddr) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inContainers[mac.String()], nil
+}
 
 func (f *fakeLinks) names() []string {
 	f.mu.Lock()

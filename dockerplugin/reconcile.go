@@ -3,6 +3,7 @@ package dockerplugin
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -108,6 +109,10 @@ type ReconcileResult struct {
 	// Links are endpoint links left in the host namespace (named as Join
 	// names them) of endpoints medianet no longer records, removed.
 	Links []string
+	// Alive are endpoints the view said gone (with their network or pool)
+	// whose link is still in a container's namespace: kept, with their
+	// network and pool. A view can be wrong; the kernel is not.
+	Alive []string
 }
 
 // Reconcile compares the host's state with what the engine lists and
@@ -146,25 +151,31 @@ func (d *Driver) Reconcile(ctx context.Context) (ReconcileResult, error) {
 			continue
 		}
 		if !p.inUse(v) {
+			if alive := d.aliveOn(p.Networks...); len(alive) > 0 {
+				res.Alive = append(res.Alive, alive...)
+				continue
+			}
 			if err := d.freePool(ctx, p); err != nil {
 				return res, err
 			}
 			res.Pools = append(res.Pools, p.ID)
 			continue
 		}
-		gone, err := d.unbindGone(ctx, p, v)
+		gone, err := d.unbindGone(ctx, p, v, &res)
 		if err != nil {
 			return res, err
 		}
 		res.Unbound = append(res.Unbound, gone...)
 	}
-	if res.Networks, err = d.dropGoneNetworks(v); err != nil {
+	if res.Networks, err = d.dropGoneNetworks(v, &res); err != nil {
 		return res, err
 	}
-	if res.Endpoints, err = d.dropGoneEndpoints(ctx, listed, v.asked); err != nil {
+	if res.Endpoints, err = d.dropGoneEndpoints(ctx, listed, v.asked, &res); err != nil {
 		return res, err
 	}
 	res.Links, err = d.dropOrphanLinks()
+	slices.Sort(res.Alive)
+	res.Alive = slices.Compact(res.Alive)
 	return res, err
 }
 
@@ -195,7 +206,7 @@ func (d *Driver) listedEndpoints(ctx context.Context, v engineView) (map[string]
 
 // dropGoneNetworks forgets the network records (with their endpoints and
 // links) of networks the engine no longer lists.
-func (d *Driver) dropGoneNetworks(v engineView) ([]string, error) {
+func (d *Driver) dropGoneNetworks(v engineView, res *ReconcileResult) ([]string, error) {
 	var stale []network
 	err := d.st.db.View(func(tx *bolt.Tx) error {
 		return each(tx, bucketNetworks, func(n network) error {
@@ -204,6 +215,11 @@ func (d *Driver) dropGoneNetworks(v engineView) ([]string, error) {
 			}
 			return nil
 		})
+	})
+	stale = slices.DeleteFunc(stale, func(n network) bool {
+		alive := d.aliveOn(n.ID)
+		res.Alive = append(res.Alive, alive...)
+		return len(alive) > 0
 	})
 	var out []string
 	for _, n := range stale {
@@ -220,12 +236,16 @@ func (d *Driver) dropGoneNetworks(v engineView) ([]string, error) {
 // dropGoneEndpoints forgets, with their addresses and links, the
 // endpoints created staleGrace before asked that the engine does not list
 // on a network it was asked about (after asked).
-func (d *Driver) dropGoneEndpoints(ctx context.Context, listed map[string]map[string]bool, asked time.Time) ([]string, error) {
+func (d *Driver) dropGoneEndpoints(ctx context.Context, listed map[string]map[string]bool, asked time.Time, res *ReconcileResult) ([]string, error) {
 	var stale []endpoint
 	err := d.st.db.View(func(tx *bolt.Tx) error {
 		return each(tx, bucketEndpoints, func(e endpoint) error {
 			if eps, ok := listed[e.NetworkID]; ok && !eps[e.ID] && asked.Sub(e.Created) >= staleGrace {
-				stale = append(stale, e)
+				if d.alive(e) {
+					res.Alive = append(res.Alive, e.ID)
+				} else {
+					stale = append(stale, e)
+				}
 			}
 			return nil
 		})
@@ -246,13 +266,17 @@ func (d *Driver) dropGoneEndpoints(ctx context.Context, listed map[string]map[st
 // longer lists, giving back their endpoints' addresses on this host. A
 // pool requested within staleGrace of the view is left alone: its newest
 // network may not be listed yet.
-func (d *Driver) unbindGone(ctx context.Context, p pool, v engineView) ([]string, error) {
+func (d *Driver) unbindGone(ctx context.Context, p pool, v engineView, res *ReconcileResult) ([]string, error) {
 	if v.asked.Sub(p.Requested) < staleGrace {
 		return nil, nil
 	}
 	var out []string
 	for _, id := range p.Networks {
 		if v.has(id) {
+			continue
+		}
+		if alive := d.aliveOn(id); len(alive) > 0 {
+			res.Alive = append(res.Alive, alive...)
 			continue
 		}
 		if err := d.forgetEndpoints(ctx, id); err != nil {
@@ -266,6 +290,32 @@ func (d *Driver) unbindGone(ctx context.Context, p pool, v engineView) ([]string
 		return out, d.savePool(p)
 	}
 	return nil, nil
+}
+
+// alive reports whether e's link is in a container's namespace (a link
+// with its MAC). The caller holds d.mu.
+func (d *Driver) alive(e endpoint) bool {
+	mac, err := net.ParseMAC(e.MAC)
+	if err != nil {
+		return false
+	}
+	ok, err := d.links.Alive(mac)
+	return err == nil && ok
+}
+
+// aliveOn lists the endpoints of networks ids whose link is in a
+// container's namespace. The caller holds d.mu.
+func (d *Driver) aliveOn(ids ...string) []string {
+	var out []string
+	_ = d.st.db.View(func(tx *bolt.Tx) error {
+		return each(tx, bucketEndpoints, func(e endpoint) error {
+			if slices.Contains(ids, e.NetworkID) && d.alive(e) {
+				out = append(out, e.ID)
+			}
+			return nil
+		})
+	})
+	return out
 }
 
 // dropOrphanLinks removes the endpoint links (named as Join names them)

@@ -137,3 +137,39 @@ func TestNotLeaderPersisted(t *testing.T) {
 		t.Errorf("notLeader after restart = %v, want %v", h.d.notLeader, first)
 	}
 }
+
+// TestViewWrongButLinkAlive: a view can be wrong (a manager's engine
+// without a Swarm leader may leave a Swarm network out); an endpoint
+// whose link is in a container's namespace is kept, with its address,
+// network and pool, whatever the view says.
+func TestViewWrongButLinkAlive(t *testing.T) {
+	links := newFakeLinks("lan0")
+	h := newHarness(t, Config{Node: "node-a"}, links)
+	eng := newFakeEngine("n2")
+	clk := h.withEngine(eng)
+	p1 := createLocal(t, h, "n1", "10.75.1.0/24", "10.75.1.254")
+	endpointOn(t, h, p1, "n1", "0123456789abcdef0123", "10.75.1.2") // n1 left out of the view
+	p2 := createLocal(t, h, "n2", "10.75.2.0/24", "10.75.2.254")
+	endpointOn(t, h, p2, "n2", "fedcba98765432100000", "10.75.2.2") // left out of n2's endpoints
+	eng.setEndpoints("n2")
+	links.inContainers = map[string]bool{"02:42:0a:4b:01:02": true, "02:42:0a:4b:02:02": true}
+	clk.later()
+	res, err := h.d.Reconcile(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Pools)+len(res.Networks)+len(res.Unbound)+len(res.Endpoints) != 0 || len(res.Alive) != 2 {
+		t.Errorf("Reconcile = %+v; want nothing dropped, both endpoints kept alive", res)
+	}
+	if got, want := addrsOf(t, h), []string{"10.75.1.2", "10.75.2.2"}; !slices.Equal(got, want) {
+		t.Errorf("addresses = %v, want %v", got, want)
+	}
+	links.inContainers = nil // the containers are gone
+	res, err = h.d.Reconcile(t.Context())
+	if err != nil || len(res.Networks) != 1 || len(res.Endpoints) != 1 || len(res.Pools) != 1 {
+		t.Errorf("Reconcile once the links are gone = %+v, %v; want n1 with its pool and n2's endpoint dropped", res, err)
+	}
+	if got := addrsOf(t, h); len(got) != 0 {
+		t.Errorf("addresses = %v, want none", got)
+	}
+}
