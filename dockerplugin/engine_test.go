@@ -108,9 +108,9 @@ func TestDockerEngine(t *testing.T) {
 		}
 	}
 	for id, want := range map[string][]string{"sw1": nil, "loc1": {"ep1"}, "gone": nil} {
-		eps, err := e.Endpoints(t.Context(), id)
-		if err != nil || len(eps) != len(want) || (len(want) > 0 && !eps[want[0]]) {
-			t.Errorf("Endpoints(%s) = %v, %v; want %v", id, eps, err, want)
+		eps, found, err := e.Endpoints(t.Context(), id)
+		if err != nil || found != (id != "gone") || len(eps) != len(want) || (len(want) > 0 && !eps[want[0]]) {
+			t.Errorf("Endpoints(%s) = %v, %t, %v; want %v, found %t", id, eps, found, err, want, id != "gone")
 		}
 	}
 }

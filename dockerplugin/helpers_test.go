@@ -246,6 +246,9 @@ type fakeEngine struct {
 	err     error
 	// leader: this node leads the Swarm (Leader's answer).
 	leader bool
+	// hidden are networks the listing leaves out but GET /networks/ID
+	// finds (a Swarm manager without a leader).
+	hidden map[string]bool
 	calls  int
 	gate   chan struct{}
 	// during, when set, runs while Networks is being answered, after
@@ -318,14 +321,14 @@ func (h *harness) termChange(f *fakeEngine, c *clock) {
 }
 
 // Endpoints lists the endpoints set for id with setEndpoints (none by
-// default).
-func (f *fakeEngine) Endpoints(ctx context.Context, id string) (map[string]bool, error) {
+// default); the network is found when listed, or hidden.
+func (f *fakeEngine) Endpoints(ctx context.Context, id string) (map[string]bool, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
-		return nil, f.err
+		return nil, false, f.err
 	}
-	return maps.Clone(f.eps[id]), nil
+	return maps.Clone(f.eps[id]), f.ids[id] || f.hidden[id], nil
 }
 
 func (f *fakeEngine) setEndpoints(id string, eps ...string) {

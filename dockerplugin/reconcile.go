@@ -179,25 +179,46 @@ func (d *Driver) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	return res, err
 }
 
-// listedEndpoints asks the engine, without the lock, for the endpoints of
-// each listed network this host has endpoint records of. A network the
-// engine could not be asked about is left out (its endpoints are kept).
+// listedEndpoints asks the engine, without the lock, about every network
+// the host has records of (networks, endpoints, bindings of its own
+// pools), one at a time (GET /networks/ID), and returns the endpoints of
+// each it has. A network it has is added to v even when its listing left
+// the network out (a Swarm manager's listing does while the Swarm has no
+// leader); a network it could not be asked about is added too, its
+// endpoints left out: nothing of it is judged.
 func (d *Driver) listedEndpoints(ctx context.Context, v engineView) (map[string]map[string]bool, error) {
 	nets := map[string]bool{}
 	d.mu.Lock()
 	err := d.st.db.View(func(tx *bolt.Tx) error {
-		return each(tx, bucketEndpoints, func(e endpoint) error { nets[e.NetworkID] = v.has(e.NetworkID); return nil })
+		err := each(tx, bucketNetworks, func(n network) error { nets[n.ID] = true; return nil })
+		if err == nil {
+			err = each(tx, bucketEndpoints, func(e endpoint) error { nets[e.NetworkID] = true; return nil })
+		}
+		if err == nil {
+			err = each(tx, bucketPools, func(p pool) error {
+				for _, id := range p.Networks {
+					nets[id] = nets[id] || p.Space != GlobalAddressSpace
+				}
+				return nil
+			})
+		}
+		return err
 	})
 	d.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]map[string]bool{}
-	for id, listed := range nets {
-		if !listed {
-			continue // dropGoneNetworks or unbindGone forgets them
+	for id, ask := range nets {
+		if !ask {
+			continue
 		}
-		if eps, err := d.eng.Endpoints(ctx, id); err == nil {
+		eps, found, err := d.eng.Endpoints(ctx, id)
+		switch {
+		case err != nil:
+			v.ids[id] = true
+		case found:
+			v.ids[id] = true
 			out[id] = eps
 		}
 	}

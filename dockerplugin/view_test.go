@@ -173,3 +173,32 @@ func TestViewWrongButLinkAlive(t *testing.T) {
 		t.Errorf("addresses = %v, want none", got)
 	}
 }
+
+// TestNetworkLeftOutOfListing: a Swarm manager's engine lists no Swarm
+// network while the Swarm has no leader (GET /networks), even one the
+// host has with running tasks; asked by ID it has it, with its
+// endpoints. Reconcile asks every network it has records of by ID, and
+// drops nothing of it (on the old code: the network, its pool, and every
+// endpoint with its address, while the tasks ran).
+func TestNetworkLeftOutOfListing(t *testing.T) {
+	links := newFakeLinks("lan0")
+	h := newHarness(t, Config{Scope: ScopeGlobal, Node: "node-a"}, links)
+	eng := newFakeEngine()
+	clk := h.withEngine(eng)
+	pid := createLocal(t, h, "sw1", "10.76.0.0/24", "10.76.0.254")
+	endpointOn(t, h, pid, "sw1", "0123456789abcdef0123", "10.76.0.2")
+	eng.hidden = map[string]bool{"sw1": true}
+	eng.setEndpoints("sw1", "0123456789abcdef0123")
+	clk.later()
+	res, err := h.d.Reconcile(t.Context())
+	if err != nil || len(res.Pools)+len(res.Networks)+len(res.Unbound)+len(res.Endpoints) != 0 {
+		t.Errorf("Reconcile = %+v, %v; want nothing dropped", res, err)
+	}
+	if got, want := addrsOf(t, h), []string{"10.76.0.2"}; !slices.Equal(got, want) {
+		t.Errorf("addresses = %v, want %v", got, want)
+	}
+	eng.hidden = nil // removed for good: gone by ID too
+	if res, err := h.d.Reconcile(t.Context()); err != nil || len(res.Networks) != 1 || len(res.Pools) != 1 {
+		t.Errorf("Reconcile once the network is gone = %+v, %v; want it dropped with its pool", res, err)
+	}
+}
