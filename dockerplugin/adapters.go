@@ -1,12 +1,17 @@
 package dockerplugin
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/boltstore"
@@ -204,3 +209,63 @@ func (hostLinks) Create(spec macvlan.Spec, name string) error {
 }
 
 func (hostLinks) Delete(name string) error { return macvlan.Delete("", name) }
+
+// sandboxDir holds the network namespaces of Docker's sandboxes (the
+// managed plugin mounts it).
+const sandboxDir = "/var/run/docker/netns"
+
+// Alive reports whether a macvlan with address mac exists in the network
+// namespace of one of Docker's sandboxes: an endpoint's link lives in its
+// container's once joined. Namespaces that vanish meanwhile are skipped.
+func (hostLinks) Alive(mac net.HardwareAddr) (bool, error) {
+	paths, err := filepath.Glob(filepath.Join(sandboxDir, "*"))
+	if err != nil {
+		return false, err
+	}
+	for _, p := range paths {
+		if found, err := macvlanWith(p, mac); err == nil && found {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// macvlanWith reports whether the namespace at path has a macvlan with
+// address mac.
+func macvlanWith(path string, mac net.HardwareAddr) (bool, error) {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return false, err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return false, err
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		return false, err
+	}
+	for _, l := range links {
+		if l.Type() == "macvlan" && bytes.Equal(l.Attrs().HardwareAddr, mac) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// List names the macvlan links in the host namespace.
+func (hostLinks) List() ([]string, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range links {
+		if l.Type() == "macvlan" {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out, nil
+}

@@ -2,7 +2,6 @@ package dockerplugin
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -28,12 +27,11 @@ import (
 // reference.
 //
 // A global pool belongs to one Swarm network: a second network asking for
-// the same subnet takes it over only when the engine no longer lists the
-// first (removed while this manager was not the leader); otherwise it is
-// refused, as Docker's own IPAM refuses overlapping Swarm networks.
-
-// errNeedEngine: bindLocked cannot decide without the engine's view.
-var errNeedEngine = errors.New("need the engine's view")
+// the same subnet takes it over only when the first was not allocated by
+// this leader's allocator, which allocates every network of the cluster
+// again when it starts (watch.go): the first was removed while this
+// manager was not the leader. Otherwise it is refused, as Docker's own
+// IPAM refuses overlapping Swarm networks.
 
 // bind binds network id to its pools in space, one per family of data.
 func (d *Driver) bind(ctx context.Context, id, space string, data []ipamData) error {
@@ -49,34 +47,10 @@ func (d *Driver) bind(ctx context.Context, id, space string, data []ipamData) er
 	return nil
 }
 
-// bindPool binds id to the pool (space, prefix), asking the engine
-// (without the lock) when another network holds a global pool.
+// bindPool binds id to the pool (space, prefix).
 func (d *Driver) bindPool(ctx context.Context, id, space string, prefix netip.Prefix, aux []netip.Addr) error {
-	var view *engineView
-	var viewErr error
-	for {
-		d.mu.Lock()
-		err := d.bindLocked(ctx, id, space, prefix, aux, view, viewErr)
-		d.mu.Unlock()
-		if !errors.Is(err, errNeedEngine) {
-			return err
-		}
-		if d.eng == nil {
-			viewErr = fmt.Errorf("%w: medianetd runs without a Docker engine socket", ErrEngineUnavailable)
-		} else if v, err := d.swarmView(ctx, d.viewTries, func(v engineView) bool { return v.has(id) }); err != nil {
-			viewErr = err
-		} else {
-			view = &v
-		}
-		if view == nil && viewErr == nil {
-			return fmt.Errorf("medianet: network %s: no view of the engine", id)
-		}
-	}
-}
-
-// bindLocked does bindPool's work under d.mu; without view (and
-// viewErr) it returns errNeedEngine when it needs the engine.
-func (d *Driver) bindLocked(ctx context.Context, id, space string, prefix netip.Prefix, aux []netip.Addr, view *engineView, viewErr error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	ps, err := d.pools(func(p pool) bool { return p.Space == space && p.Prefix == prefix })
 	if err != nil || len(ps) == 0 {
 		return err // no pool of ours: another IPAM driver's network
@@ -85,28 +59,15 @@ func (d *Driver) bindLocked(ctx context.Context, id, space string, prefix netip.
 	switch {
 	case slices.Contains(p.Networks, id):
 		return d.rebind(ctx, id, p, aux)
-	case len(p.Networks) == 0 || space != GlobalAddressSpace:
+	case space != GlobalAddressSpace:
 		p.Networks = append(p.Networks, id) // local pools may be shared
-		if space == GlobalAddressSpace {
-			p.Aux = aux
-		}
 		return d.savePool(p)
-	case view == nil && viewErr == nil:
-		return errNeedEngine
-	case view == nil:
-		return fmt.Errorf("medianet: --subnet %s of Swarm network %s is the pool of Swarm network %s on node %s, which may still exist: %w; try again when the engine answers",
-			prefix, id, p.Networks[0], d.node, viewErr)
-	case !view.has(id):
-		// A view without the network being allocated lacks the
-		// cluster's networks (see dropStale).
-		return fmt.Errorf("medianet: --subnet %s of Swarm network %s is the pool of Swarm network %s on node %s, which may still exist: %w: the engine does not list %s yet; try again",
-			prefix, id, p.Networks[0], d.node, ErrEngineUnavailable, id)
-	}
-	for _, o := range p.Networks {
-		if view.has(o) {
-			return fmt.Errorf("medianet: --subnet %s of Swarm network %s is already the pool of Swarm network %s (node %s): %w: remove that network or give another subnet",
-				prefix, id, o, d.node, ErrPoolOverlap)
-		}
+	case len(p.Networks) == 0:
+		p.Networks, p.Aux, p.Allocated = []string{id}, aux, d.now()
+		return d.savePool(p)
+	case !d.obsolete(p.Allocated):
+		return fmt.Errorf("medianet: --subnet %s of Swarm network %s is already the pool of Swarm network %s (node %s): %w: remove that network or give another subnet",
+			prefix, id, p.Networks[0], d.node, ErrPoolOverlap)
 	}
 	// Every former owner was removed while this manager was not the
 	// leader: its addresses are nobody's.
@@ -115,7 +76,7 @@ func (d *Driver) bindLocked(ctx context.Context, id, space string, prefix netip.
 		return fmt.Errorf("medianet: network %s: release the addresses of removed networks %v in --subnet %s on node %s: %w", id, p.Networks, prefix, d.node, err)
 	}
 	p.Refs = max(1, p.Refs-len(p.Networks))
-	p.Networks, p.Aux = []string{id}, aux
+	p.Networks, p.Aux, p.Allocated = []string{id}, aux, d.now()
 	return d.savePool(p)
 }
 
@@ -125,7 +86,7 @@ func (d *Driver) rebind(ctx context.Context, id string, p pool, aux []netip.Addr
 	var err error
 	if p.Space == GlobalAddressSpace {
 		err = d.addrs.ReleaseExcept(ctx, p, aux)
-		p.Aux = aux
+		p.Aux, p.Allocated = aux, d.now()
 	} else {
 		err = d.forgetEndpoints(ctx, id)
 	}

@@ -30,10 +30,15 @@
 // what Docker remembered to release (a former Swarm leader never releases
 // the cluster's pools; a dockerd killed with SIGKILL forgets its tasks'
 // networks). Pools record the networks bound to them (bind.go); a network
-// allocated or created again gives back its former addresses; a pool
-// whose networks the engine (its API socket, Config.DockerHost) no longer
-// lists is dropped when a new pool would overlap it, and by Reconcile on a
-// timer (reconcile.go, engine.go).
+// allocated or created again gives back its former addresses. The engine
+// (its API, Config.DockerHost; or a read-only EngineProxy in front of it)
+// is asked only by the driver's own loops, never from inside a call of
+// Docker's (watch.go): a reconcile loop drops the host's pools, networks,
+// endpoints and links the engine no longer lists, judged against the time
+// it asked and never against what the kernel shows alive (reconcile.go);
+// in global scope a leader loop tells when this node follows, so that its
+// copies of the Swarm's pools go, and a new leader's allocator gets clean
+// ones.
 //
 // Locks: the driver's mutex is never held across a network call. etcd
 // (block claims, SyncEtcd) and the engine are asked without it; their

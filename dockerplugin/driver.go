@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -30,15 +31,16 @@ type Config struct {
 	// without --ipam-opt node-ranges claim its blocks in etcd, so hosts
 	// sharing the etcd never hand out the same address.
 	Etcd *etcdstore.Config
-	// DockerHost is the engine's API socket ("unix:///path"), asked which
-	// networks exist so that pools and networks Docker never released are
-	// dropped (reconcile.go); empty means env DOCKER_HOST, else
-	// DefaultDockerHost. "none" turns the engine off: stale state is then
-	// only found by Docker's own calls.
+	// DockerHost is the engine's API ("unix:///path", or
+	// "tcp://HOST:PORT" without TLS: see ParseDockerHost), asked which
+	// networks exist and whether this node leads the Swarm, so that state
+	// Docker never released is dropped (watch.go, reconcile.go); empty
+	// means env DOCKER_HOST, else DefaultDockerHost. "none" turns the
+	// engine off: stale state is then only found by Docker's own calls.
 	DockerHost string
 	// ReconcileInterval is how often Open's driver compares its state with
 	// the engine's networks; 0 means DefaultReconcileInterval, negative
-	// never (the checks made on RequestPool and on network creation stay).
+	// never (in global scope the leader is still watched, watch.go).
 	ReconcileInterval time.Duration
 }
 
@@ -66,6 +68,11 @@ type linkMaker interface {
 	DeleteVLAN(name string) error
 	Create(spec macvlan.Spec, name string) error
 	Delete(name string) error
+	// List names the macvlan links in the host namespace.
+	List() ([]string, error)
+	// Alive reports whether a macvlan with address mac exists in a
+	// container's namespace.
+	Alive(mac net.HardwareAddr) (bool, error)
 }
 
 // Driver is medianet's Docker network driver and IPAM driver. Every call
@@ -86,9 +93,14 @@ type Driver struct {
 	etcd  *etcdstore.Client // nil without Config.Etcd
 	eng   engine            // nil with DockerHost "none"
 	now   func() time.Time
-	// viewTries is how many more times the engine is asked for a view it
-	// can judge a Swarm pool by (swarmViewTries).
-	viewTries int
+	// lastView is the last view of the engine's networks (reconcile loop),
+	// nil before the first; notLeader the time since which this node was
+	// last seen following (not leading) the Swarm, following the time the
+	// current streak of "not leading" answers began (watch.go). Under mu.
+	lastView  *engineView
+	notLeader time.Time
+	following time.Time
+	poke      chan struct{}
 
 	stopLoop context.CancelFunc // ends the reconcile loop, if any
 	loopDone chan struct{}
@@ -134,11 +146,15 @@ func Open(cfg Config) (*Driver, error) {
 	}
 	d := newDriver(cfg, st, &ipamBook{dir: cfg.DataDir, etcd: cli}, hostLinks{})
 	d.etcd, d.eng = cli, eng
-	if eng != nil && cfg.ReconcileInterval >= 0 {
+	if err := d.loadNotLeader(); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("dockerplugin: %s: %w", StateFile, err)
+	}
+	if eng != nil {
 		if cfg.ReconcileInterval == 0 {
 			cfg.ReconcileInterval = DefaultReconcileInterval
 		}
-		d.startLoop(cfg.ReconcileInterval)
+		d.startLoops(cfg.ReconcileInterval)
 	}
 	return d, nil
 }
@@ -163,7 +179,8 @@ func newDriver(cfg Config, st *state, addrs addressBook, links linkMaker) *Drive
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{st: st, addrs: addrs, links: links, scope: cfg.Scope, node: cfg.Node, log: log, now: time.Now, viewTries: swarmViewTries}
+	return &Driver{st: st, addrs: addrs, links: links, scope: cfg.Scope, node: cfg.Node, log: log, now: time.Now,
+		poke: make(chan struct{}, 1)}
 }
 
 // Close stops the reconcile loop and closes the state file and the etcd

@@ -79,19 +79,17 @@ func parseOptionalPrefix(s string) (netip.Prefix, error) {
 }
 
 // DeleteEndpoint forgets the endpoint and removes its link, which Docker
-// has moved back to the host namespace by now. An unknown endpoint is
-// success.
+// has moved back to the host namespace by now. The link's name follows
+// from the endpoint's ID, so it is removed also when medianet no longer
+// records the endpoint (forgotten by Reconcile or DeleteNetwork while
+// Docker still had it). An unknown endpoint is success.
 func (d *networkDriver) DeleteEndpoint(req *endpointRequest) (empty, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var e endpoint
-	if ok, err := d.view(bucketEndpoints, req.EndpointID, &e); err != nil || !ok {
-		return empty{}, err
+	if err := d.links.Delete(linkName(req.EndpointID)); err != nil {
+		return empty{}, fmt.Errorf("medianet: endpoint %s: %w", req.EndpointID, err)
 	}
-	if err := d.links.Delete(linkName(e.ID)); err != nil {
-		return empty{}, fmt.Errorf("medianet: endpoint %s: %w", e.ID, err)
-	}
-	err := d.st.db.Update(func(tx *bolt.Tx) error { return del(tx, bucketEndpoints, e.ID) })
+	err := d.st.db.Update(func(tx *bolt.Tx) error { return del(tx, bucketEndpoints, req.EndpointID) })
 	return empty{}, err
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -27,6 +28,8 @@ type fakeLinks struct {
 	links   map[string]macvlan.Spec // macvlans by name
 	vlans   map[string]bool         // vlan links created
 	failOn  string                  // Create of this name fails
+	// inContainers are the MACs of links in containers' namespaces.
+	inContainers map[string]bool
 }
 
 func newFakeLinks(parents ...string) *fakeLinks {
@@ -86,6 +89,16 @@ func (f *fakeLinks) Delete(name string) error {
 	defer f.mu.Unlock()
 	delete(f.links, name)
 	return nil
+}
+
+func (f *fakeLinks) List() ([]string, error) { return f.names(), nil }
+
+// Alive reports whether mac is in f.inContainers (links Docker moved into
+// containers).
+func (f *fakeLinks) Alive(mac net.HardwareAddr) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inContainers[mac.String()], nil
 }
 
 func (f *fakeLinks) names() []string {
@@ -231,11 +244,16 @@ type fakeEngine struct {
 	subnets map[netip.Prefix]bool
 	eps     map[string]map[string]bool // network -> endpoints
 	err     error
-	// noControl: the Swarm's control does not answer (a worker, or a
-	// manager without a leader).
-	noControl bool
-	calls     int
-	gate      chan struct{}
+	// leader: this node leads the Swarm (Leader's answer).
+	leader bool
+	// hidden are networks the listing leaves out but GET /networks/ID
+	// finds (a Swarm manager without a leader).
+	hidden map[string]bool
+	calls  int
+	gate   chan struct{}
+	// during, when set, runs while Networks is being answered, after
+	// the listing was taken: what Docker does while the engine is slow.
+	during func()
 }
 
 func newFakeEngine(ids ...string) *fakeEngine {
@@ -259,22 +277,58 @@ func (f *fakeEngine) Networks(ctx context.Context) (engineView, error) {
 		}
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.err != nil {
+		f.mu.Unlock()
 		return engineView{}, f.err
 	}
-	return engineView{ids: maps.Clone(f.ids), subnets: maps.Clone(f.subnets), control: !f.noControl}, nil
+	v := engineView{ids: maps.Clone(f.ids), subnets: maps.Clone(f.subnets)}
+	during := f.during
+	f.mu.Unlock()
+	if during != nil {
+		during()
+	}
+	return v, nil
+}
+
+// Leader answers f.leader, or f.err.
+func (f *fakeEngine) Leader(context.Context) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.leader, f.err
+}
+
+// leads makes the engine say whether this node leads, and the driver ask.
+func (h *harness) leads(f *fakeEngine, leader bool) {
+	h.t.Helper()
+	f.mu.Lock()
+	f.leader = leader
+	f.mu.Unlock()
+	if err := h.d.checkLeader(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// termChange is a failover away from this manager and back: it is seen
+// not leading, and later leading again.
+func (h *harness) termChange(f *fakeEngine, c *clock) {
+	h.t.Helper()
+	c.later()
+	h.leads(f, false)
+	c.later()
+	h.leads(f, false) // seen following twice in a row
+	c.later()
+	h.leads(f, true)
 }
 
 // Endpoints lists the endpoints set for id with setEndpoints (none by
-// default).
-func (f *fakeEngine) Endpoints(ctx context.Context, id string) (map[string]bool, error) {
+// default); the network is found when listed, or hidden.
+func (f *fakeEngine) Endpoints(ctx context.Context, id string) (map[string]bool, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
-		return nil, f.err
+		return nil, false, f.err
 	}
-	return maps.Clone(f.eps[id]), nil
+	return maps.Clone(f.eps[id]), f.ids[id] || f.hidden[id], nil
 }
 
 func (f *fakeEngine) setEndpoints(id string, eps ...string) {
@@ -315,7 +369,7 @@ func (f *fakeEngine) set(ids ...string) {
 // staleGrace ahead when the test calls later().
 func (h *harness) withEngine(e engine) *clock {
 	c := &clock{now: time.Now()}
-	h.d.eng, h.d.now, h.d.viewTries = e, c.get, 1
+	h.d.eng, h.d.now = e, c.get
 	return c
 }
 

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -39,47 +40,63 @@ func (d *ipamDriver) GetDefaultAddressSpaces() (addressSpacesResponse, error) {
 // RequestPool validates --subnet, --ip-range and --ipam-opt and registers
 // the pool. The same request again returns the same pool (counted); a
 // different pool overlapping one of the same address space is refused,
-// unless the engine no longer lists a network using that one: such a
-// stale pool (reconcile.go) is dropped first.
+// unless that one is stale (a local pool no view of the engine lists) or
+// obsolete (a global pool this term's allocator never requested): such a
+// pool is dropped first (reconcile.go, watch.go). The engine is not
+// asked: Docker is inside its own work while it calls.
 func (d *ipamDriver) RequestPool(req *requestPoolRequest) (requestPoolResponse, error) {
 	p, err := d.newPool(req)
 	if err != nil {
 		return requestPoolResponse{}, err
 	}
-	ctx := context.Background()
-	judgeSame := p.Space == GlobalAddressSpace
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	for attempt := 0; ; attempt++ {
-		d.mu.Lock()
-		resp, conflicts, err := d.registerPool(p, judgeSame)
-		d.mu.Unlock()
-		switch {
-		case err != nil || len(conflicts) == 0:
+		resp, conflicts, err := d.registerPool(p)
+		if err != nil || len(conflicts) == 0 {
 			return resp, err
-		case judgeSame && len(conflicts) == 1 && conflicts[0].Prefix == p.Prefix:
-			// The identical global pool: a new leader restoring its
-			// network (shared), or a network removed under another leader
-			// (stale: dropped, and p gets a clean pool). Asked once: a
-			// restore must not wait, and AllocateNetwork judges again.
-			judgeSame = false
-			if _, err := (*Driver)(d).dropStale(ctx, p, conflicts, 0); err != nil {
-				d.log.Info("engine not asked about an identical pool: shared", "pool", conflicts[0].ID, "node", d.node, "err", err)
-			}
-			continue
-		case attempt > 1: // a new pool overlaps since the stale ones went
-			return requestPoolResponse{}, d.overlapError(p, conflicts, nil)
 		}
-		kept, err := (*Driver)(d).dropStale(ctx, p, conflicts, d.viewTries)
-		if err != nil || len(kept) > 0 {
-			return requestPoolResponse{}, d.overlapError(p, kept, err)
+		var kept []pool
+		for _, c := range conflicts {
+			if !(*Driver)(d).droppable(c) {
+				kept = append(kept, c)
+			}
+		}
+		if len(kept) > 0 || attempt > 0 {
+			if len(kept) == 0 {
+				kept = conflicts
+			}
+			return requestPoolResponse{}, d.overlapError(p, kept)
+		}
+		for _, c := range conflicts {
+			if err := (*Driver)(d).freePool(context.Background(), c); err != nil {
+				return requestPoolResponse{}, err
+			}
+			d.log.Warn("dropped a stale pool: no network of the cluster uses it", "pool", c.ID, "subnet", c.Prefix, "networks", c.Networks, "for", p.Prefix, "node", d.node)
 		}
 	}
 }
 
+// droppable reports whether pool c, overlapping a new pool, may be
+// dropped: a global pool not requested by this term's allocator, a local
+// pool that the last view of the engine (asked for at least staleGrace
+// after c was requested) shows unused. The caller holds d.mu.
+func (d *Driver) droppable(c pool) bool {
+	if c.Space == GlobalAddressSpace {
+		return d.obsolete(c.Requested)
+	}
+	if d.lastView == nil || c.inUse(*d.lastView) {
+		d.pokeReconcile() // a fresh view for the next attempt
+		return false
+	}
+	return true
+}
+
 // registerPool registers p, or shares the identical pool, unless p
 // overlaps other pools of its space: those are returned, with the
-// identical one when judgeSame and it was not requested within
-// staleGrace.
-func (d *ipamDriver) registerPool(p pool, judgeSame bool) (requestPoolResponse, []pool, error) {
+// identical one when it is global and obsolete (its network is being
+// allocated again by a new leader, or is gone: a clean pool either way).
+func (d *ipamDriver) registerPool(p pool) (requestPoolResponse, []pool, error) {
 	var conflicts []pool
 	now := d.now()
 	err := d.st.db.Update(func(tx *bolt.Tx) error {
@@ -89,7 +106,7 @@ func (d *ipamDriver) registerPool(p pool, judgeSame bool) (requestPoolResponse, 
 			case o.Space != p.Space || !o.Prefix.Overlaps(p.Prefix):
 			case o.Prefix == p.Prefix && o.Range == p.Range && reflect.DeepEqual(o.Options, p.Options):
 				same = &o
-				if judgeSame && now.Sub(o.Requested) >= staleGrace {
+				if o.Space == GlobalAddressSpace && (*Driver)(d).obsolete(o.Requested) {
 					conflicts = append(conflicts, o)
 				}
 			default:
@@ -118,19 +135,28 @@ func (d *ipamDriver) registerPool(p pool, judgeSame bool) (requestPoolResponse, 
 	return requestPoolResponse{PoolID: p.ID, Pool: p.Prefix.String()}, nil, nil
 }
 
-// overlapError refuses p for the pools it overlaps: in use, or not
-// judged because the engine could not be asked (engErr).
-func (d *ipamDriver) overlapError(p pool, others []pool, engErr error) error {
+// overlapError refuses p for the pools it overlaps, saying how they were
+// judged in use.
+func (d *ipamDriver) overlapError(p pool, others []pool) error {
 	o := others[0]
 	used := "another network"
 	if len(o.Networks) > 0 {
 		used = "network " + strings.Join(o.Networks, ", ")
 	}
-	if engErr != nil {
-		return fmt.Errorf("medianet: --subnet %s overlaps %s of %s (node %s), and Docker could not be asked whether that network still exists: %w: %w",
-			p.Prefix, o.Prefix, used, d.node, ErrPoolOverlap, engErr)
+	var why string
+	switch {
+	case o.Space == GlobalAddressSpace && d.notLeader.IsZero():
+		why = "this manager was not seen not leading the Swarm since, so that network may still exist; remove it first (a network refused now is allocated again at the next leader change)"
+	case o.Space == GlobalAddressSpace:
+		why = fmt.Sprintf("it was requested by this leader's allocator (after this manager was last seen not leading, %s), so that network exists; remove it first",
+			d.notLeader.UTC().Format(time.RFC3339))
+	case d.lastView == nil:
+		why = "Docker has not been asked yet whether that network still exists; remove it first, or try again in a few seconds"
+	default:
+		why = fmt.Sprintf("Docker listed it when last asked (%s); remove that network first, or try again in a few seconds if it is gone",
+			d.lastView.asked.UTC().Format(time.RFC3339))
 	}
-	return fmt.Errorf("medianet: --subnet %s overlaps %s of %s (node %s): %w", p.Prefix, o.Prefix, used, d.node, ErrPoolOverlap)
+	return fmt.Errorf("medianet: --subnet %s overlaps %s of %s (node %s): %w: %s", p.Prefix, o.Prefix, used, d.node, ErrPoolOverlap, why)
 }
 
 // newPool parses and validates a pool request.

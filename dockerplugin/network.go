@@ -236,3 +236,10 @@ func linkName(endpointID string) string {
 	}
 	return "mn" + id
 }
+
+// isEndpointLink reports whether name is one linkName gives Docker's
+// endpoint IDs (64 hex digits): "mn" and 11 lowercase hex digits.
+func isEndpointLink(name string) bool {
+	rest, ok := strings.CutPrefix(name, "mn")
+	return ok && len(rest) == 11 && strings.Trim(rest, "0123456789abcdef") == ""
+}

@@ -3,6 +3,7 @@ package dockerplugin
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -14,52 +15,44 @@ import (
 // loses the leadership never releases the cluster's pools (its successor
 // does, on its own medianet), and a dockerd killed with SIGKILL forgets
 // the networks and endpoints of Swarm tasks without releasing them. State
-// therefore follows what the engine says exists, not what Docker
+// therefore follows what the cluster says exists, not what Docker
 // remembered to release:
 //
-//   - every pool records the networks bound to it (bind.go); a pool is
-//     stale when the engine lists none of them (an unbound pool: no
-//     network with its subnet), and it was not requested in the last
-//     staleGrace;
-//   - a stale pool is dropped, with its addresses, when a new pool would
-//     overlap it (RequestPool), and, for the host's own pools, by
-//     Reconcile on a timer;
+//   - every pool records the networks bound to it (bind.go); a local pool
+//     is stale when a view of the engine asked for at least staleGrace
+//     after it was last requested lists none of them (an unbound pool: no
+//     network with its subnet);
+//   - a global pool (the Swarm leader's) is obsolete when it was last
+//     requested before this node was last seen not leading (watch.go);
+//   - a stale or obsolete pool is dropped, with its addresses, when a new
+//     pool would overlap it (RequestPool), and the host's stale pools,
+//     networks, endpoints and links by Reconcile on a timer;
 //   - a network Docker creates again (CreateNetwork, AllocateNetwork of a
 //     network already bound) is one Docker forgot: its old addresses are
 //     given back at once (bind.go).
 //
-// The engine is asked without the driver's lock; what it says is applied
-// under the lock to state that has not changed since. When it cannot be
-// asked, nothing is dropped: a leak is better than a duplicate address.
+// The engine is asked only by medianetd's own loops, without the
+// driver's lock (watch.go); a view is judged against the time it was
+// asked for, never the time its answer arrived: what was created after
+// the question cannot be in the answer. When the engine cannot be asked,
+// nothing is dropped: a leak is better than a duplicate address.
 
-// staleGrace is how long a pool just requested, or a network just
-// created, counts as in use whatever the engine lists: Docker lists a
-// network only once its creation (RequestPool, then CreateNetwork or
-// AllocateNetwork) has succeeded.
+// staleGrace is how long a pool just requested, or a network or endpoint
+// just created, counts as in use whatever a view asked later lists:
+// Docker lists a network only once its creation (RequestPool, then
+// CreateNetwork or AllocateNetwork) has succeeded.
 const staleGrace = 15 * time.Second
 
-// swarmViewTries bounds how many more times (a second apart) the engine
-// is asked for a view a Swarm pool can be judged by: one taken while the
-// Swarm's control answered (dropStale), or listing the network being
-// allocated (bindPool).
-const swarmViewTries = 10
-
-// inUse reports whether pool p serves a network of v, or is too young to
-// tell.
-func (p pool) inUse(v engineView, now time.Time) bool {
-	if now.Sub(p.Requested) < staleGrace {
+// inUse reports whether pool p serves a network of v, or was requested
+// too shortly before v was asked for to tell.
+func (p pool) inUse(v engineView) bool {
+	if v.asked.Sub(p.Requested) < staleGrace {
 		return true
 	}
 	if len(p.Networks) > 0 {
 		return slices.ContainsFunc(p.Networks, v.has)
 	}
 	return v.subnets[p.Prefix]
-}
-
-// same reports whether p is the pool o was, unchanged: a pool changed
-// since the engine was asked is judged again later.
-func (p pool) same(o pool) bool {
-	return p.ID == o.ID && p.Refs == o.Refs && p.Requested.Equal(o.Requested) && slices.Equal(p.Networks, o.Networks)
 }
 
 func (d *Driver) loadPool(id string) (p pool, ok bool, err error) {
@@ -98,68 +91,6 @@ func (d *Driver) freePool(ctx context.Context, p pool) error {
 	return d.st.db.Update(func(tx *bolt.Tx) error { return del(tx, bucketPools, p.ID) })
 }
 
-// dropStale asks the engine about cands (without the lock) and drops
-// those stale and unchanged since, for a new pool of subnet p. It returns
-// the pools kept, and the engine's error when it could not be asked (then
-// every pool is kept).
-//
-// For a global pool the engine's Swarm control must answer around the
-// listing (engineView.control): a manager whose control does not answer
-// lists only its host's networks, and every Swarm network would look
-// gone. (The Swarm network being created cannot tell: dockerd lists it
-// without a subnet until its pool is allocated.) The engine is asked
-// again up to tries times, a second apart (a leader just elected):
-// swarmkit's allocator, which waits meanwhile, does not retry a failed
-// network soon.
-func (d *Driver) dropStale(ctx context.Context, p pool, cands []pool, tries int) ([]pool, error) {
-	if d.eng == nil {
-		return cands, fmt.Errorf("%w: medianetd runs without a Docker engine socket", ErrEngineUnavailable)
-	}
-	v, err := d.swarmView(ctx, tries, func(v engineView) bool { return p.Space != GlobalAddressSpace || v.control })
-	if err != nil {
-		return cands, err
-	}
-	if p.Space == GlobalAddressSpace && !v.control {
-		return cands, fmt.Errorf("%w: it lists %d networks (Swarm's: %t) but its Swarm control does not answer (GET /swarm): not a manager, or no leader",
-			ErrEngineUnavailable, len(v.ids), v.swarm)
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := d.now()
-	var kept []pool
-	for _, c := range cands {
-		cur, ok, err := d.loadPool(c.ID)
-		switch {
-		case err != nil:
-			return cands, err
-		case !ok: // released meanwhile
-		case !cur.same(c) || cur.inUse(v, now):
-			kept = append(kept, cur)
-		default:
-			if err := d.freePool(ctx, cur); err != nil {
-				return cands, err
-			}
-			d.log.Warn("dropped a stale pool: Docker no longer lists a network using it", "pool", cur.ID, "subnet", cur.Prefix, "networks", cur.Networks, "node", d.node)
-		}
-	}
-	return kept, nil
-}
-
-// swarmView asks the engine for its networks, again up to tries times a
-// second apart while complete says the view lacks the Swarm's networks.
-func (d *Driver) swarmView(ctx context.Context, tries int, complete func(engineView) bool) (engineView, error) {
-	v, err := d.eng.Networks(ctx)
-	for try := 0; err == nil && !complete(v) && try < tries; try++ {
-		select {
-		case <-ctx.Done():
-			return v, ctx.Err()
-		case <-time.After(time.Second):
-		}
-		v, err = d.eng.Networks(ctx)
-	}
-	return v, err
-}
-
 // ReconcileResult is what one Reconcile did.
 type ReconcileResult struct {
 	// Pools are the stale pools dropped, with their addresses.
@@ -175,79 +106,119 @@ type ReconcileResult struct {
 	// lists on this host (their containers died with a killed dockerd),
 	// forgotten with their addresses.
 	Endpoints []string
+	// Links are endpoint links left in the host namespace (named as Join
+	// names them) of endpoints medianet no longer records, removed.
+	Links []string
+	// Alive are endpoints the view said gone (with their network or pool)
+	// whose link is still in a container's namespace: kept, with their
+	// network and pool. A view can be wrong; the kernel is not.
+	Alive []string
 }
 
 // Reconcile compares the host's state with what the engine lists and
 // drops what Docker forgot to release (see the top of this file): pools
-// of the host's address space, networks, endpoints. Global pools are left
-// to dropStale. The engine is asked first, without the lock. medianetd
-// runs it on a timer (Config.ReconcileInterval).
+// of the host's address space, networks, endpoints, and endpoint links
+// left in the host namespace. Global pools are left to RequestPool. The
+// engine is asked first, without the lock, and everything is judged
+// against the time it was asked for. medianetd runs it on a timer
+// (Config.ReconcileInterval).
 func (d *Driver) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	var res ReconcileResult
 	if d.eng == nil {
 		return res, fmt.Errorf("%w: medianetd runs without a Docker engine socket", ErrEngineUnavailable)
 	}
+	asked := d.now()
 	v, err := d.eng.Networks(ctx)
 	if err != nil {
 		return res, err
 	}
+	v.asked = asked
 	listed, err := d.listedEndpoints(ctx, v)
 	if err != nil {
 		return res, err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	now := d.now()
+	d.recordView(v)
 	all, err := d.pools(func(pool) bool { return true })
 	if err != nil {
 		return res, err
 	}
 	for _, p := range all {
 		if p.Space == GlobalAddressSpace {
-			// The leader's allocator's: judged only when a new pool
-			// overlaps it (dropStale), never on a view that may lack
-			// the cluster's networks.
+			// The leader's allocator's: judged when a new pool overlaps
+			// it (RequestPool), by the leadership (watch.go).
 			continue
 		}
-		if !p.inUse(v, now) {
+		if !p.inUse(v) {
+			if alive := d.aliveOn(p.Networks...); len(alive) > 0 {
+				res.Alive = append(res.Alive, alive...)
+				continue
+			}
 			if err := d.freePool(ctx, p); err != nil {
 				return res, err
 			}
 			res.Pools = append(res.Pools, p.ID)
 			continue
 		}
-		gone, err := d.unbindGone(ctx, p, v, now)
+		gone, err := d.unbindGone(ctx, p, v, &res)
 		if err != nil {
 			return res, err
 		}
 		res.Unbound = append(res.Unbound, gone...)
 	}
-	if res.Networks, err = d.dropGoneNetworks(v, now); err != nil {
+	if res.Networks, err = d.dropGoneNetworks(v, &res); err != nil {
 		return res, err
 	}
-	res.Endpoints, err = d.dropGoneEndpoints(ctx, listed, now)
+	if res.Endpoints, err = d.dropGoneEndpoints(ctx, listed, v.asked, &res); err != nil {
+		return res, err
+	}
+	res.Links, err = d.dropOrphanLinks()
+	slices.Sort(res.Alive)
+	res.Alive = slices.Compact(res.Alive)
 	return res, err
 }
 
-// listedEndpoints asks the engine, without the lock, for the endpoints of
-// each listed network this host has endpoint records of. A network the
-// engine could not be asked about is left out (its endpoints are kept).
+// listedEndpoints asks the engine, without the lock, about every network
+// the host has records of (networks, endpoints, bindings of its own
+// pools), one at a time (GET /networks/ID), and returns the endpoints of
+// each it has. A network it has is added to v even when its listing left
+// the network out (a Swarm manager's listing does while the Swarm has no
+// leader); a network it could not be asked about is added too, its
+// endpoints left out: nothing of it is judged.
 func (d *Driver) listedEndpoints(ctx context.Context, v engineView) (map[string]map[string]bool, error) {
 	nets := map[string]bool{}
 	d.mu.Lock()
 	err := d.st.db.View(func(tx *bolt.Tx) error {
-		return each(tx, bucketEndpoints, func(e endpoint) error { nets[e.NetworkID] = v.has(e.NetworkID); return nil })
+		err := each(tx, bucketNetworks, func(n network) error { nets[n.ID] = true; return nil })
+		if err == nil {
+			err = each(tx, bucketEndpoints, func(e endpoint) error { nets[e.NetworkID] = true; return nil })
+		}
+		if err == nil {
+			err = each(tx, bucketPools, func(p pool) error {
+				for _, id := range p.Networks {
+					nets[id] = nets[id] || p.Space != GlobalAddressSpace
+				}
+				return nil
+			})
+		}
+		return err
 	})
 	d.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]map[string]bool{}
-	for id, listed := range nets {
-		if !listed {
-			continue // dropGoneNetworks or unbindGone forgets them
+	for id, ask := range nets {
+		if !ask {
+			continue
 		}
-		if eps, err := d.eng.Endpoints(ctx, id); err == nil {
+		eps, found, err := d.eng.Endpoints(ctx, id)
+		switch {
+		case err != nil:
+			v.ids[id] = true
+		case found:
+			v.ids[id] = true
 			out[id] = eps
 		}
 	}
@@ -256,15 +227,20 @@ func (d *Driver) listedEndpoints(ctx context.Context, v engineView) (map[string]
 
 // dropGoneNetworks forgets the network records (with their endpoints and
 // links) of networks the engine no longer lists.
-func (d *Driver) dropGoneNetworks(v engineView, now time.Time) ([]string, error) {
+func (d *Driver) dropGoneNetworks(v engineView, res *ReconcileResult) ([]string, error) {
 	var stale []network
 	err := d.st.db.View(func(tx *bolt.Tx) error {
 		return each(tx, bucketNetworks, func(n network) error {
-			if !v.has(n.ID) && now.Sub(n.Created) >= staleGrace {
+			if !v.has(n.ID) && v.asked.Sub(n.Created) >= staleGrace {
 				stale = append(stale, n)
 			}
 			return nil
 		})
+	})
+	stale = slices.DeleteFunc(stale, func(n network) bool {
+		alive := d.aliveOn(n.ID)
+		res.Alive = append(res.Alive, alive...)
+		return len(alive) > 0
 	})
 	var out []string
 	for _, n := range stale {
@@ -279,14 +255,18 @@ func (d *Driver) dropGoneNetworks(v engineView, now time.Time) ([]string, error)
 }
 
 // dropGoneEndpoints forgets, with their addresses and links, the
-// endpoints older than staleGrace that the engine does not list on a
-// network it was asked about.
-func (d *Driver) dropGoneEndpoints(ctx context.Context, listed map[string]map[string]bool, now time.Time) ([]string, error) {
+// endpoints created staleGrace before asked that the engine does not list
+// on a network it was asked about (after asked).
+func (d *Driver) dropGoneEndpoints(ctx context.Context, listed map[string]map[string]bool, asked time.Time, res *ReconcileResult) ([]string, error) {
 	var stale []endpoint
 	err := d.st.db.View(func(tx *bolt.Tx) error {
 		return each(tx, bucketEndpoints, func(e endpoint) error {
-			if eps, asked := listed[e.NetworkID]; asked && !eps[e.ID] && now.Sub(e.Created) >= staleGrace {
-				stale = append(stale, e)
+			if eps, ok := listed[e.NetworkID]; ok && !eps[e.ID] && asked.Sub(e.Created) >= staleGrace {
+				if d.alive(e) {
+					res.Alive = append(res.Alive, e.ID)
+				} else {
+					stale = append(stale, e)
+				}
 			}
 			return nil
 		})
@@ -305,15 +285,19 @@ func (d *Driver) dropGoneEndpoints(ctx context.Context, listed map[string]map[st
 
 // unbindGone drops from the live pool p the networks the engine no
 // longer lists, giving back their endpoints' addresses on this host. A
-// pool requested within staleGrace is left alone: its newest network may
-// not be listed yet.
-func (d *Driver) unbindGone(ctx context.Context, p pool, v engineView, now time.Time) ([]string, error) {
-	if now.Sub(p.Requested) < staleGrace {
+// pool requested within staleGrace of the view is left alone: its newest
+// network may not be listed yet.
+func (d *Driver) unbindGone(ctx context.Context, p pool, v engineView, res *ReconcileResult) ([]string, error) {
+	if v.asked.Sub(p.Requested) < staleGrace {
 		return nil, nil
 	}
 	var out []string
 	for _, id := range p.Networks {
 		if v.has(id) {
+			continue
+		}
+		if alive := d.aliveOn(id); len(alive) > 0 {
+			res.Alive = append(res.Alive, alive...)
 			continue
 		}
 		if err := d.forgetEndpoints(ctx, id); err != nil {
@@ -329,37 +313,60 @@ func (d *Driver) unbindGone(ctx context.Context, p pool, v engineView, now time.
 	return nil, nil
 }
 
-// startLoop runs Reconcile every interval until Close.
-func (d *Driver) startLoop(interval time.Duration) {
-	ctx, cancel := context.WithCancel(context.Background())
-	d.stopLoop, d.loopDone = cancel, make(chan struct{})
-	go func() {
-		defer close(d.loopDone)
-		Every(ctx, interval, func(time.Time) {
-			res, err := d.Reconcile(ctx)
-			switch {
-			case err != nil:
-				d.log.Debug("reconcile: engine not asked", "err", err)
-			case len(res.Pools)+len(res.Networks)+len(res.Unbound)+len(res.Endpoints) > 0:
-				d.log.Warn("reconcile: dropped state Docker no longer lists", "pools", res.Pools, "networks", res.Networks,
-					"unbound", res.Unbound, "endpoints", res.Endpoints, "node", d.node)
-			}
-		})
-	}()
+// alive reports whether e's link is in a container's namespace (a link
+// with its MAC). The caller holds d.mu.
+func (d *Driver) alive(e endpoint) bool {
+	mac, err := net.ParseMAC(e.MAC)
+	if err != nil {
+		return false
+	}
+	ok, err := d.links.Alive(mac)
+	return err == nil && ok
 }
 
-// Every calls fn every interval, with the tick's time, until ctx ends.
-func Every(ctx context.Context, interval time.Duration, fn func(time.Time)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			fn(now)
-		}
+// aliveOn lists the endpoints of networks ids whose link is in a
+// container's namespace. The caller holds d.mu.
+func (d *Driver) aliveOn(ids ...string) []string {
+	var out []string
+	_ = d.st.db.View(func(tx *bolt.Tx) error {
+		return each(tx, bucketEndpoints, func(e endpoint) error {
+			if slices.Contains(ids, e.NetworkID) && d.alive(e) {
+				out = append(out, e.ID)
+			}
+			return nil
+		})
+	})
+	return out
+}
+
+// dropOrphanLinks removes the endpoint links (named as Join names them)
+// in the host namespace whose endpoint medianet does not record: Docker
+// moves an endpoint's link back out of the container before
+// DeleteEndpoint, so a link of an endpoint forgotten meanwhile would stay.
+// The caller holds d.mu.
+func (d *Driver) dropOrphanLinks() ([]string, error) {
+	names, err := d.links.List()
+	if err != nil {
+		return nil, fmt.Errorf("medianet: list links on node %s: %w", d.node, err)
 	}
+	mine := map[string]bool{}
+	err = d.st.db.View(func(tx *bolt.Tx) error {
+		return each(tx, bucketEndpoints, func(e endpoint) error { mine[linkName(e.ID)] = true; return nil })
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range names {
+		if !isEndpointLink(n) || mine[n] {
+			continue
+		}
+		if err := d.links.Delete(n); err != nil {
+			return out, fmt.Errorf("medianet: orphan link %s on node %s: %w", n, d.node, err)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // keepAddrs lists the addresses of data's aux addresses (--aux-address).

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // addrsOf lists the addresses held in h's IPAM store, sorted.
@@ -62,12 +61,11 @@ func leaderWithTasks(t *testing.T) (*harness, *fakeEngine, *clock, string) {
 // TestFormerLeaderOverlappingSubnet: a manager keeps the pool of a Swarm
 // network that another leader removed. When it leads again, a network
 // with an overlapping subnet is accepted and the stale pool goes, with
-// its addresses.
+// its addresses; the engine is not asked meanwhile.
 func TestFormerLeaderOverlappingSubnet(t *testing.T) {
 	h, eng, clk, old := leaderWithTasks(t)
-	eng.set() // n1 removed while mgr-a was not the leader; n2, being allocated, is listed without a subnet
-	eng.addNet("n2", "")
-	clk.later()
+	h.termChange(eng, clk) // n1 removed while mgr-a was not the leader
+	eng.err = errors.New("the engine must not be asked from inside its own call")
 	pid, err := h.globalPool("10.238.0.0/25", "10.238.0.126")
 	if err != nil {
 		t.Fatalf("overlapping subnet after the old network's removal: %v", err)
@@ -84,37 +82,23 @@ func TestFormerLeaderOverlappingSubnet(t *testing.T) {
 	if a, err := h.taskAddr(pid, "10.238.0.2"); err != nil {
 		t.Errorf("new network's task asking for 10.238.0.2, the stale pool's: %q, %v", a, err)
 	}
+	if n := eng.callCount(); n != 0 {
+		t.Errorf("engine listed %d times from inside Docker's calls", n)
+	}
 }
 
 // TestFormerLeaderSameSubnet: as above, a network with the same subnet
-// gets a clean pool, whether the engine answers at RequestPool (the stale
-// pool goes) or only at AllocateNetwork (the new network takes it over).
+// gets a clean pool.
 func TestFormerLeaderSameSubnet(t *testing.T) {
-	for _, late := range []bool{false, true} {
-		name := "engine asked at RequestPool"
-		if late {
-			name = "engine answering only at AllocateNetwork"
-		}
-		t.Run(name, func(t *testing.T) { formerLeaderSameSubnet(t, late) })
-	}
-}
-
-func formerLeaderSameSubnet(t *testing.T, late bool) {
 	h, eng, clk, old := leaderWithTasks(t)
-	eng.set() // n1 removed, n2 created with the same subnet (listed without it until allocated)
-	eng.addNet("n2", "")
-	clk.later()
-	if late {
-		eng.err = errors.New("busy")
-	}
+	h.termChange(eng, clk) // n1 removed while mgr-a was not the leader
 	pid, err := h.globalPool("10.238.0.0/24", "10.238.0.254")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := pid == old; got != late {
-		t.Errorf("n2's pool is n1's former pool: %t, want %t", got, late)
+	if pid == old {
+		t.Errorf("n2's pool is n1's obsolete pool %s", old)
 	}
-	eng.err = nil
 	if _, err := h.taskAddr(pid, "10.238.0.20"); err != nil { // n2's aux address
 		t.Fatal(err)
 	}
@@ -140,75 +124,46 @@ func formerLeaderSameSubnet(t *testing.T, late bool) {
 
 // TestFormerLeaderNetworkExists: while the first network exists, an
 // overlapping subnet and the same subnet are refused, naming the network
-// and the node.
+// and the node: on the leader that allocated it, and on a new leader
+// whose allocator allocated it again.
 func TestFormerLeaderNetworkExists(t *testing.T) {
-	h, _, clk, _ := leaderWithTasks(t)
-	clk.later()
-	_, err := h.globalPool("10.238.0.0/25", "10.238.0.126")
-	for _, want := range []string{"overlaps 10.238.0.0/24", "n1", "mgr-a"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("overlapping subnet while n1 exists: err = %v, want one naming %q", err, want)
-		}
-	}
-	if _, err := h.globalPool("10.238.0.0/24", "10.238.0.254"); err != nil {
-		t.Fatal(err)
-	}
-	err = h.allocate("n2", "10.238.0.0/24")
-	if err == nil || !strings.Contains(err.Error(), "n1") || !strings.Contains(err.Error(), "mgr-a") {
-		t.Errorf("second Swarm network on n1's subnet: err = %v, want one naming n1 and mgr-a", err)
-	}
-	if got := addrsOf(t, h); len(got) != 4 {
-		t.Errorf("addresses after the refusals = %v, want n1's four", got)
-	}
-}
-
-// TestFormerLeaderEngineDown: when the engine cannot be asked, or lists
-// only the host's networks (its Swarm control does not answer), nothing
-// is dropped and the error says why; nor does Reconcile drop global pools
-// on such a view.
-func TestFormerLeaderEngineDown(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		eng  func(*fakeEngine)
-		want string
-	}{
-		{"unreachable", func(e *fakeEngine) { e.err = errors.New("connection refused") }, "connection refused"},
-		{"host networks only", func(e *fakeEngine) { e.noControl = true; e.addNet("bridge", "172.17.0.0/16") }, "Swarm control does not answer"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h, eng, clk, _ := leaderWithTasks(t)
-			eng.set()
-			tc.eng(eng)
+	for _, restored := range []bool{false, true} {
+		name := map[bool]string{false: "same term", true: "restored by a new term"}[restored]
+		t.Run(name, func(t *testing.T) {
+			h, eng, clk, pid := leaderWithTasks(t)
+			if restored {
+				h.termChange(eng, clk)
+				pid = restore(t, h, []string{"10.238.0.2", "10.238.0.3"})
+			}
 			clk.later()
 			_, err := h.globalPool("10.238.0.0/25", "10.238.0.126")
-			if err == nil || !strings.Contains(err.Error(), "could not be asked") || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("overlap: err = %v, want one saying Docker could not be asked, and why (%q)", err, tc.want)
+			for _, want := range []string{"overlaps 10.238.0.0/24", "n1", "mgr-a"} {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("overlapping subnet while n1 exists: err = %v, want one naming %q", err, want)
+				}
 			}
-			if _, err := h.d.Reconcile(t.Context()); err == nil && countRecords(t, h, bucketPools) != 1 {
-				t.Errorf("Reconcile dropped the global pool")
+			same, err := h.globalPool("10.238.0.0/24", "10.238.0.254")
+			if err != nil || same != pid {
+				t.Fatalf("the same subnet again = %s, %v; want n1's pool %s shared until AllocateNetwork", same, err, pid)
 			}
-			if got := addrsOf(t, h); len(got) != 4 {
-				t.Errorf("addresses = %v, want n1's four kept", got)
+			err = h.allocate("n2", "10.238.0.0/24")
+			if err == nil || !strings.Contains(err.Error(), "n1") || !strings.Contains(err.Error(), "mgr-a") {
+				t.Errorf("second Swarm network on n1's subnet: err = %v, want one naming n1 and mgr-a", err)
+			}
+			if got := len(addrsOf(t, h)); got != map[bool]int{false: 4, true: 3}[restored] {
+				t.Errorf("addresses after the refusals = %v, want n1's", addrsOf(t, h))
 			}
 		})
 	}
 }
 
-// TestNewLeaderRestores: a manager leading again sees swarmkit's
-// allocator restore network n1 (pool, gateway, aux address,
-// AllocateNetwork, then the live tasks' addresses). The addresses of tasks
-// that ended under another leader are given back; the pool's reference
-// count stays one, so the network's removal frees everything.
-func TestNewLeaderRestores(t *testing.T) {
-	h, _, _, pid := leaderWithTasks(t)
-	// The manager's own host had a task of n1, and removed its local
-	// instance of n1 when it stopped: the global binding stays.
-	local := createLocal(t, h, "n1", "10.238.0.0/24", "10.238.0.254")
-	h.must("IpamDriver.ReleasePool", releasePoolRequest{PoolID: local}, nil)
-	h.must("NetworkDriver.DeleteNetwork", networkIDRequest{NetworkID: "n1"}, nil)
-	again, err := h.globalPool("10.238.0.0/24", "10.238.0.254")
-	if err != nil || again != pid {
-		t.Fatalf("restore RequestPool = %q (%v), want the pool %s", again, err, pid)
+// restore is a new leader's allocator restoring n1 (10.238.0.0/24, aux
+// 10.238.0.10) and its live tasks' addresses; it returns n1's pool.
+func restore(t *testing.T, h *harness, live []string) string {
+	t.Helper()
+	pid, err := h.globalPool("10.238.0.0/24", "10.238.0.254")
+	if err != nil {
+		t.Fatalf("restore RequestPool: %v", err)
 	}
 	if _, err := h.taskAddr(pid, "10.238.0.10"); err != nil {
 		t.Fatal(err)
@@ -216,27 +171,82 @@ func TestNewLeaderRestores(t *testing.T) {
 	if err := h.allocate("n1", "10.238.0.0/24", "10.238.0.10"); err != nil {
 		t.Fatal(err)
 	}
-	for _, live := range []string{"10.238.0.2", "10.238.0.3"} { // .1 ended meanwhile
-		if _, err := h.taskAddr(pid, live); err != nil {
-			t.Fatalf("restore of live address %s: %v", live, err)
+	for _, a := range live {
+		if _, err := h.taskAddr(pid, a); err != nil {
+			t.Fatalf("restore of live address %s: %v", a, err)
 		}
 	}
-	if got, want := addrsOf(t, h), []string{"10.238.0.10", "10.238.0.2", "10.238.0.3"}; !slices.Equal(got, want) {
-		t.Errorf("addresses after restore = %v, want %v", got, want)
+	return pid
+}
+
+// TestFormerLeaderNeverSeenFollowing: a manager that was never seen not
+// leading since it requested the pool (the engine did not answer) cannot
+// tell its network gone: nothing is dropped, and the error says why.
+func TestFormerLeaderNeverSeenFollowing(t *testing.T) {
+	h, eng, clk, _ := leaderWithTasks(t)
+	eng.set()
+	eng.err = errors.New("connection refused")
+	clk.later()
+	if err := h.d.checkLeader(t.Context()); err == nil {
+		t.Fatal("checkLeader with the engine down: no error")
 	}
-	if _, err := h.taskAddr(pid, "10.238.0.3"); err == nil {
-		t.Errorf("a second task got 10.238.0.3, held by a live task")
+	_, err := h.globalPool("10.238.0.0/25", "10.238.0.126")
+	if err == nil || !strings.Contains(err.Error(), "overlaps 10.238.0.0/24") || !strings.Contains(err.Error(), "not seen") {
+		t.Errorf("overlap: err = %v, want one saying the node was not seen not leading", err)
 	}
-	h.must("NetworkDriver.FreeNetwork", networkIDRequest{NetworkID: "n1"}, nil)
-	for _, a := range []string{"10.238.0.2", "10.238.0.3", "10.238.0.10", "10.238.0.254"} {
-		h.must("IpamDriver.ReleaseAddress", releaseAddressRequest{PoolID: pid, Address: a}, nil)
+	if _, err := h.d.Reconcile(t.Context()); err == nil {
+		t.Errorf("Reconcile with the engine down: no error")
 	}
-	h.must("IpamDriver.ReleasePool", releasePoolRequest{PoolID: pid}, nil)
-	if _, ok := poolRecord(t, h, pid); ok {
-		t.Errorf("pool %s left after the network's removal", pid)
+	if got := addrsOf(t, h); len(got) != 4 {
+		t.Errorf("addresses = %v, want n1's four kept", got)
 	}
-	if got := addrsOf(t, h); len(got) != 0 {
-		t.Errorf("addresses after removal = %v, want none", got)
+	eng.err = nil
+	if _, err := h.d.Reconcile(t.Context()); err != nil || countRecords(t, h, bucketPools) != 1 {
+		t.Errorf("Reconcile dropped the global pool (%v)", err)
+	}
+}
+
+// TestNewLeaderRestores: a manager leading again sees swarmkit's
+// allocator restore network n1 (pool, gateway, aux address,
+// AllocateNetwork, then the live tasks' addresses). The addresses of tasks
+// that ended under another leader are given back; the pool's reference
+// count stays one, so the network's removal frees everything. Whether
+// the manager was seen not leading (a clean pool) or not (the pool kept,
+// its addresses given back), the result is the same.
+func TestNewLeaderRestores(t *testing.T) {
+	for _, seen := range []bool{false, true} {
+		t.Run(map[bool]string{false: "not seen following", true: "seen following"}[seen], func(t *testing.T) {
+			h, eng, clk, pid := leaderWithTasks(t)
+			// The manager's own host had a task of n1, and removed its local
+			// instance of n1 when it stopped: the global binding stays.
+			local := createLocal(t, h, "n1", "10.238.0.0/24", "10.238.0.254")
+			h.must("IpamDriver.ReleasePool", releasePoolRequest{PoolID: local}, nil)
+			h.must("NetworkDriver.DeleteNetwork", networkIDRequest{NetworkID: "n1"}, nil)
+			if seen {
+				h.termChange(eng, clk)
+			}
+			again := restore(t, h, []string{"10.238.0.2", "10.238.0.3"}) // .1 ended meanwhile
+			if (again == pid) == seen {
+				t.Errorf("restored pool %s, old %s: want a clean pool exactly when the manager was seen following (%t)", again, pid, seen)
+			}
+			if got, want := addrsOf(t, h), []string{"10.238.0.10", "10.238.0.2", "10.238.0.3"}; !slices.Equal(got, want) {
+				t.Errorf("addresses after restore = %v, want %v", got, want)
+			}
+			if _, err := h.taskAddr(again, "10.238.0.3"); err == nil {
+				t.Errorf("a second task got 10.238.0.3, held by a live task")
+			}
+			h.must("NetworkDriver.FreeNetwork", networkIDRequest{NetworkID: "n1"}, nil)
+			for _, a := range []string{"10.238.0.2", "10.238.0.3", "10.238.0.10", "10.238.0.254"} {
+				h.must("IpamDriver.ReleaseAddress", releaseAddressRequest{PoolID: again, Address: a}, nil)
+			}
+			h.must("IpamDriver.ReleasePool", releasePoolRequest{PoolID: again}, nil)
+			if got := countRecords(t, h, bucketPools); got != 0 {
+				t.Errorf("pools left after the network's removal: %d", got)
+			}
+			if got := addrsOf(t, h); len(got) != 0 {
+				t.Errorf("addresses after removal = %v, want none", got)
+			}
+		})
 	}
 }
 
@@ -358,37 +368,44 @@ func TestReconcile(t *testing.T) {
 	}
 }
 
-// TestEngineAskedWithoutLock: while RequestPool waits for the engine (to
-// judge an overlapping pool), Docker's other calls are answered.
-func TestEngineAskedWithoutLock(t *testing.T) {
+// TestRequestPoolNeverAsksEngine: RequestPool judges an overlapping
+// local pool by the reconcile loop's last view, never by asking the
+// engine itself (Docker is inside its own call): without a view fresh
+// enough the overlap is refused and the loop is asked for one; once it
+// has one that lists no network of the old pool, the pool goes.
+func TestRequestPoolNeverAsksEngine(t *testing.T) {
 	h := newHarness(t, Config{Node: "node-a"}, newFakeLinks("lan0"))
 	eng := newFakeEngine()
-	eng.gate = make(chan struct{})
 	clk := h.withEngine(eng)
 	createLocal(t, h, "old", "10.71.0.0/24", "10.71.0.254")
-	other := h.pool("10.72.0.0/24", "", "", nil)
 	clk.later()
-	done := make(chan error, 1)
-	go func() {
-		_, err := h.d.ipam().RequestPool(&requestPoolRequest{AddressSpace: LocalAddressSpace, Pool: "10.71.0.0/25"})
-		done <- err
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for eng.callCount() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	_, err := h.d.ipam().RequestPool(&requestPoolRequest{AddressSpace: LocalAddressSpace, Pool: "10.71.0.0/25"})
+	if err == nil || !strings.Contains(err.Error(), "has not been asked yet") {
+		t.Errorf("overlap without a view: err = %v, want a refusal saying Docker was not asked yet", err)
 	}
-	a, err := h.addr(other, "")
+	if n := eng.callCount(); n != 0 {
+		t.Errorf("RequestPool asked the engine %d times", n)
+	}
 	select {
-	case err := <-done:
-		t.Fatalf("RequestPool returned (%v) before the engine answered", err)
+	case <-h.d.poke:
 	default:
+		t.Errorf("RequestPool did not ask the reconcile loop for a view")
 	}
-	if err != nil || a == "" {
-		t.Errorf("RequestAddress while the engine is asked: %q, %v", a, err)
+	// A view asked for before the pool was old enough cannot tell.
+	h.d.mu.Lock()
+	h.d.recordView(engineView{ids: map[string]bool{}, asked: clk.get().Add(-2*staleGrace + staleGrace/2)})
+	h.d.mu.Unlock()
+	if _, err := h.d.ipam().RequestPool(&requestPoolRequest{AddressSpace: LocalAddressSpace, Pool: "10.71.0.0/25"}); err == nil {
+		t.Errorf("overlap judged on a view asked too soon after the pool: accepted")
 	}
-	close(eng.gate)
-	if err := <-done; err != nil {
-		t.Errorf("RequestPool after the engine said the old network is gone: %v", err)
+	h.d.mu.Lock()
+	h.d.recordView(engineView{ids: map[string]bool{}, asked: clk.get()})
+	h.d.mu.Unlock()
+	if _, err := h.d.ipam().RequestPool(&requestPoolRequest{AddressSpace: LocalAddressSpace, Pool: "10.71.0.0/25"}); err != nil {
+		t.Errorf("overlap after a view without the old network: %v", err)
+	}
+	if n := eng.callCount(); n != 0 {
+		t.Errorf("RequestPool asked the engine %d times", n)
 	}
 }
 

@@ -76,6 +76,10 @@ type pool struct {
 	Networks []string `json:"networks,omitempty"`
 	// Requested is the time of the last RequestPool for the pool.
 	Requested time.Time `json:"requested,omitzero"`
+	// Allocated is the time of the last AllocateNetwork of the Swarm
+	// network owning a global pool: by this leader's allocator when it is
+	// not before notLeader (watch.go).
+	Allocated time.Time `json:"allocated,omitzero"`
 	// Aux are the --aux-address values of the Swarm network owning a
 	// global pool (AllocateNetwork). swarmkit asks for them again each
 	// time it allocates the network, so they are answered when held; any

@@ -4,10 +4,14 @@
 # registry is involved: `docker plugin create NAME DIR` reads DIR/config.json
 # and DIR/rootfs.
 #
-#   scripts/docker-plugin.sh                  build, create, set, enable
-#   SCOPE=global scripts/docker-plugin.sh     for Swarm (the manager allocates)
+#   ENGINE_SOCKET=/var/run/docker.sock scripts/docker-plugin.sh                build, create, set, enable
+#   SCOPE=global ENGINE_SOCKET=/run/medianet/engine.sock scripts/docker-plugin.sh   for Swarm, through the proxy
 #
 # Environment:
+#   ENGINE_SOCKET  required, the engine API socket the plugin may read (docs/swarm.md,
+#                "The engine's socket"): /var/run/docker.sock (the engine itself: full
+#                control of dockerd), the socket of medianet-engine-proxy (read-only),
+#                or none (state Docker forgets is never dropped)
 #   PLUGIN_NAME  plugin name (default medianet; Docker adds :latest)
 #   SCOPE        local (default) or global: the plugin's SCOPE setting
 #   NODE         this host's name in --ipam-opt node-ranges (default hostname)
@@ -18,7 +22,7 @@
 # The settings can be changed later while the plugin is disabled:
 #   docker plugin disable medianet
 #   docker plugin set medianet SCOPE=global NODE=node-a data.source=/srv/medianet
-#   docker plugin set medianet docker.source=/run/user-docker.sock   # engine socket elsewhere
+#   docker plugin set medianet docker.source=/run/medianet/engine.sock   # the read-only proxy
 #   docker plugin enable medianet
 set -euo pipefail
 
@@ -28,6 +32,23 @@ NODE=${NODE:-}
 DATA_DIR=${DATA_DIR:-/var/lib/medianet}
 
 log() { printf 'docker-plugin: %s\n' "$*" >&2; }
+
+case "${ENGINE_SOCKET:-}" in
+"")
+	log "ENGINE_SOCKET is not set: choose the engine API socket the plugin may read:"
+	log "  ENGINE_SOCKET=/var/run/docker.sock        the engine's own socket: it grants full control of dockerd"
+	log "  ENGINE_SOCKET=/run/medianet/engine.sock   medianet-engine-proxy's socket: only the GETs medianetd makes"
+	log "  ENGINE_SOCKET=none                        no engine: state Docker forgets (a killed dockerd's, a former"
+	log "                                            Swarm leader's) is never dropped; see docs/swarm.md"
+	exit 2
+	;;
+none) ;;
+/*) ;;
+*)
+	log "ENGINE_SOCKET=$ENGINE_SOCKET: give an absolute socket path, or none"
+	exit 2
+	;;
+esac
 
 case "$SCOPE" in
 local | global) ;;
@@ -86,7 +107,7 @@ cat >"$work/config.json" <<'JSON'
     },
     {
       "name": "docker",
-      "description": "the engine's API socket, read (GET /networks) to drop pools and networks Docker never released",
+      "description": "the engine's API socket (or a read-only proxy's), read (GET /networks, /networks/ID, /info, /nodes/ID) to drop state Docker never released",
       "source": "/var/run/docker.sock",
       "destination": "/var/run/docker.sock",
       "type": "bind",
@@ -97,7 +118,8 @@ cat >"$work/config.json" <<'JSON'
   "env": [
     {"name": "SCOPE", "description": "local (standalone hosts) or global (Swarm)", "settable": ["value"], "value": "local"},
     {"name": "NODE", "description": "this host's name in --ipam-opt node-ranges (default: hostname)", "settable": ["value"], "value": ""},
-    {"name": "DEBUG", "description": "non-empty: log every call", "settable": ["value"], "value": ""}
+    {"name": "DEBUG", "description": "non-empty: log every call", "settable": ["value"], "value": ""},
+    {"name": "DOCKER_HOST", "description": "none: do not read the engine (set by ENGINE_SOCKET=none)", "settable": ["value"], "value": ""}
   ]
 }
 JSON
@@ -110,9 +132,14 @@ fi
 log "docker plugin create $NAME"
 docker plugin create "$NAME" "$work" >/dev/null
 settings=("SCOPE=$SCOPE" "data.source=$DATA_DIR")
+if [ "$ENGINE_SOCKET" = none ]; then
+	settings+=("docker.source=/dev/null" "DOCKER_HOST=none")
+else
+	settings+=("docker.source=$ENGINE_SOCKET")
+fi
 [ -n "$NODE" ] && settings+=("NODE=$NODE")
 docker plugin set "$NAME" "${settings[@]}"
 if [ -z "${NO_ENABLE:-}" ]; then
 	docker plugin enable "$NAME" >/dev/null
-	log "$NAME enabled (SCOPE=$SCOPE, data in $DATA_DIR); use it as -d $NAME:latest --ipam-driver $NAME:latest"
+	log "$NAME enabled (SCOPE=$SCOPE, data in $DATA_DIR, engine $ENGINE_SOCKET); use it as -d $NAME:latest --ipam-driver $NAME:latest"
 fi

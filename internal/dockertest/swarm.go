@@ -29,11 +29,13 @@ func (h *Host) PluginDataDir() string { return filepath.Join(h.Dir, "medianet") 
 
 // InstallPlugin installs on h the managed plugin that
 // scripts/docker-plugin.sh builds from the static medianetd binary, with
-// SCOPE scope, NODE h.Name, its state in PluginDataDir, DEBUG on and the
-// extra `docker plugin set` settings, and enables it.
+// SCOPE scope, NODE h.Name, its state in PluginDataDir, the engine's own
+// socket (ENGINE_SOCKET, in h's mount namespace), DEBUG on and the extra
+// `docker plugin set` settings (docker.source=PATH: another socket), and
+// enables it.
 func (h *Host) InstallPlugin(medianetd, scope string, settings ...string) error {
 	cmd := exec.Command(PluginScript())
-	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+h.Socket, "SCOPE="+scope, "NODE="+h.Name,
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+h.Socket, "SCOPE="+scope, "NODE="+h.Name, "ENGINE_SOCKET=/var/run/docker.sock",
 		"DATA_DIR="+h.PluginDataDir(), "MEDIANETD="+medianetd, "NO_ENABLE=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%s: %s: %w\n%s", h.Name, PluginScript(), err, out)

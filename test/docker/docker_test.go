@@ -30,12 +30,13 @@ import (
 	"github.com/medianet/medianet/ipam/boltstore"
 )
 
-// binDir holds medianetd and the CNI binaries the installer image packs:
+// binDir holds medianetd, medianet-engine-proxy and the CNI binaries the
+// installer image packs:
 // $MEDIANET_BIN, or built by TestMain.
 var binDir string
 
 func TestMain(m *testing.M) {
-	os.Exit(cnitest.Main(m, &binDir, "medianetd", "medianet", "medianet-ipam", "medianetctl"))
+	os.Exit(cnitest.Main(m, &binDir, "medianetd", "medianet", "medianet-ipam", "medianetctl", "medianet-engine-proxy"))
 }
 
 // require skips when root, dockerd or busybox is missing, and fails when a

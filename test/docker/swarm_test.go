@@ -22,7 +22,7 @@ func installPluginAt(t *testing.T, scope, dataDir string) {
 	t.Helper()
 	script := dockertest.PluginScript()
 	cmd := exec.Command(script)
-	cmd.Env = append(os.Environ(), "SCOPE="+scope, "DATA_DIR="+dataDir, "MEDIANETD="+filepath.Join(binDir, "medianetd"))
+	cmd.Env = append(os.Environ(), "SCOPE="+scope, "DATA_DIR="+dataDir, "MEDIANETD="+filepath.Join(binDir, "medianetd"), "ENGINE_SOCKET=/var/run/docker.sock")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", script, err, out)
 	}

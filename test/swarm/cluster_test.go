@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,12 +20,29 @@ import (
 
 // swarmCluster starts three hosts with the managed plugin (SCOPE=global),
 // all managers of one swarm, and gives the LAN's router the addresses
-// routers.
+// routers. The plugins of the first two hosts read their engine through a
+// medianet-engine-proxy (docker.source), the third's the engine's own
+// socket.
 func swarmCluster(t testing.TB, routers ...netip.Prefix) *dockertest.Hosts {
 	t.Helper()
 	hs := dockertest.NewHosts(t, 3)
 	nstest.AddAddrs(t, hs.LAN.Host, hs.LAN.Master, routers...)
-	hs.InstallPlugin(t, medianetdBin(), "global")
+	errs := make([]error, len(hs.Hosts))
+	var wg sync.WaitGroup
+	for i, h := range hs.Hosts {
+		var settings []string
+		if i < 2 {
+			settings = append(settings, "docker.source="+h.StartEngineProxy(t, filepath.Join(binDir, "medianet-engine-proxy")).Socket)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = h.InstallPlugin(medianetdBin(), "global", settings...) }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := hs.Swarm(); err != nil {
 		t.Fatal(err)
 	}
@@ -220,14 +239,21 @@ func storeAddrs(t testing.TB, dir string, subnet netip.Prefix, keep func(ipam.Al
 	return out
 }
 
-// agrees waits until medianet follows the cluster: the leader's global
-// pool holds exactly the addresses swarm has allocated to the tasks of
-// svcs (a task's address is allocated until the task is both meant to
-// stop and stopped; tasks of a node that went down keep theirs), which
-// include every address a container on the LAN holds; and every running
-// host's local pool holds exactly its own containers' addresses.
+// lanNet holds every subnet the Swarm tests use.
+var lanNet = netip.MustParsePrefix("10.238.0.0/16")
+
+// agrees waits until medianet follows the cluster, on every host whose
+// dockerd runs: the leader's Swarm pools hold exactly the addresses swarm
+// has allocated to the tasks of svcs on subnet (a task's address is
+// allocated until the task is both meant to stop and stopped; tasks of a
+// node that went down keep theirs), which include every address a
+// container on the LAN holds; the other managers hold no Swarm pool; every
+// host's own pools hold exactly its containers' addresses; and no host
+// has a macvlan link left in its namespace (a task's link is in its
+// container's).
 func agrees(t *testing.T, hs *dockertest.Hosts, leader *dockertest.Host, subnet netip.Prefix, svcs ...string) {
 	t.Helper()
+	start := time.Now()
 	err := waitFor(90*time.Second, func() error {
 		want, err := swarmAllocated(leader, subnet, svcs)
 		if err != nil {
@@ -237,28 +263,19 @@ func agrees(t *testing.T, hs *dockertest.Hosts, leader *dockertest.Host, subnet 
 		if !slices.Equal(got, want) {
 			return fmt.Errorf("leader %s holds %v in its global pool, swarm's tasks %v: %w", leader.Name, got, want, errNotYet)
 		}
-		for a, host := range lanAddrs(t, hs, subnet) {
-			if !slices.Contains(got, a) {
+		if all := inPools(t, leader, "medianet-global", lanNet); len(all) != len(got) {
+			return fmt.Errorf("leader %s holds %v in its global pools, of which only %v are swarm's tasks' on %s: %w", leader.Name, all, got, subnet, errNotYet)
+		}
+		for a, host := range lanAddrs(t, hs, lanNet) {
+			if subnet.Contains(a) && !slices.Contains(got, a) {
 				return fmt.Errorf("%s, held by a container on %s, is free in leader %s's pool", a, host, leader.Name)
 			}
 		}
 		for _, h := range hs.Hosts {
-			if !h.Running() {
-				continue
-			}
-			as, err := h.ContainerAddrs("eth0")
-			if err != nil {
-				return err
-			}
-			var mine []netip.Addr
-			for _, a := range as {
-				if subnet.Contains(a.Addr()) {
-					mine = append(mine, a.Addr())
+			if h.Running() {
+				if err := hostAgrees(t, h, h == leader); err != nil {
+					return err
 				}
-			}
-			slices.SortFunc(mine, netip.Addr.Compare)
-			if got := allocated(t, h, "medianet-local", subnet); !slices.Equal(got, mine) {
-				return fmt.Errorf("%s holds %v in its local pool, its containers %v: %w", h.Name, got, mine, errNotYet)
 			}
 		}
 		return nil
@@ -266,6 +283,43 @@ func agrees(t *testing.T, hs *dockertest.Hosts, leader *dockertest.Host, subnet 
 	if err != nil {
 		t.Error(err)
 	}
+	t.Logf("medianet agreed with the cluster (leader %s) after %s", leader.Name, time.Since(start).Round(100*time.Millisecond))
+}
+
+// hostAgrees checks one running host: no macvlan link in its namespace,
+// its own pools exactly its containers' addresses, and, unless it leads,
+// no Swarm pool.
+func hostAgrees(t *testing.T, h *dockertest.Host, leads bool) error {
+	if links, err := h.Macvlans(); err != nil || len(links) > 0 {
+		return fmt.Errorf("macvlans left on %s of %s: %v (%v): %w", dockertest.Parent, h.Name, links, err, errNotYet)
+	}
+	as, err := h.ContainerAddrs("eth0")
+	if err != nil {
+		return err
+	}
+	var mine []netip.Addr
+	for _, a := range as {
+		if lanNet.Contains(a.Addr()) {
+			mine = append(mine, a.Addr())
+		}
+	}
+	slices.SortFunc(mine, netip.Addr.Compare)
+	if got := inPools(t, h, "medianet-local", lanNet); !slices.Equal(got, mine) {
+		return fmt.Errorf("%s holds %v in its own pools, its containers %v: %w", h.Name, got, mine, errNotYet)
+	}
+	if got := inPools(t, h, "medianet-global", lanNet); !leads && len(got) > 0 {
+		return fmt.Errorf("%s, not the leader, holds %v in Swarm pools: %w", h.Name, got, errNotYet)
+	}
+	return nil
+}
+
+// inPools returns the addresses in prefix that h's managed plugin holds
+// in pools of space, whatever their subnet.
+func inPools(t testing.TB, h *dockertest.Host, space string, prefix netip.Prefix) []netip.Addr {
+	t.Helper()
+	return storeAddrs(t, h.PluginDataDir(), prefix, func(a ipam.Allocation) bool {
+		return strings.HasPrefix(a.Network, space+"/")
+	})
 }
 
 // swarmAllocated lists the addresses in subnet that swarm (asked on

@@ -2,8 +2,10 @@
 // hosts on one machine (internal/dockertest.Hosts, each in its own network
 // namespace with its own containerd and dockerd, joined by a LAN whose
 // parent is lan0 on every host). On them: a Swarm of three managers with
-// manager failover (clean stop and SIGKILL of the leader) and the stale
-// pools it leaves, the lifecycle of tasks and nodes, standalone hosts
+// manager failover (clean stop and SIGKILL of the leader, both ways,
+// repeated) and the stale pools and links it leaves, checked on every
+// host after every step, two of the plugins reading their engine through
+// medianet-engine-proxy; the lifecycle of tasks and nodes, standalone hosts
 // sharing node ranges or an etcd, docker-compose with the legacy and the
 // managed plugin, and a benchmark of `docker service scale` against
 // Docker's own macvlan driver.
@@ -22,11 +24,12 @@ import (
 	"github.com/medianet/medianet/internal/dockertest"
 )
 
-// binDir holds medianetd: $MEDIANET_BIN, or built by TestMain.
+// binDir holds medianetd and medianet-engine-proxy: $MEDIANET_BIN, or
+// built by TestMain.
 var binDir string
 
 func TestMain(m *testing.M) {
-	os.Exit(cnitest.Main(m, &binDir, "medianetd"))
+	os.Exit(cnitest.Main(m, &binDir, "medianetd", "medianet-engine-proxy"))
 }
 
 func medianetdBin() string { return filepath.Join(binDir, "medianetd") }
