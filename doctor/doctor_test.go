@@ -45,7 +45,7 @@ func (w *world) opts(gws ...netip.Addr) doctor.Options {
 func TestVerdicts(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
-		breakIt     func(t *testing.T, w *world)
+		breakIt     func(t testing.TB, w *world)
 		gateways    []netip.Addr
 		peers       []netip.Addr
 		want        doctor.Verdict
@@ -106,19 +106,19 @@ func TestVerdicts(t *testing.T) {
 // dropUnknown lets the bridge forward only the MACs it was told about:
 // the host's parent and the LAN's own hosts, as a vSwitch without forged
 // transmits.
-func dropUnknown(t *testing.T, w *world) {
+func dropUnknown(t testing.TB, w *world) {
 	w.lan.DropUnknownMACs(t, w.lan.Host.MAC(t, w.lan.Master), w.gateway.MAC(t, "lan0"), w.peer.MAC(t, "lan0"))
 }
 
-func hostPortDown(t *testing.T, w *world) {
+func hostPortDown(t testing.TB, w *world) {
 	setDown(t, w.lan.Switch, w.lan.HostPort)
 }
 
-func masterDown(t *testing.T, w *world) {
+func masterDown(t testing.TB, w *world) {
 	setDown(t, w.lan.Host, w.lan.Master)
 }
 
-func gatewayMTU1400(t *testing.T, w *world) {
+func gatewayMTU1400(t testing.TB, w *world) {
 	h := w.gateway.Handle(t)
 	l, err := h.LinkByName("lan0")
 	if err == nil {
@@ -129,7 +129,7 @@ func gatewayMTU1400(t *testing.T, w *world) {
 	}
 }
 
-func setDown(t *testing.T, n *nstest.NS, ifname string) {
+func setDown(t testing.TB, n *nstest.NS, ifname string) {
 	t.Helper()
 	h := n.Handle(t)
 	l, err := h.LinkByName(ifname)
