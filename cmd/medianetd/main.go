@@ -72,6 +72,8 @@ type daemonFlags struct {
 	etcd                         etcdFlags
 	debug                        bool
 	metricsListen, cniConfDirs   string
+	// doctorInterval: how often the node agent runs the doctor (0: never).
+	doctorInterval time.Duration
 	// docker: serve the Docker plugin (false in node-agent mode).
 	docker bool
 }
@@ -87,6 +89,7 @@ func parseFlags(args []string) (*daemonFlags, error) {
 	fs.BoolVar(&f.debug, "debug", os.Getenv("DEBUG") != "", "log every call")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics on this address (e.g. :9743) at /metrics")
 	fs.StringVar(&f.cniConfDirs, "cni-conf-dir", "", "CNI configuration directories (comma-separated) describing the CNI networks of --data-dir, for metrics; without --socket, run as the node agent only")
+	fs.DurationVar(&f.doctorInterval, "doctor-interval", 5*time.Minute, "node agent: check the CNI networks' parents with the doctor this often, for CNI STATUS (0: never)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -145,6 +148,9 @@ func run(args []string) error {
 		syncer := newCNISyncer(splitList(f.cniConfDirs), f.dataDir, f.node, log)
 		onReport = syncer.onReport
 		go syncer.run(ctx, f.etcd.syncInterval)
+		if f.doctorInterval > 0 {
+			go runDoctors(ctx, splitList(f.cniConfDirs), f.dataDir, f.doctorInterval, log)
+		}
 	}
 	agent, err := startMetrics(ctx, f, d, etcdCfg, onReport, log)
 	if err != nil {

@@ -27,7 +27,7 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	os.Exit(cnitest.Main(m, &binDir, "medianetctl"))
+	os.Exit(cnitest.Main(m, &binDir, "medianetctl", "medianet", "medianetd"))
 }
 
 var (
