@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/medianet/medianet/doctor"
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/macvlan"
 )
@@ -25,7 +26,8 @@ const CodeExhausted uint = 100
 //	    deadline (try again later)
 //	100 ipam.ErrExhausted (no free address)
 //	50  (STATUS only) ipam.ErrExhausted, ipam.ErrBlockLost,
-//	    macvlan.ErrMasterNotFound (see StatusError, MainStatusError)
+//	    macvlan.ErrMasterNotFound, doctor.ErrNotCarrying (see
+//	    StatusError, MainStatusError)
 //	999 anything else, ipam.ErrCorrupt included
 //
 // An error that already is a *types.Error is returned unchanged.
@@ -70,11 +72,13 @@ func StatusError(err error) *types.Error {
 	return Error(err)
 }
 
-// MainStatusError maps the main plugin's STATUS failure: a missing master
-// or no address to be had is 50 ("plugin not available"); the rest as
+// MainStatusError maps the main plugin's STATUS failure: a missing master,
+// a master the doctor found not carrying macvlan frames, or no address to
+// be had is 50 ("plugin not available"); the rest as
 // MainError.
 func MainStatusError(err error) *types.Error {
-	if err != nil && (errors.Is(err, ipam.ErrExhausted) || errors.Is(err, ipam.ErrBlockLost) || errors.Is(err, macvlan.ErrMasterNotFound)) {
+	if err != nil && (errors.Is(err, ipam.ErrExhausted) || errors.Is(err, ipam.ErrBlockLost) ||
+		errors.Is(err, macvlan.ErrMasterNotFound) || errors.Is(err, doctor.ErrNotCarrying)) {
 		return types.NewError(types.ErrPluginNotAvailable, "medianet: "+err.Error(), "")
 	}
 	return MainError(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -195,9 +196,10 @@ func (m *Main) GC(ctx context.Context, args *skel.CmdArgs, c *MainConfig) error 
 	return m.delShimRoutes(c, addrs)
 }
 
-// Status fails (wrapping macvlan.ErrMasterNotFound or ipam.ErrExhausted;
-// map with MainStatusError) when the master is missing or IPAM cannot
-// hand out an address.
+// Status fails (wrapping macvlan.ErrMasterNotFound, doctor.ErrNotCarrying
+// or ipam.ErrExhausted; map with MainStatusError) when the master is
+// missing, the node agent's doctor found it cannot carry macvlan frames
+// (statusdoctor.go), or IPAM cannot hand out an address.
 func (m *Main) Status(ctx context.Context, args *skel.CmdArgs, c *MainConfig) error {
 	master := c.Spec.Master
 	if master == "" {
@@ -208,6 +210,9 @@ func (m *Main) Status(ctx context.Context, args *skel.CmdArgs, c *MainConfig) er
 	}
 	if _, err := netlink.LinkByName(master); err != nil {
 		return fmt.Errorf("master %q: %w (%v): create it or fix the master setting", master, macvlan.ErrMasterNotFound, err)
+	}
+	if err := doctorStatus(c, master, time.Now()); err != nil {
+		return err
 	}
 	if c.InProcess() {
 		ic, _, err := m.IPAM.Load(args)

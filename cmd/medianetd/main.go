@@ -80,6 +80,8 @@ type daemonFlags struct {
 	debug                        bool
 	metricsListen, cniConfDirs   string
 	webConfig                    string
+	// doctorInterval: how often the node agent runs the doctor (0: never).
+	doctorInterval time.Duration
 	// docker: serve the Docker plugin (false in node-agent mode).
 	docker bool
 }
@@ -96,6 +98,7 @@ func parseFlags(args []string) (*daemonFlags, error) {
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics on this address (e.g. :9743) at /metrics")
 	fs.StringVar(&f.webConfig, "web.config.file", "", "TLS and basic auth for --metrics-listen: a web configuration file as Prometheus' exporters take (exporter-toolkit)")
 	fs.StringVar(&f.cniConfDirs, "cni-conf-dir", "", "CNI configuration directories (comma-separated) describing the CNI networks of --data-dir, for metrics and their etcd sync; without --socket, run as the node agent only (no Docker plugin)")
+	fs.DurationVar(&f.doctorInterval, "doctor-interval", 5*time.Minute, "node agent: check the CNI networks' parents with the doctor this often, for CNI STATUS (0: never)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -160,6 +163,9 @@ func run(args []string) error {
 		syncer := nodeagent.NewSyncer(cniConfs(f), log)
 		onReport = syncer.OnReport
 		go syncer.Run(ctx, f.etcd.syncInterval)
+		if f.doctorInterval > 0 {
+			go runDoctors(ctx, splitList(f.cniConfDirs), f.dataDir, f.doctorInterval, log)
+		}
 	}
 	agent, err := startMetrics(ctx, f, d, etcdCfg, onReport, log)
 	if err != nil {

@@ -20,6 +20,9 @@ type LAN struct {
 	Master string // veth end in Host, up, usable as macvlan master
 	Switch *NS    // namespace holding the bridge
 	Bridge string // bridge name inside Switch
+	// HostPort is the bridge port (in Switch) whose veth peer is Master:
+	// set it down and Master loses its carrier.
+	HostPort string
 }
 
 // NewLAN creates a LAN whose host is a fresh namespace named prefix+random;
@@ -64,13 +67,13 @@ func newLAN(t testing.TB, prefix string, host *NS, master string) *LAN {
 	if err := h.LinkSetUp(br); err != nil {
 		t.Fatalf("nstest: bridge %q up: %v", l.Bridge, err)
 	}
-	l.plug(t, host, master)
+	l.HostPort = l.plug(t, host, master)
 	return l
 }
 
 // plug makes a veth pair with end name in ns and its peer enslaved to the
-// bridge, both up.
-func (l *LAN) plug(t testing.TB, n *NS, name string) {
+// bridge, both up, and returns the bridge port's name.
+func (l *LAN) plug(t testing.TB, n *NS, name string) string {
 	t.Helper()
 	port := UniqueName("p")
 	if err := Veth(n, name, l.Switch, port); err != nil {
@@ -91,6 +94,7 @@ func (l *LAN) plug(t testing.TB, n *NS, name string) {
 	if err != nil {
 		t.Fatalf("nstest: bridge port %q: %v", port, err)
 	}
+	return port
 }
 
 // Veth creates a veth pair, end aName in a and end bName in b, and sets

@@ -33,13 +33,17 @@ var flagBinaries = map[string]flagBinary{
 	"medianetd":          {section: "medianetd", help: own},
 	"natprobe": {section: "natprobe", subs: regexp.MustCompile(`(?m)^\s+natprobe ([a-z]+)`),
 		help: func(sub, _ string) []string { return []string{sub, "-h"} }},
-	"medianetctl": {section: "medianetctl", subs: regexp.MustCompile(`(?m)\bipam ([a-z]+)`),
+	"medianetctl": {section: "medianetctl", subs: regexp.MustCompile(`(?m)\bipam ([a-z]+)|\bmedianetctl (doctor)\b`),
 		help: func(sub, tmp string) []string {
-			if sub == "" {
+			switch sub {
+			case "":
 				return []string{"-h"}
+			case "doctor": // a command of its own, not of ipam
+				return []string{sub, "-h"}
 			}
 			return []string{"--data-dir", tmp, "ipam", sub, "-h"}
 		}},
+	"medianet-engine-proxy": {section: "medianet-engine-proxy", help: own},
 }
 
 func own(sub, _ string) []string { return []string{"-h"} }
@@ -71,7 +75,11 @@ func codeFlags(t *testing.T, path string, b flagBinary) map[string][]string {
 	subs := []string{""}
 	if b.subs != nil {
 		for _, m := range b.subs.FindAllStringSubmatch(top, -1) {
-			subs = append(subs, m[1])
+			for _, g := range m[1:] { // the alternative that matched
+				if g != "" {
+					subs = append(subs, g)
+				}
+			}
 		}
 		subs = slices.Compact(subs)
 		if len(subs) < 2 {

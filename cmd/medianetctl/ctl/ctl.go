@@ -1,5 +1,6 @@
 // Package ctl is medianetctl's logic: operator commands over the IPAM
-// store (list, verify, release, gc, check). cmd/medianetctl only calls Run.
+// store (list, verify, release, gc, check) and the preflight doctor
+// (package doctor). cmd/medianetctl only calls Run.
 package ctl
 
 import (
@@ -37,6 +38,7 @@ const usage = `usage:
   medianetctl [--data-dir DIR] ipam sync CONFIG...
   medianetctl ipam reclaim --node NAME --etcd-endpoints URLS [--network NAME] [--force] [--dry-run]
               [--etcd-prefix P] [--etcd-ca F --etcd-cert F --etcd-key F] [--etcd-user U]
+  medianetctl doctor --parent IFACE [--vlan N] [--gateway IP] [--peer IP] [--json]
 `
 
 // Run executes medianetctl with args (without the program name).
@@ -54,6 +56,9 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	rest := fs.Args()
+	if len(rest) > 0 && rest[0] == "doctor" {
+		return runDoctor(rest[1:], stdout, stderr)
+	}
 	if len(rest) < 2 || rest[0] != "ipam" {
 		fs.Usage()
 		return ExitUsage
