@@ -181,11 +181,13 @@ func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs, c *Config, ips []n
 		return nil, err
 	}
 	defer s.close()
+	// Due holds first: an expired hold must not keep its address from
+	// this ADD (it may ask for it) until a sync comes by.
+	s.settle(ctx)
 	alloc, err := s.Allocate(ctx, ipam.Request{ContainerID: args.ContainerID, IfName: args.IfName, IPs: ips, Workload: c.Workload})
 	if err != nil {
 		return nil, err
 	}
-	s.settle(ctx)
 	return Result(c, alloc), nil
 }
 
