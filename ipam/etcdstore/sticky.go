@@ -80,6 +80,12 @@ func (s *Source) readRecord(ctx context.Context, key string) (*stickyKV, error) 
 // swap writes rec at key (deletes it when rec is nil) if key is still at
 // cur's revision (absent when cur is nil). It reports whether it did.
 func (s *Source) swap(ctx context.Context, op, key string, cur *stickyKV, rec *stickyRecord) (bool, error) {
+	ok, _, err := s.swapRev(ctx, op, key, cur, rec)
+	return ok, err
+}
+
+// swapRev is swap returning the revision it wrote at.
+func (s *Source) swapRev(ctx context.Context, op, key string, cur *stickyKV, rec *stickyRecord) (bool, int64, error) {
 	cmp := clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
 	if cur != nil {
 		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", cur.rev)
@@ -90,7 +96,10 @@ func (s *Source) swap(ctx context.Context, op, key string, cur *stickyKV, rec *s
 		o = clientv3.OpPut(key, string(v))
 	}
 	tr, err := s.c.txn(ctx, op, []clientv3.Cmp{cmp}, []clientv3.Op{o}, nil)
-	return err == nil && tr.Succeeded, err
+	if err != nil || !tr.Succeeded {
+		return false, 0, err
+	}
+	return true, tr.Header.Revision, nil
 }
 
 // Resume implements ipam.StickySource.
@@ -165,16 +174,28 @@ func (s *Source) settleHold(ctx context.Context, st ipam.Store, h ipam.Allocatio
 		return s.movedAway(ctx, st, h, cur.rec.Node, now)
 	case cur != nil && !slices.Equal(cur.rec.IPs, h.IPs):
 		return dropHold(ctx, st, h) // the record binds other addresses here: a stale hold
-	case !now.Before(h.HeldUntil):
-		if cur != nil {
-			ok, err := s.swap(ctx, fmt.Sprintf("expire workload %q's hold on node %q", h.Workload, s.node), key, cur, nil)
-			if err != nil || !ok {
-				return err // changed meanwhile: the next sync sees it
-			}
-		}
-		return dropHold(ctx, st, h)
 	case cur == nil && !allOwn:
 		return dropHold(ctx, st, h) // bound addresses nothing binds here any more
+	case !now.Before(h.HeldUntil):
+		if cur == nil {
+			// No record read: one may be on its way (this hold's DEL
+			// publishing it). Dropping the hold on that reading could
+			// free the address here while the record, created just
+			// after, lets another node move it (found by the
+			// simulator, seed 872545639). So record the hold first, by
+			// the create only one writer wins, then expire that.
+			held := stickyRecord{Node: s.node, IPs: h.IPs, Hold: true, Until: h.HeldUntil.UTC()}
+			ok, rev, err := s.swapRev(ctx, fmt.Sprintf("record workload %q's expired hold on node %q", h.Workload, s.node), key, nil, &held)
+			if err != nil || !ok {
+				return err // someone recorded it meanwhile: the next sync sees it
+			}
+			cur = &stickyKV{rec: held, rev: rev}
+		}
+		ok, err := s.swap(ctx, fmt.Sprintf("expire workload %q's hold on node %q", h.Workload, s.node), key, cur, nil)
+		if err != nil || !ok {
+			return err // changed meanwhile: the next sync sees it
+		}
+		return dropHold(ctx, st, h)
 	case cur != nil && cur.rec.Hold && cur.rec.Until.Equal(h.HeldUntil):
 		return nil // published already: nothing to fence
 	}
