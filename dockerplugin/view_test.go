@@ -107,7 +107,6 @@ func TestNotLeaderPersisted(t *testing.T) {
 	h, eng, clk, pid := leaderWithTasks(t)
 	clk.later()
 	h.leads(eng, false)
-	first := clk.get()
 	if _, ok := poolRecord(t, h, pid); !ok || !h.d.notLeader.IsZero() {
 		t.Fatalf("seen not leading once: pool kept %t, notLeader %v; want kept, unset", ok, h.d.notLeader)
 	}
@@ -117,7 +116,7 @@ func TestNotLeaderPersisted(t *testing.T) {
 	if !h.d.notLeader.IsZero() {
 		t.Fatalf("notLeader set after a broken streak")
 	}
-	first = clk.get()
+	first := clk.get()
 	clk.later()
 	h.leads(eng, false)
 	if !h.d.notLeader.Equal(first) {
