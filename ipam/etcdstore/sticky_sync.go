@@ -64,11 +64,16 @@ func (s *Source) readLocalSticky(ctx context.Context, st ipam.Store) (localStick
 // node's blocks that a record binds elsewhere.
 func (s *Source) syncSticky(ctx context.Context, st ipam.Store, now time.Time) error {
 	ls, err := s.readLocalSticky(ctx, st)
-	if err != nil || (s.sticky <= 0 && len(ls.holds) == 0 && len(ls.moved) == 0) {
-		// A network that is not sticky (or no longer, on this node)
-		// costs no etcd request here once nothing sticky is left.
+	if err != nil {
 		return err
 	}
+	// Listed even when this node's configuration is not sticky (any
+	// more) and it keeps nothing sticky: a record may still name it (an
+	// attachment that came from one, released by a GC after stickiness
+	// was turned off), and only this node can roll that forward and let
+	// the address's home node free its reservation (found by the
+	// simulator, seed 157124173). One range read of a prefix that is
+	// empty on a network never sticky.
 	resp, err := s.c.get(ctx, "list sticky records of network "+s.net.Name, s.c.stickyPrefix(s.net.Name), clientv3.WithPrefix())
 	if err != nil {
 		return err
