@@ -98,24 +98,10 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // RFC 5227 section 3 and Linux's arp_notify do), padded to 60 bytes. It
 // returns nil unless ip is IPv4 and mac has 6 bytes.
 func GratuitousARP(mac net.HardwareAddr, ip netip.Addr) []byte {
-	if !ip.Is4() || len(mac) != 6 {
+	if !ip.Is4() {
 		return nil
 	}
-	f := make([]byte, 60)
-	copy(f[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-	copy(f[6:12], mac)
-	binary.BigEndian.PutUint16(f[12:], unix.ETH_P_ARP)
-	arp := f[14:]
-	binary.BigEndian.PutUint16(arp[0:], 1)      // hardware: Ethernet
-	binary.BigEndian.PutUint16(arp[2:], 0x0800) // protocol: IPv4
-	arp[4], arp[5] = 6, 4
-	binary.BigEndian.PutUint16(arp[6:], 1) // request
-	copy(arp[8:14], mac)
-	a4 := ip.As4()
-	copy(arp[14:18], a4[:])
-	// target hardware address stays zero
-	copy(arp[24:28], a4[:])
-	return f
+	return arpRequest(mac, ip, ip, 60)
 }
 
 // UnsolicitedNA returns an Ethernet frame holding the unsolicited

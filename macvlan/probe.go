@@ -16,7 +16,19 @@ import (
 // pad the frame up to a link's MTU plus 14. It returns nil unless target
 // is IPv4 and mac has 6 bytes.
 func ARPProbe(mac net.HardwareAddr, target netip.Addr, size int) []byte {
-	if !target.Is4() || len(mac) != 6 {
+	if !target.Is4() {
+		return nil
+	}
+	// Sender IP 0.0.0.0 (the zero Addr), target hardware address zero.
+	return arpRequest(mac, netip.Addr{}, target, size)
+}
+
+// arpRequest returns an Ethernet frame of at least 60 bytes (size when
+// larger) holding a broadcast ARP request from mac, with sender IP sender
+// (0.0.0.0 when not valid) for target. nil unless mac has 6 bytes. The
+// target hardware address stays zero.
+func arpRequest(mac net.HardwareAddr, sender, target netip.Addr, size int) []byte {
+	if len(mac) != 6 {
 		return nil
 	}
 	f := make([]byte, max(size, 60))
@@ -29,9 +41,12 @@ func ARPProbe(mac net.HardwareAddr, target netip.Addr, size int) []byte {
 	arp[4], arp[5] = 6, 4
 	binary.BigEndian.PutUint16(arp[6:], 1) // request
 	copy(arp[8:14], mac)
-	// sender IP 0.0.0.0, target hardware address zero
-	t := target.As4()
-	copy(arp[24:28], t[:])
+	if sender.Is4() {
+		s4 := sender.As4()
+		copy(arp[14:18], s4[:])
+	}
+	t4 := target.As4()
+	copy(arp[24:28], t4[:])
 	return f
 }
 
