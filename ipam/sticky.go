@@ -181,15 +181,9 @@ func (a *Allocator) resume(ctx context.Context, req Request) (*Resumed, error) {
 		if err != nil || !ok || !a.Now().Before(h.HeldUntil) {
 			return err // an expired hold is the sync's to free
 		}
-		local = &LocalHold{IPs: h.IPs, Own: true, Until: h.HeldUntil, Published: h.Published}
-		for _, ip := range h.IPs {
-			b, ok, err := tx.BlockContaining(a.cfg.Network, ip)
-			if err != nil {
-				return err
-			}
-			local.Own = local.Own && ok && !b.IsBound() && b.Usable()
-		}
-		return nil
+		own, err := OwnAddrs(tx, a.cfg.Network, h.IPs)
+		local = &LocalHold{IPs: h.IPs, Own: !slices.Contains(own, false), Until: h.HeldUntil, Published: h.Published}
+		return err
 	})
 	if err != nil || attached {
 		return nil, err
@@ -204,6 +198,20 @@ func (a *Allocator) resume(ctx context.Context, req Request) (*Resumed, error) {
 		return nil, nil
 	}
 	return &r, nil
+}
+
+// OwnAddrs reports, per address, whether it lies in a usable block this
+// node claims: not a bound address (Block.Bound), not a lost block.
+func OwnAddrs(tx Tx, network string, ips []netip.Addr) ([]bool, error) {
+	own := make([]bool, len(ips))
+	for i, ip := range ips {
+		b, ok, err := tx.BlockContaining(network, ip)
+		if err != nil {
+			return nil, err
+		}
+		own[i] = ok && !b.IsBound() && b.Usable()
+	}
+	return own, nil
 }
 
 // adopt makes the attachment out of what the source decided, in the

@@ -149,16 +149,11 @@ func (s *Source) PublishHold(ctx context.Context, h ipam.Allocation, now time.Ti
 // ownAddrs reports, per address, whether it lies in a usable block this
 // node claims (not a bound address).
 func (s *Source) ownAddrs(ctx context.Context, ips []netip.Addr) ([]bool, error) {
-	own := make([]bool, len(ips))
+	var own []bool
 	err := s.st.View(ctx, func(tx ipam.Tx) error {
-		for i, ip := range ips {
-			b, ok, err := tx.BlockContaining(s.net.Name, ip)
-			if err != nil {
-				return err
-			}
-			own[i] = ok && !b.IsBound() && b.Usable()
-		}
-		return nil
+		var err error
+		own, err = ipam.OwnAddrs(tx, s.net.Name, ips)
+		return err
 	})
 	return own, err
 }

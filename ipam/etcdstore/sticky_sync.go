@@ -40,13 +40,9 @@ func (s *Source) readLocalSticky(ctx context.Context, st ipam.Store) (localStick
 			if !a.IsHold() {
 				return nil
 			}
-			own := make([]bool, len(a.IPs))
-			for i, ip := range a.IPs {
-				b, ok, err := tx.BlockContaining(s.net.Name, ip)
-				if err != nil {
-					return err
-				}
-				own[i] = ok && !b.IsBound() && b.Usable()
+			own, err := ipam.OwnAddrs(tx, s.net.Name, a.IPs)
+			if err != nil {
+				return err
 			}
 			ls.holds = append(ls.holds, a)
 			ls.own = append(ls.own, own)
