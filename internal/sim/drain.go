@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/medianet/medianet/ipam"
 )
 
 // finishAll runs every operation in flight to its end, lowest ID first.
@@ -50,7 +52,8 @@ func (w *World) runToEnd(s Step) {
 // drain ends a run the way an operator empties a cluster: every
 // operation finishes, etcd is reachable, the runtimes delete every
 // container they know, the sticky and idle periods pass while the node
-// agents sync, and lost nodes are reclaimed. Then every store and etcd,
+// agents sync, and lost nodes are reclaimed (and the reservations other
+// nodes keep for them released). Then every store and etcd,
 // below the network's config key, must be empty; what still names a lost
 // node is left out (a forced reclaim keeps a dead node's tombstones).
 func (w *World) drain() {
@@ -67,6 +70,18 @@ func (w *World) drain() {
 	for _, n := range w.nodes {
 		if n.dead && !n.reclaimed {
 			w.runToEnd(Step{Kind: "reclaim", Node: n.idx, Force: true})
+		}
+	}
+	// Having checked they are gone, the operator ends the reservations
+	// other nodes keep for them (taken over with their tombstones).
+	for _, d := range w.nodes {
+		if !d.dead {
+			continue
+		}
+		for _, n := range w.nodes {
+			if !n.dead {
+				w.runToEnd(Step{Kind: "release", Node: n.idx, CID: ipam.ForeignPrefix + d.name})
+			}
 		}
 	}
 	// Periods pass while the agents sync, round after round, until

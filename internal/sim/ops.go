@@ -92,6 +92,8 @@ func (w *World) startOp(s Step) {
 		w.start(s, n, w.check, nil)
 	case "sync":
 		w.start(s, n, w.sync, nil)
+	case "release":
+		w.start(s, n, w.release, nil)
 	}
 }
 
@@ -177,6 +179,30 @@ func (w *World) reclaim(o *op, n *node, force bool) error {
 		n.reclaimed = true
 	}
 	return err
+}
+
+// release is `medianetctl ipam release --container CID` on a node: the
+// operator's step that ends the foreign reservations a forced reclaim
+// left for a node known to be gone (docs/ipam-etcd.md). Holds are not
+// released this way (the command expires them), so neither are they here.
+func (w *World) release(o *op) error {
+	_, _, st, err := w.session(o)
+	if err != nil {
+		return err
+	}
+	allocs, err := ipam.List(o.ctx, st, Network)
+	if err != nil {
+		return err
+	}
+	for _, a := range allocs {
+		if a.ContainerID != o.step.CID || a.IsHold() {
+			continue
+		}
+		if _, _, err := ipam.Release(o.ctx, st, a.Key); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // apply runs one step.

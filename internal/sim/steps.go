@@ -10,16 +10,16 @@ import (
 )
 
 // Step is one entry of a run: it starts an operation (add, del, gc,
-// status, check, sync, reclaim), moves one (run: to its next yield point
+// status, check, sync, reclaim, release), moves one (run: to its next yield point
 // or its end; kill: its process dies at the yield point where it is
 // parked), or changes the world at once (clock, cfg, down, up, lose,
 // drain). A step naming an operation or a node that does not exist (a
 // shrunk replay dropped it) does nothing.
 type Step struct {
 	Kind     string
-	Op       int           // the operation started (add...reclaim) or moved (run, kill)
+	Op       int           // the operation started (add...release) or moved (run, kill)
 	Node     int           // node index; -1: every node (down, up, cfg)
-	CID      string        // add, del: the container
+	CID      string        // add, del, release: the container
 	Workload string        // add: its workload ("" for none)
 	Fail     bool          // add: fails after the allocation; the plugin rolls back
 	Force    bool          // reclaim: --force
@@ -28,7 +28,7 @@ type Step struct {
 }
 
 // opKinds are the kinds that start an operation.
-var opKinds = map[string]bool{"add": true, "del": true, "gc": true, "status": true, "check": true, "sync": true, "reclaim": true}
+var opKinds = map[string]bool{"add": true, "del": true, "gc": true, "status": true, "check": true, "sync": true, "reclaim": true, "release": true}
 
 func nodeName(i int) string {
 	if i < 0 {
@@ -50,8 +50,8 @@ func (s Step) String() string {
 			out += " fail"
 		}
 		return out
-	case "del":
-		return fmt.Sprintf("%d del %s %s", s.Op, n, s.CID)
+	case "del", "release":
+		return fmt.Sprintf("%d %s %s %s", s.Op, s.Kind, n, s.CID)
 	case "reclaim":
 		if s.Force {
 			return fmt.Sprintf("%d reclaim %s force", s.Op, n)
@@ -97,7 +97,7 @@ func ParseStep(line string) (Step, error) {
 			return bad(err.Error())
 		}
 		rest := f[3:]
-		if s.Kind == "add" || s.Kind == "del" {
+		if s.Kind == "add" || s.Kind == "del" || s.Kind == "release" {
 			if len(rest) == 0 {
 				return bad("no container ID")
 			}

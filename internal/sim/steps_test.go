@@ -12,6 +12,7 @@ func TestStepRoundTrip(t *testing.T) {
 		{Kind: "add", Op: 3, Node: 1, CID: "c4", Workload: "app/w0", Fail: true},
 		{Kind: "add", Op: 4, Node: 0, CID: "c5"},
 		{Kind: "del", Op: 5, Node: 2, CID: "c4"},
+		{Kind: "release", Op: 6, Node: 0, CID: "foreign:n1"},
 		{Kind: "gc", Op: 6, Node: 0},
 		{Kind: "status", Op: 7, Node: 1},
 		{Kind: "check", Op: 8, Node: 1},
