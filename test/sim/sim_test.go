@@ -26,7 +26,10 @@ import (
 //   - MEDIANET_SIM_OUT: directory where failing replays are written;
 //   - MEDIANET_SIM_BLOCKSIZE: one block size for every node and run
 //     (default: each run picks its own, and changes it on the way);
-//   - MEDIANET_SIM_REPLAY: a replay file to run instead.
+//   - MEDIANET_SIM_REPLAY: a replay file to run instead;
+//   - MEDIANET_SIM_FIRST: the first fresh seed (default: from the clock),
+//     so that shards run side by side never share a seed;
+//   - MEDIANET_SIM_MAX_STEPS: stop fresh seeds once this many steps ran.
 func env(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
@@ -94,13 +97,22 @@ func TestSim(t *testing.T) {
 	}
 	fresh := len(seeds) == 0
 	next := time.Now().UnixNano() % 1_000_000_000
+	if v := os.Getenv("MEDIANET_SIM_FIRST"); v != "" {
+		if next, err = strconv.ParseInt(v, 10, 64); err != nil {
+			t.Fatalf("MEDIANET_SIM_FIRST=%q: %v", v, err)
+		}
+	}
+	maxSteps := int64(0)
+	if os.Getenv("MEDIANET_SIM_MAX_STEPS") != "" {
+		maxSteps = int64(envInt(t, "MEDIANET_SIM_MAX_STEPS", 1))
+	}
 	start := time.Now()
 	var total, runs atomic.Int64
 	lastLog := start
 	for i := 0; ; i++ {
 		var seed int64
 		if fresh {
-			if time.Since(start) > dur {
+			if time.Since(start) > dur || (maxSteps > 0 && total.Load() >= maxSteps) {
 				break
 			}
 			seed = next + int64(i)
