@@ -72,6 +72,11 @@ func (a *Allocator) Allocate(ctx context.Context, req Request) (Allocation, erro
 			return Allocation{}, err
 		}
 		out, err := a.allocate(ctx, req, res)
+		if err != nil && res != nil && res.Undo != nil {
+			// Best effort: a record left behind is rolled forward into a
+			// hold, or removed, by the source's sync.
+			_ = res.Undo(ctx)
+		}
 		if !errors.Is(err, errRetry) {
 			return out, err
 		}

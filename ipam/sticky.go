@@ -69,6 +69,14 @@ type Resumed struct {
 	Until time.Time
 	// Published is local's, when they are local's.
 	Published int64
+	// Undo puts the workload's record back as it was before Resume
+	// recorded it live here, if it is still as Resume wrote it. Allocate
+	// calls it when the decision was not used (the adoption found the
+	// hold changed, or failed): a record left "live here" over nothing
+	// would outlive a hold expired meanwhile and bind an address this
+	// node hands to someone else (found by the simulator, seed
+	// 1000000163). nil: nothing to undo.
+	Undo func(context.Context) error
 }
 
 // errRetry aborts a transaction whose view of the workload's hold changed

@@ -64,17 +64,21 @@ func (c *Client) stickyKey(net, workload, ifname string) string {
 
 var _ ipam.StickySource = (*Source)(nil)
 
-// readRecord returns the record of key (nil when absent).
-func (s *Source) readRecord(ctx context.Context, key string) (*stickyKV, error) {
+// readRecord returns the record of key (nil when absent) and the
+// revision of the cluster store it was read at.
+func (s *Source) readRecord(ctx context.Context, key string) (*stickyKV, int64, error) {
 	resp, err := s.c.get(ctx, "read sticky record "+key, key)
-	if err != nil || len(resp.Kvs) == 0 {
-		return nil, err
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, resp.Header.Revision, nil
 	}
 	var rec stickyRecord
 	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
-		return nil, fmt.Errorf("sticky record %s: %w", key, err)
+		return nil, 0, fmt.Errorf("sticky record %s: %w", key, err)
 	}
-	return &stickyKV{rec: rec, rev: resp.Kvs[0].ModRevision}, nil
+	return &stickyKV{rec: rec, rev: resp.Kvs[0].ModRevision}, resp.Header.Revision, nil
 }
 
 // swap writes rec at key (deletes it when rec is nil) if key is still at
@@ -107,7 +111,7 @@ func (s *Source) Resume(ctx context.Context, workload, ifname string, local *ipa
 	ctx, cancel := s.c.bound(ctx)
 	defer cancel()
 	key := s.c.stickyKey(s.net.Name, workload, ifname)
-	cur, err := s.readRecord(ctx, key)
+	cur, _, err := s.readRecord(ctx, key)
 	if err != nil {
 		return ipam.Resumed{}, err
 	}
@@ -121,9 +125,19 @@ func (s *Source) Resume(ctx context.Context, workload, ifname string, local *ipa
 		return ipam.Resumed{}, nil
 	}
 	live := stickyRecord{Node: s.node, IPs: out.IPs}
-	ok, err := s.swap(ctx, fmt.Sprintf("record workload %q live on node %q with %v", workload, s.node, out.IPs), key, cur, &live)
+	ok, rev, err := s.swapRev(ctx, fmt.Sprintf("record workload %q live on node %q with %v", workload, s.node, out.IPs), key, cur, &live)
 	if err != nil || !ok {
 		return ipam.Resumed{}, err
+	}
+	out.Undo = func(ctx context.Context) error {
+		ctx, cancel := s.c.bound(ctx)
+		defer cancel()
+		var prev *stickyRecord
+		if cur != nil {
+			prev = &cur.rec
+		}
+		_, err := s.swap(ctx, fmt.Sprintf("undo workload %q's record live on node %q", workload, s.node), key, &stickyKV{rec: live, rev: rev}, prev)
+		return err
 	}
 	return out, nil
 }
@@ -135,7 +149,7 @@ func (s *Source) PublishHold(ctx context.Context, h ipam.Allocation, now time.Ti
 	}
 	ctx, cancel := s.c.bound(ctx)
 	defer cancel()
-	cur, err := s.readRecord(ctx, s.c.stickyKey(s.net.Name, h.Workload, h.IfName))
+	cur, seen, err := s.readRecord(ctx, s.c.stickyKey(s.net.Name, h.Workload, h.IfName))
 	if err != nil {
 		return err
 	}
@@ -143,7 +157,7 @@ func (s *Source) PublishHold(ctx context.Context, h ipam.Allocation, now time.Ti
 	if err != nil {
 		return err
 	}
-	return s.settleHold(ctx, s.st, h, own, cur, now)
+	return s.settleHold(ctx, s.st, h, own, cur, seen, now)
 }
 
 // ownAddrs reports, per address, whether it lies in a usable block this
@@ -159,9 +173,9 @@ func (s *Source) ownAddrs(ctx context.Context, ips []netip.Addr) ([]bool, error)
 }
 
 // settleHold brings this node's hold h in line with its workload's record
-// cur (nil: none), as read before: moved away, stale, expired, or to be
-// published as held here.
-func (s *Source) settleHold(ctx context.Context, st ipam.Store, h ipam.Allocation, own []bool, cur *stickyKV, now time.Time) error {
+// cur (nil: none), as read before at revision seen: moved away, stale,
+// expired, or to be published as held here.
+func (s *Source) settleHold(ctx context.Context, st ipam.Store, h ipam.Allocation, own []bool, cur *stickyKV, seen int64, now time.Time) error {
 	key := s.c.stickyKey(s.net.Name, h.Workload, h.IfName)
 	allOwn := !slices.Contains(own, false)
 	switch {
@@ -196,8 +210,10 @@ func (s *Source) settleHold(ctx context.Context, st ipam.Store, h ipam.Allocatio
 	}
 	// Tell the cluster store the hold is here. The hold is stamped with
 	// the revision first, so an ADD of this node that decided to take
-	// it back over that revision decides again (ipam's adopt).
-	var rev int64
+	// it back over that revision decides again (ipam's adopt). With no
+	// record, the revision the absence was read at: never 0, so the
+	// stamp of a first publication changes too.
+	rev := seen
 	if cur != nil {
 		rev = cur.rev
 	}

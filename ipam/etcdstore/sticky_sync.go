@@ -83,7 +83,7 @@ func (s *Source) syncSticky(ctx context.Context, st ipam.Store, now time.Time) e
 	}
 	for i, h := range ls.holds {
 		key := s.c.stickyKey(s.net.Name, h.Workload, h.IfName)
-		if err := s.settleHold(ctx, st, h, ls.own[i], records[key], now); err != nil {
+		if err := s.settleHold(ctx, st, h, ls.own[i], records[key], resp.Header.Revision, now); err != nil {
 			return err
 		}
 	}
@@ -117,7 +117,7 @@ func (s *Source) rollForward(ctx context.Context, st ipam.Store, key, workload, 
 	}
 	h := ipam.Allocation{Key: ipam.HoldKey(s.net.Name, workload, ifname), IPs: cur.rec.IPs, Created: now.UTC(),
 		Workload: workload, HeldUntil: until.UTC(), Published: cur.rev}
-	made := false
+	made, stale := false, false
 	err := st.Update(ctx, func(tx ipam.Tx) error {
 		if _, ok, err := tx.Allocation(h.Key); err != nil || ok {
 			return err // a hold of other addresses: settled first
@@ -130,6 +130,12 @@ func (s *Source) rollForward(ctx context.Context, st ipam.Store, key, workload, 
 		if err != nil || taken {
 			return err
 		}
+		// An address this node gave to someone else meanwhile: the
+		// record was left by an ADD that never took it (killed before
+		// its undo), and nothing here may be bound by it.
+		if stale, err = usedByOthers(tx, s.net.Name, h.IPs); err != nil || stale {
+			return err
+		}
 		for _, ip := range h.IPs {
 			if err := s.bindHere(tx, ip, workload+"/"+ifname); err != nil {
 				return err
@@ -138,12 +144,31 @@ func (s *Source) rollForward(ctx context.Context, st ipam.Store, key, workload, 
 		made = true
 		return tx.PutAllocation(h)
 	})
+	if stale {
+		_, err = s.swap(ctx, fmt.Sprintf("delete workload %q's stale record: its addresses are used on node %q by others", workload, s.node), key, cur, nil)
+		return err
+	}
 	if err != nil || !made {
 		return err
 	}
 	held := stickyRecord{Node: s.node, IPs: h.IPs, Hold: true, Until: h.HeldUntil}
 	_, err = s.swap(ctx, fmt.Sprintf("record workload %q held on node %q", workload, s.node), key, cur, &held)
 	return err
+}
+
+// usedByOthers reports whether an address of ips is used here by an
+// allocation other than a moved reservation (which bindHere ends).
+func usedByOthers(tx ipam.Tx, network string, ips []netip.Addr) (bool, error) {
+	for _, ip := range ips {
+		owner, owned, err := tx.Owner(network, ip)
+		if err != nil {
+			return false, err
+		}
+		if owned && !strings.HasPrefix(owner.ContainerID, ipam.MovedPrefix) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // bindHere marks ip, which a record binds to this node, used here: a
