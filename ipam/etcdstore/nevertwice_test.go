@@ -215,3 +215,64 @@ func TestSettleDueExpiresWithoutSync(t *testing.T) {
 		t.Errorf("jvb-0's record after expiry: %q, %v; want none", v, err)
 	}
 }
+
+// An ADD that recorded its workload live here and then did not adopt
+// (its hold went meanwhile) puts the record back as it was; one killed
+// before that leaves a record over an address this node gave to another
+// container, which the sync removes rather than rolling it forward (it
+// failed on it, for ever). Found by the simulator, seed 1000000163.
+func TestNeverTwiceUnadoptedRecord(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	nodes := newStickyNodes(t, srv, "10.97.5.0/24", "a")
+	a := nodes[0]
+	ctx := context.Background()
+	cli := clientFor(t, srv, nil)
+	const key = "/medianet/networks/media/sticky/media/jvb-0/eth0"
+	x := a.add(t, "a-1", "media/jvb-0").IPs[0]
+	a.del(t, "a-1")
+	held, err := cli.RawGet(ctx, key)
+	if err != nil || held == "" {
+		t.Fatalf("jvb-0's record after DEL: %q, %v; want held", held, err)
+	}
+	hold := ipam.HoldKey("media", "media/jvb-0", "eth0")
+	var local *ipam.LocalHold
+	if err := a.st.View(ctx, func(tx ipam.Tx) error {
+		h, ok, err := tx.Allocation(hold)
+		if ok {
+			local = &ipam.LocalHold{IPs: h.IPs, Own: true, Until: h.HeldUntil, Published: h.Published}
+		}
+		return err
+	}); err != nil || local == nil {
+		t.Fatalf("jvb-0's hold: %v, %v", local, err)
+	}
+
+	r, err := a.src.Resume(ctx, "media/jvb-0", "eth0", local, a.now)
+	if err != nil || len(r.IPs) != 1 || r.IPs[0] != x || r.Undo == nil {
+		t.Fatalf("take-back: %+v, %v; want %s with an Undo", r, err, x)
+	}
+	if err := r.Undo(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := cli.RawGet(ctx, key); err != nil || v != held {
+		t.Fatalf("record after Undo: %q, %v; want it as before, %q", v, err, held)
+	}
+
+	// Killed before the undo: the hold goes (an operator's release here)
+	// and x goes to another container.
+	if r, err = a.src.Resume(ctx, "media/jvb-0", "eth0", local, a.now); err != nil || len(r.IPs) != 1 {
+		t.Fatalf("take-back again: %+v, %v", r, err)
+	}
+	if err := a.st.Update(ctx, func(tx ipam.Tx) error { return ipam.ReleaseTx(tx, hold) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.a.Allocate(ctx, ipam.Request{ContainerID: "a-2", IfName: "eth0", IPs: []netip.Addr{x}}); err != nil || got.IPs[0] != x {
+		t.Fatalf("a-2 asking for %s: %v, %v", x, got.IPs, err)
+	}
+	a.sync(t)
+	if v, err := cli.RawGet(ctx, key); err != nil || v != "" {
+		t.Fatalf("record over %s, used by a-2, after the sync: %q, %v; want none", x, v, err)
+	}
+	if got := a.live(t, x); len(got) != 1 || got[0] != "a:a-2" {
+		t.Fatalf("%s after the sync: %v; want a-2 alone", x, got)
+	}
+}
