@@ -123,8 +123,38 @@ func (s *soak) stickyFigure(o *op, ip netip.Addr) {
 	case s.heldElsewhere(o, ip):
 		s.fig.sticky[cond+": its hold moved from another node"]++
 	default:
-		s.fig.sticky[cond+": a new address (no hold, or one that could not be used)"]++
+		if where, held := s.liveHold(o); where == s.nodes[o.node].name {
+			s.fig.sticky[cond+": a new address (its hold here could not be used: block lost, or address reserved now)"]++
+			return
+		} else if held.IsValid() {
+			// A hold well inside its period on another node, not moved:
+			// a miss to explain, like one on the same node.
+			s.fig.sticky[cond+": MISSED its hold on another node"]++
+			s.fig.notes = append(s.fig.notes, fmt.Sprintf("step %d (%s): %s got %s, its hold on %s was %s", s.step, cond, o, ip, where, held))
+			return
+		}
+		s.fig.sticky[cond+": a new address (no hold left: first start, or its period was over)"]++
 	}
+}
+
+// liveHold returns a hold of o's pod that had more than a few seconds
+// left before the step (its node's name and address), on o's node first.
+func (s *soak) liveHold(o *op) (string, netip.Addr) {
+	order := []int{o.node}
+	for i := range s.last.nodes {
+		if i != o.node {
+			order = append(order, i)
+		}
+	}
+	for _, i := range order {
+		ns := s.last.nodes[i]
+		for _, a := range ns.allocs[etcdNet] {
+			if a.IsHold() && a.Workload == o.c.workload && len(a.IPs) == 1 && time.Until(a.HeldUntil) > 3*time.Second {
+				return s.nodes[i].name, a.IPs[0]
+			}
+		}
+	}
+	return "", netip.Addr{}
 }
 
 // heldElsewhere reports whether another node held ip for o's pod before
