@@ -186,19 +186,32 @@ func (s *Source) settleHold(ctx context.Context, st ipam.Store, h ipam.Allocatio
 	case cur == nil && !allOwn:
 		return dropHold(ctx, st, h) // bound addresses nothing binds here any more
 	case !now.Before(h.HeldUntil):
-		if cur == nil {
+		if cur == nil || !cur.rec.Hold {
 			// No record read: one may be on its way (this hold's DEL
 			// publishing it). Dropping the hold on that reading could
 			// free the address here while the record, created just
 			// after, lets another node move it (found by the
-			// simulator, seed 872545639). So record the hold first, by
-			// the create only one writer wins, then expire that.
-			held := stickyRecord{Node: s.node, IPs: h.IPs, Hold: true, Until: h.HeldUntil.UTC()}
-			ok, rev, err := s.swapRev(ctx, fmt.Sprintf("record workload %q's expired hold on node %q", h.Workload, s.node), key, nil, &held)
-			if err != nil || !ok {
-				return err // someone recorded it meanwhile: the next sync sees it
+			// simulator, seed 872545639). A record saying live here:
+			// it may be an ADD's that took this very hold back after
+			// the store was read; deleting it would unbind an address
+			// in use (seed 2100001491). Either way, record the hold
+			// first, stamped and compared like any publication (an
+			// ADD that took it makes the stamp or the compare fail),
+			// then expire that.
+			rev := seen
+			if cur != nil {
+				rev = cur.rev
 			}
-			cur = &stickyKV{rec: held, rev: rev}
+			if ok, err := stampHold(ctx, st, h, rev); err != nil || !ok {
+				return err // taken or changed meanwhile
+			}
+			h.Published = rev
+			held := stickyRecord{Node: s.node, IPs: h.IPs, Hold: true, Until: h.HeldUntil.UTC()}
+			ok, nrev, err := s.swapRev(ctx, fmt.Sprintf("record workload %q's expired hold on node %q", h.Workload, s.node), key, cur, &held)
+			if err != nil || !ok {
+				return err // someone changed it meanwhile: the next sync sees it
+			}
+			cur = &stickyKV{rec: held, rev: nrev}
 		}
 		ok, err := s.swap(ctx, fmt.Sprintf("expire workload %q's hold on node %q", h.Workload, s.node), key, cur, nil)
 		if err != nil || !ok {
