@@ -351,7 +351,11 @@ func (a *Allocator) reserveForeign(tx Tx, b Block, foreign []ForeignAddrs) error
 				continue
 			}
 			b.SetUsed(off, true)
-			fa := Allocation{Key: ForeignKey(a.cfg.Network, f.Node, ip), IPs: []netip.Addr{ip}, Created: a.Now().UTC()}
+			k := ForeignKey(a.cfg.Network, f.Node, ip)
+			if f.Moved {
+				k = MovedKey(a.cfg.Network, f.Node, ip)
+			}
+			fa := Allocation{Key: k, IPs: []netip.Addr{ip}, Created: a.Now().UTC()}
 			if err := tx.PutAllocation(fa); err != nil {
 				return err
 			}

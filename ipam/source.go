@@ -55,6 +55,10 @@ type ForeignAddrs struct {
 	Block netip.Prefix
 	Node  string
 	Addrs []netip.Addr
+	// Moved: a sticky record binds them to Node, whoever claims the
+	// block; they are reserved as moved reservations (MovedKey), which
+	// the source's sync ends once no record binds them elsewhere.
+	Moved bool
 }
 
 // ForeignReporter is implemented by sources that can hand out blocks with

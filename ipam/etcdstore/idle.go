@@ -264,6 +264,7 @@ func (s *Source) adoptOrphans(ctx context.Context, st ipam.Store) error {
 	}
 	return s.withClaimLock(ctx, st, func() error {
 		var fresh []BlockClaim
+		var blocks []netip.Prefix
 		for _, bc := range candidates {
 			cur, ok, err := s.c.getClaim(ctx, s.net.Name, bc.Block)
 			if err != nil {
@@ -271,9 +272,17 @@ func (s *Source) adoptOrphans(ctx context.Context, st ipam.Store) error {
 			}
 			if ok && cur.Claim.Node == s.node {
 				fresh = append(fresh, cur)
+				blocks = append(blocks, cur.Block)
 			}
 		}
-		return st.Update(ctx, func(tx ipam.Tx) error { return s.adopt(tx, fresh) })
+		if len(fresh) == 0 {
+			return nil
+		}
+		bound, err := s.boundElsewhere(ctx, blocks)
+		if err != nil {
+			return err
+		}
+		return st.Update(ctx, func(tx ipam.Tx) error { return s.adopt(tx, fresh, bound) })
 	})
 }
 
@@ -306,7 +315,7 @@ func (s *Source) orphan(tx ipam.Tx, bc BlockClaim) (bool, error) {
 }
 
 // adopt records the orphan claims in the store.
-func (s *Source) adopt(tx ipam.Tx, claims []BlockClaim) error {
+func (s *Source) adopt(tx ipam.Tx, claims []BlockClaim, bound map[netip.Prefix][]ipam.ForeignAddrs) error {
 	for _, bc := range claims {
 		missing, err := s.orphan(tx, bc)
 		if err != nil || !missing {
@@ -319,6 +328,19 @@ func (s *Source) adopt(tx ipam.Tx, claims []BlockClaim) error {
 		b, err := ipam.NewBlock(bc.Block, s.cfg.Reserved(sub))
 		if err != nil {
 			return err
+		}
+		for _, f := range bound[bc.Block] {
+			for _, ip := range f.Addrs {
+				off, ok := b.Offset(ip)
+				if !ok {
+					continue
+				}
+				b.SetUsed(off, true)
+				mk := ipam.Allocation{Key: ipam.MovedKey(s.net.Name, f.Node, ip), IPs: []netip.Addr{ip}, Created: s.c.now().UTC()}
+				if err := tx.PutAllocation(mk); err != nil {
+					return err
+				}
+			}
 		}
 		if err := tx.PutBlock(s.net.Name, b); err != nil {
 			return err

@@ -2,6 +2,7 @@ package etcdstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -111,16 +112,56 @@ func (s *Source) Next(ctx context.Context, subnet netip.Prefix, bits int, held i
 	}
 	b, err := s.c.ClaimNext(ctx, s.net, s.node, subnet, held)
 	defer func() { s.count(err) }()
+	var found []ipam.ForeignAddrs
 	if errors.Is(err, ErrExhausted) {
 		sub, _ := s.net.subnet(subnet.Masked())
 		var f ipam.ForeignAddrs
 		if b, f, err = s.c.claimTombstone(ctx, s.net, s.node, sub, held); err == nil {
+			found = append(found, f)
+		}
+	}
+	if err == nil {
+		// Addresses of the block that records bind to other nodes (a
+		// workload moved away from a node since reclaimed by force):
+		// theirs, whoever claims the block. Unread, the claim is left
+		// to the sync's adoption, which reads them too.
+		var bound map[netip.Prefix][]ipam.ForeignAddrs
+		if bound, err = s.boundElsewhere(ctx, []netip.Prefix{b}); err == nil {
+			found = append(found, bound[b]...)
 			s.mu.Lock()
-			s.foreign = append(s.foreign, f)
+			s.foreign = append(s.foreign, found...)
 			s.mu.Unlock()
 		}
 	}
 	return b, mapErr(err)
+}
+
+// boundElsewhere returns, per block, the addresses in it that sticky
+// records bind to other nodes, as moved reservations to make.
+func (s *Source) boundElsewhere(ctx context.Context, blocks []netip.Prefix) (map[netip.Prefix][]ipam.ForeignAddrs, error) {
+	resp, err := s.c.get(ctx, "list sticky records of network "+s.net.Name, s.c.stickyPrefix(s.net.Name), clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	out := map[netip.Prefix][]ipam.ForeignAddrs{}
+	for _, kv := range resp.Kvs {
+		var rec stickyRecord
+		if json.Unmarshal(kv.Value, &rec) != nil || rec.Node == s.node {
+			continue
+		}
+		for _, b := range blocks {
+			var in []netip.Addr
+			for _, ip := range rec.IPs {
+				if b.Contains(ip) {
+					in = append(in, ip)
+				}
+			}
+			if len(in) > 0 {
+				out[b] = append(out[b], ipam.ForeignAddrs{Block: b, Node: rec.Node, Addrs: in, Moved: true})
+			}
+		}
+	}
+	return out, nil
 }
 
 // TakeForeign implements ipam.ForeignReporter: the addresses to reserve

@@ -234,7 +234,26 @@ func (s *Source) settleHold(ctx context.Context, st ipam.Store, h ipam.Allocatio
 		return err
 	}
 	held := stickyRecord{Node: s.node, IPs: h.IPs, Hold: true, Until: h.HeldUntil.UTC()}
-	_, err := s.swap(ctx, fmt.Sprintf("record workload %q held on node %q until %s", h.Workload, s.node, held.Until.Format(time.RFC3339)), key, cur, &held)
+	ok, wrev, err := s.swapRev(ctx, fmt.Sprintf("record workload %q held on node %q until %s", h.Workload, s.node, held.Until.Format(time.RFC3339)), key, cur, &held)
+	if err != nil || !ok || cur != nil {
+		return err
+	}
+	// Created over an absent record. Absence cannot tell "never
+	// written" from "written and deleted since": a sync may have
+	// expired this very hold meanwhile (recorded, deleted, freed here),
+	// and this record would then bind an address this node hands to
+	// others (found by the simulator, seed 1200002751). So look again:
+	// a hold gone or changed takes its record with it.
+	h.Published = rev
+	still := false
+	if err := st.View(ctx, func(tx ipam.Tx) error {
+		var err error
+		still, err = sameHold(tx, h)
+		return err
+	}); err != nil || still {
+		return err
+	}
+	_, err = s.swap(ctx, fmt.Sprintf("withdraw workload %q's record held on node %q: the hold went meanwhile", h.Workload, s.node), key, &stickyKV{rec: held, rev: wrev}, nil)
 	return err
 }
 
