@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -340,14 +341,28 @@ func (a *Allocator) putPending(tx Tx, r *round) error {
 
 // reserveForeign records the new block b with its foreign addresses (see
 // ForeignAddrs) marked used and reserved for the node that may use them.
+//
+// An address gets one reservation: a moved one (a record binds it to its
+// node) before a foreign one (the old node's bitmap), so that ending the
+// second never frees what the first keeps.
 func (a *Allocator) reserveForeign(tx Tx, b Block, foreign []ForeignAddrs) error {
-	for _, f := range foreign {
+	ordered := slices.Clone(foreign)
+	slices.SortStableFunc(ordered, func(x, y ForeignAddrs) int {
+		switch {
+		case x.Moved == y.Moved:
+			return 0
+		case x.Moved:
+			return -1
+		}
+		return 1
+	})
+	for _, f := range ordered {
 		if f.Block != b.Prefix {
 			continue
 		}
 		for _, ip := range f.Addrs {
 			off, ok := b.Offset(ip)
-			if !ok {
+			if !ok || b.IsUsed(off) {
 				continue
 			}
 			b.SetUsed(off, true)

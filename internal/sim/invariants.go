@@ -76,6 +76,7 @@ func (w *World) readEtcd() (*etcdState, error) {
 		return nil, err
 	}
 	es := &etcdState{claims: map[netip.Prefix]etcdstore.Claim{}, bound: map[netip.Addr]string{}, sticky: map[string]stickyRec{}}
+	heldBy := map[netip.Addr]bool{}
 	for _, kv := range resp.Kvs {
 		k := strings.TrimPrefix(string(kv.Key), pfx)
 		if k == "config" {
@@ -95,10 +96,19 @@ func (w *World) readEtcd() (*etcdState, error) {
 			if json.Unmarshal(kv.Value, &r) == nil {
 				es.sticky[rest] = r
 				for _, ip := range r.IPs {
-					if _, dup := es.bound[ip]; dup {
-						es.twice = fmt.Sprintf("%s is bound by two sticky records (one is %s)", ip, rest)
+					// Two records binding one address to two nodes, or
+					// holding it twice (either may move to another
+					// node), are a violation. A live record and another
+					// on the same node are not: a workload live twice on
+					// a node can leave its live record over an address
+					// the node then reuses, which nothing can move and
+					// its sync removes.
+					other, dup := es.bound[ip]
+					if dup && (other != r.Node || r.Hold && heldBy[ip]) {
+						es.twice = fmt.Sprintf("%s is bound by two sticky records to %s and %s (one is %s)", ip, other, r.Node, rest)
 					}
 					es.bound[ip] = r.Node
+					heldBy[ip] = heldBy[ip] || r.Hold
 				}
 			}
 		}

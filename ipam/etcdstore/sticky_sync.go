@@ -87,6 +87,15 @@ func (s *Source) syncSticky(ctx context.Context, st ipam.Store, now time.Time) e
 			return err
 		}
 	}
+	// Addresses bound by more than one record: a workload live twice on
+	// a node whose DEL freed an address its record still names (the hold
+	// key was taken), then reused for another workload.
+	binders := map[netip.Addr]int{}
+	for _, cur := range records {
+		for _, ip := range cur.rec.IPs {
+			binders[ip]++
+		}
+	}
 	elsewhere := map[netip.Addr]string{}
 	for key, cur := range records {
 		if cur.rec.Node != s.node {
@@ -97,6 +106,16 @@ func (s *Source) syncSticky(ctx context.Context, st ipam.Store, now time.Time) e
 		}
 		w, ifn, ok := s.recordName(key)
 		if !ok || slices.ContainsFunc(ls.has[w+"/"+ifn], func(ips []netip.Addr) bool { return slices.Equal(ips, cur.rec.IPs) }) {
+			continue
+		}
+		if slices.ContainsFunc(cur.rec.IPs, func(ip netip.Addr) bool { return binders[ip] > 1 }) {
+			// Nothing here backs this record and another binds one of
+			// its addresses: it is the stale one. Rolled forward, it
+			// would take the address back from a moved reservation
+			// while the other record's node uses it.
+			if _, err := s.swap(ctx, fmt.Sprintf("delete workload %q's stale record: another record binds its addresses", w), key, cur, nil); err != nil {
+				return err
+			}
 			continue
 		}
 		if err := s.rollForward(ctx, st, key, w, ifn, cur, now); err != nil {
