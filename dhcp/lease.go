@@ -26,8 +26,10 @@ type Record struct {
 	Sticky   bool        `json:"sticky,omitempty"`
 	Offer    []byte      `json:"offer"`
 	ACK      []byte      `json:"ack"`
-	// Bound is when the last ACK came (the lease's times count from it).
-	Bound time.Time `json:"bound"`
+	// Obtained is when the lease was first bound; Bound when the last
+	// ACK came (the lease's times count from it).
+	Obtained time.Time `json:"obtained"`
+	Bound    time.Time `json:"bound"`
 	// State is dhcpapi.StateBound or StateExpired.
 	State string `json:"state"`
 }
@@ -91,7 +93,7 @@ func (r *Record) view() (dhcpapi.Lease, error) {
 	}
 	v := dhcpapi.Lease{Key: r.Key, Netns: r.Netns, Address: p.String(), Server: ipString(l.ACK.ServerIdentifier()),
 		MAC: r.MAC, Client: fmt.Sprintf("%q", r.ClientID[min(1, len(r.ClientID)):]), Host: r.Hostname,
-		Bound: r.Bound, Expires: leaseTimes(l.ACK, r.Bound).expiry, State: r.State, Domain: l.ACK.DomainName()}
+		Obtained: r.Obtained, Bound: r.Bound, Expires: leaseTimes(l.ACK, r.Bound).expiry, State: r.State, Domain: l.ACK.DomainName()}
 	if rs := l.ACK.Router(); len(rs) > 0 {
 		v.Gateway = ipString(rs[0])
 	}

@@ -199,7 +199,7 @@ func (m *Manager) Acquire(ctx context.Context, req dhcpapi.AcquireRequest) (dhcp
 		return dhcpapi.Lease{}, fmt.Errorf("lease for %s/%s on %q (MAC %s) within %s: %w", req.ContainerID, req.IfName, req.Network, mac, timeout, err)
 	}
 	r := &Record{Key: req.Key, Netns: req.Netns, ClientID: id.clientID, Hostname: req.Hostname, MAC: mac.String(),
-		Sticky: req.Sticky, Offer: lease.Offer.ToBytes(), ACK: lease.ACK.ToBytes(), Bound: lease.CreationTime, State: dhcpapi.StateBound}
+		Sticky: req.Sticky, Offer: lease.Offer.ToBytes(), ACK: lease.ACK.ToBytes(), Obtained: lease.CreationTime, Bound: lease.CreationTime, State: dhcpapi.StateBound}
 	if err := m.st.Put(r); err != nil {
 		// Not recorded, so not kept: give it back rather than squat.
 		_ = release(r.Netns, r.Key.IfName, id, lease)

@@ -77,25 +77,32 @@ func answer(w http.ResponseWriter, v any, err error) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// Serve answers the API on <dataDir>/dhcp.sock (mode 0600 in the 0700
-// data directory: root and the agent's user only) until ctx ends. A
-// socket left by a dead agent is replaced; one a live agent listens on
-// is an error.
-func (m *Manager) Serve(ctx context.Context, dataDir string) error {
+// Listen binds <dataDir>/dhcp.sock (mode 0600 in the 0700 data
+// directory: root and the agent's user only). A socket left by a dead
+// agent is replaced; one a live agent listens on is an error.
+func Listen(dataDir string) (net.Listener, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("dhcp: data directory %q: %w", dataDir, err)
+	}
 	path := dhcpapi.SocketPath(dataDir)
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
-		return fmt.Errorf("dhcp: another agent serves %s", path)
+		return nil, fmt.Errorf("dhcp: another agent serves %s: stop it, or give this one another data directory", path)
 	} else if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("dhcp: socket %s: %w", path, err)
+		return nil, fmt.Errorf("dhcp: socket %s: %w", path, err)
 	}
 	_ = os.Remove(path)
 	old := syscall.Umask(0o177)
 	l, err := net.Listen("unix", path)
 	syscall.Umask(old)
 	if err != nil {
-		return fmt.Errorf("dhcp: listen on %s: %w", path, err)
+		return nil, fmt.Errorf("dhcp: listen on %s: %w", path, err)
 	}
+	return l, nil
+}
+
+// Serve answers the API on l until ctx ends.
+func (m *Manager) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()

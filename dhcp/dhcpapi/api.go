@@ -104,14 +104,17 @@ type Lease struct {
 	// Gateway is option 3's first router ("" without).
 	Gateway string `json:"gateway,omitempty"`
 	// Routes are option 121's (classless static routes).
-	Routes []Route   `json:"routes,omitempty"`
-	DNS    []string  `json:"dns,omitempty"`
-	Domain string    `json:"domain,omitempty"`
-	Server string    `json:"server"`
-	MAC    string    `json:"mac"`
-	Client string    `json:"clientID"`
-	Host   string    `json:"hostname,omitempty"`
-	Bound  time.Time `json:"bound"`
+	Routes []Route  `json:"routes,omitempty"`
+	DNS    []string `json:"dns,omitempty"`
+	Domain string   `json:"domain,omitempty"`
+	Server string   `json:"server"`
+	MAC    string   `json:"mac"`
+	Client string   `json:"clientID"`
+	Host   string   `json:"hostname,omitempty"`
+	// Obtained is when the lease was first bound, Bound when the last
+	// ACK (a renewal) came.
+	Obtained time.Time `json:"obtained"`
+	Bound    time.Time `json:"bound"`
 	// Expires is when the lease ends unless renewed (RFC 3339 on the wire).
 	Expires time.Time `json:"leaseExpires"`
 	// State is "bound" or "expired".
