@@ -180,6 +180,16 @@ type Lease struct {
 	Hostname string
 	// Active is false for a lease the server holds as released or expired.
 	Active bool
+	// Expires is the lease's end as the server last wrote it.
+	Expires time.Time
+}
+
+func unixTime(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(n, 0)
 }
 
 // Leases reads the server's lease database: for each address, its latest state.

@@ -110,7 +110,7 @@ func (s *Server) keaLeases() ([]Lease, error) {
 		if _, seen := latest[a]; !seen {
 			order = append(order, a)
 		}
-		latest[a] = Lease{Address: a, MAC: f[1], ClientID: f[2], Hostname: f[8], Active: f[3] != "0" && f[9] == "0"}
+		latest[a] = Lease{Address: a, MAC: f[1], ClientID: f[2], Hostname: f[8], Active: f[3] != "0" && f[9] == "0", Expires: unixTime(f[4])}
 	}
 	var out []Lease
 	for _, a := range order {
@@ -136,7 +136,7 @@ func (s *Server) dnsmasqLeases() ([]Lease, error) {
 		if err != nil {
 			continue
 		}
-		out = append(out, Lease{Address: a, MAC: f[1], ClientID: f[4], Hostname: f[3], Active: true})
+		out = append(out, Lease{Address: a, MAC: f[1], ClientID: f[4], Hostname: f[3], Active: true, Expires: unixTime(f[0])})
 	}
 	return out, nil
 }
