@@ -311,3 +311,33 @@ func TestDHCPConcurrentAdds(t *testing.T) {
 		t.Errorf("leases after GC: %d", len(rows))
 	}
 }
+
+// TestDHCPBehindReferenceMacvlan: medianet-ipam in DHCP mode as the IPAM
+// of the reference macvlan plugin: the lease is taken on the link the
+// reference plugin made, which it configures from the result; its DEL
+// (IPAM first, then the link) releases the lease on the server.
+func TestDHCPBehindReferenceMacvlan(t *testing.T) {
+	skipWithoutRef(t, "macvlan")
+	cfg := dhcpConfig(dhcptest.Dnsmasq, 78)
+	l := newDHCPLab(t, dhcptest.Dnsmasq, cfg)
+	ctr := nstest.NewNS(t, "mncc")
+	conf, _ := json.Marshal(map[string]any{"cniVersion": "1.0.0", "name": "lan", "type": "macvlan", "master": l.lan.Master,
+		"ipam": map[string]any{"type": "medianet-ipam", "dataDir": l.dataDir, "dhcp": map[string]any{}}})
+	base := inv{plugin: refPlugins + "/macvlan", host: l.lan.Host, cid: "ref-mv", netns: ctr.Path, conf: conf, args: podArgs("media", "coturn-0")}
+	add := base
+	add.verb = "ADD"
+	addr := parseResult(t, add.mustRun(t)).prefixes(t)[0]
+	if got, ok := linkAddrs(t, ctr, "eth0"); !ok || !containsAll(got, []netip.Prefix{addr}) {
+		t.Fatalf("eth0 addresses %v, want %s", got, addr)
+	}
+	sl, ok, err := l.srv.LeaseOf(addr.Addr())
+	if err != nil || !ok || !strings.EqualFold(sl.MAC, ctr.MAC(t, "eth0").String()) {
+		t.Fatalf("server's lease of %s: %+v (present %v, %v), want the link's MAC", addr, sl, ok, err)
+	}
+	del := base
+	del.verb = "DEL"
+	del.mustRun(t)
+	if err := l.srv.WaitLease(addr.Addr(), 5*time.Second, func(sl dhcptest.Lease, ok bool) bool { return !ok || !sl.Active }); err != nil {
+		t.Errorf("RELEASE on the reference plugin's DEL not in the server's database: %v", err)
+	}
+}
