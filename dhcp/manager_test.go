@@ -13,6 +13,7 @@ import (
 	"github.com/medianet/medianet/internal/dhcptest"
 	"github.com/medianet/medianet/internal/nstest"
 	"github.com/medianet/medianet/macvlan"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // lab is a LAN with one DHCP server and containers with a macvlan each.
@@ -134,6 +135,7 @@ func TestLeaseLifecycle(t *testing.T) {
 			if !strings.Contains(strings.ReplaceAll(srvLease.ClientID, ":", ""), fmt.Sprintf("%x", "test/ctr-1")) {
 				t.Errorf("server's client id %q, want it to carry %q", srvLease.ClientID, "test/ctr-1")
 			}
+			checkMetric(t, m, lease)
 			renewed := waitRenewed(t, m, req.Key, lease.Bound, 10*time.Second)
 			if renewed.Address != lease.Address || !renewed.Expires.After(lease.Expires) {
 				t.Errorf("renewal: %+v, want the same address with a later expiry than %s", renewed, lease.Expires)
@@ -279,4 +281,28 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// checkMetric: the collector serves l's expiry under its address.
+func checkMetric(t *testing.T, m *Manager, l dhcpapi.Lease) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	must(t, reg.Register(m.Collector()))
+	mfs, err := reg.Gather()
+	must(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != MetricLeaseExpiry {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range s.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			if labels["address"] == l.Address && labels["state"] == dhcpapi.StateBound && int64(s.GetGauge().GetValue()) == l.Expires.Unix() {
+				return
+			}
+		}
+	}
+	t.Errorf("%s has no series for %s expiring at %d: %v", MetricLeaseExpiry, l.Address, l.Expires.Unix(), mfs)
 }
