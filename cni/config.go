@@ -91,6 +91,8 @@ type IPAMConf struct {
 	// the same pod (K8S_POD_NAMESPACE/K8S_POD_NAME) that long.
 	Sticky string    `json:"sticky,omitempty"`
 	Etcd   *EtcdConf `json:"etcd,omitempty"`
+	// DHCP selects leases from the LAN's DHCP server (cni/dhcp.go).
+	DHCP *DHCPConf `json:"dhcp,omitempty"`
 }
 
 // SubnetConf is one element of "subnets": either a string "10.0.0.0/24" or
@@ -144,6 +146,8 @@ type Config struct {
 	// Workload is "namespace/name" of the pod when the runtime passes
 	// K8S_POD_NAMESPACE and K8S_POD_NAME (set by Plugin.Load).
 	Workload string
+	// DHCP is set in DHCP mode (ipam.dhcp); IPAM then has no subnet.
+	DHCP *DHCPConfig
 }
 
 // UsesEtcd reports whether the node's blocks are claimed in etcd:
@@ -167,6 +171,9 @@ func ParseConfig(data []byte) (*Config, error) {
 	c.IPAM = ipam.Config{Network: n.Name, BlockSize: n.IPAM.BlockSize, BlockSize6: n.IPAM.BlockSize6, Node: n.IPAM.Node}
 	if n.Name == "" {
 		return nil, configErr("name is missing: give the network a name")
+	}
+	if n.IPAM.DHCP != nil {
+		return parseDHCP(c)
 	}
 	subnets, err := parseSubnets(&n.IPAM)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/medianet/medianet/dhcp/dhcpapi"
 	"github.com/medianet/medianet/doctor"
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/macvlan"
@@ -23,7 +24,8 @@ const CodeExhausted uint = 100
 //	    (the configuration, or an address it requests, cannot work)
 //	    (etcdstore.ErrAuth matches ipam.ErrConfig)
 //	11  ipam.ErrBusy (etcdstore.ErrUnavailable matches it), context
-//	    deadline (try again later)
+//	    deadline, and in DHCP mode no node agent, no server answering, a
+//	    NAK (try again later: the operator fixes the agent or the server)
 //	100 ipam.ErrExhausted (no free address)
 //	50  (STATUS only) ipam.ErrExhausted, ipam.ErrBlockLost,
 //	    macvlan.ErrMasterNotFound, doctor.ErrNotCarrying (see
@@ -54,7 +56,8 @@ func errorAs(prefix string, err error) *types.Error {
 		errors.Is(err, ipam.ErrOutOfRange), errors.Is(err, ipam.ErrTaken),
 		errors.Is(err, macvlan.ErrMasterNotFound), errors.Is(err, macvlan.ErrInvalidSpec):
 		code = types.ErrInvalidNetworkConfig
-	case errors.Is(err, ipam.ErrBusy), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, ipam.ErrBusy), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, dhcpapi.ErrNoAgent), errors.Is(err, dhcpapi.ErrNoAnswer), errors.Is(err, dhcpapi.ErrNAK):
 		code = types.ErrTryAgainLater
 	case errors.Is(err, ipam.ErrExhausted):
 		code = CodeExhausted
@@ -66,7 +69,7 @@ func errorAs(prefix string, err error) *types.Error {
 // block lost to another node, is 50 ("plugin not available"); the rest as
 // Error.
 func StatusError(err error) *types.Error {
-	if err != nil && (errors.Is(err, ipam.ErrExhausted) || errors.Is(err, ipam.ErrBlockLost)) {
+	if err != nil && (errors.Is(err, ipam.ErrExhausted) || errors.Is(err, ipam.ErrBlockLost) || errors.Is(err, dhcpapi.ErrNoAgent)) {
 		return types.NewError(types.ErrPluginNotAvailable, "medianet-ipam: "+err.Error(), "")
 	}
 	return Error(err)
@@ -77,7 +80,7 @@ func StatusError(err error) *types.Error {
 // be had is 50 ("plugin not available"); the rest as
 // MainError.
 func MainStatusError(err error) *types.Error {
-	if err != nil && (errors.Is(err, ipam.ErrExhausted) || errors.Is(err, ipam.ErrBlockLost) ||
+	if err != nil && (errors.Is(err, ipam.ErrExhausted) || errors.Is(err, ipam.ErrBlockLost) || errors.Is(err, dhcpapi.ErrNoAgent) ||
 		errors.Is(err, macvlan.ErrMasterNotFound) || errors.Is(err, doctor.ErrNotCarrying)) {
 		return types.NewError(types.ErrPluginNotAvailable, "medianet: "+err.Error(), "")
 	}

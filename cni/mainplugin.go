@@ -97,6 +97,9 @@ func (m *Main) addShim(c *MainConfig, master string, addrs []netip.Prefix) (retE
 // carries it), then releases the addresses and removes their shim routes.
 // Everything already gone is success.
 func (m *Main) Del(ctx context.Context, args *skel.CmdArgs, c *MainConfig) error {
+	if c.IPAM != nil && c.IPAM.DHCP != nil {
+		return m.delDHCP(ctx, args, c)
+	}
 	if args.Netns != "" {
 		if err := macvlan.Delete(args.Netns, args.IfName); err != nil {
 			return err
@@ -149,6 +152,17 @@ func (m *Main) Check(ctx context.Context, args *skel.CmdArgs, c *MainConfig) err
 	prev, err := prevResultOf(&c.Net)
 	if err != nil {
 		return err
+	}
+	if c.IPAM != nil && c.IPAM.DHCP != nil {
+		// The lease first: an expired one took its address off the
+		// link, and the operator needs that reason, not its symptom.
+		ic, _, err := m.IPAM.Load(args)
+		if err != nil {
+			return err
+		}
+		if err := m.IPAM.Check(ctx, args, ic); err != nil {
+			return err
+		}
 	}
 	master, err := m.masterName(c)
 	if err != nil {

@@ -71,6 +71,9 @@ func (p *Plugin) Load(args *skel.CmdArgs) (*Config, []netip.Addr, error) {
 	if ns, name := kv["K8S_POD_NAMESPACE"], kv["K8S_POD_NAME"]; ns != "" && name != "" {
 		c.Workload = ns + "/" + name
 	}
+	if c.DHCP != nil {
+		return c, nil, nil // the server picks; IP= and ips are not asked for
+	}
 	if err := c.IPAM.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("ipam.%w", err)
 	}
@@ -172,6 +175,9 @@ func (p *Plugin) source(ctx context.Context, c *Config, st ipam.Store) (ipam.Blo
 // Add allocates the attachment's addresses and returns them as a result
 // of the current spec version (convert with GetAsVersion).
 func (p *Plugin) Add(ctx context.Context, args *skel.CmdArgs, c *Config, ips []netip.Addr) (*current.Result, error) {
+	if c.DHCP != nil {
+		return p.dhcpAdd(ctx, args, c)
+	}
 	if !c.IPAM.HasNodeRange() {
 		// Refused before the store is touched; DEL and GC still work.
 		return nil, fmt.Errorf("network %q: %w", c.IPAM.Network, c.IPAM.NodeRangeError())
@@ -208,6 +214,10 @@ const abortEnv = "MEDIANET_ABORT"
 // Abort undoes an ADD whose caller failed after it (ipam.Allocator.Abort):
 // nothing is left, and a sticky hold the ADD took is given back.
 func (p *Plugin) Abort(ctx context.Context, args *skel.CmdArgs, c *Config) error {
+	if c.DHCP != nil {
+		_, _, err := p.dhcpRelease(ctx, args, c)
+		return err
+	}
 	s, err := p.open(ctx, c, true)
 	if err != nil || s == nil {
 		return err
@@ -218,6 +228,9 @@ func (p *Plugin) Abort(ctx context.Context, args *skel.CmdArgs, c *Config) error
 
 // Release is Del returning what it released (ok false: nothing held).
 func (p *Plugin) Release(ctx context.Context, args *skel.CmdArgs, c *Config) (ipam.Allocation, bool, error) {
+	if c.DHCP != nil {
+		return p.dhcpRelease(ctx, args, c)
+	}
 	s, err := p.open(ctx, c, true)
 	if err != nil || s == nil {
 		return ipam.Allocation{}, false, err
@@ -240,6 +253,9 @@ func (p *Plugin) Release(ctx context.Context, args *skel.CmdArgs, c *Config) (ip
 // Check verifies that the attachment holds its addresses and, when a
 // previous result is given, that it lists them.
 func (p *Plugin) Check(ctx context.Context, args *skel.CmdArgs, c *Config) error {
+	if c.DHCP != nil {
+		return p.dhcpCheck(ctx, args, c)
+	}
 	s, err := p.open(ctx, c, false)
 	if err != nil {
 		return err
@@ -283,6 +299,9 @@ func (p *Plugin) Collect(ctx context.Context, c *Config, valid []types.GCAttachm
 		// live pod's address: refuse, as a configuration error.
 		return nil, configErr("GC without cni.dev/valid-attachments: the runtime must list the attachments to keep (an empty list releases all)")
 	}
+	if c.DHCP != nil {
+		return p.dhcpCollect(ctx, c, valid)
+	}
 	s, err := p.open(ctx, c, true)
 	if err != nil || s == nil {
 		return nil, err
@@ -305,6 +324,9 @@ func (p *Plugin) Collect(ctx context.Context, c *Config, valid []types.GCAttachm
 // Status returns nil when an address can be had, else an error wrapping
 // ipam.ErrExhausted (map with StatusError).
 func (p *Plugin) Status(ctx context.Context, c *Config) error {
+	if c.DHCP != nil {
+		return p.dhcpStatus(ctx, c)
+	}
 	s, err := p.open(ctx, c, false)
 	if err != nil {
 		return err

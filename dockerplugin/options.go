@@ -125,6 +125,10 @@ func parsePoolOptions(opts map[string]string) (poolOptions, error) {
 				return o, err
 			}
 			o.NodeRanges = r
+		case "mode":
+			// The name is reserved for DHCP (docs/docker.md); the driver
+			// does not lease yet: say so rather than "unknown".
+			return o, fmt.Errorf("medianet: --ipam-opt mode=%s: %w: the Docker driver has no DHCP mode yet; DHCP leases work for the CNI plugins (\"ipam\": {\"dhcp\": {}}); use --subnet with node ranges or etcd here", v, ErrBadOption)
 		default:
 			if !strings.HasPrefix(k, "com.docker.") {
 				return o, fmt.Errorf("medianet: unknown --ipam-opt %s: %w: use %s or %s", k, ErrBadOption, optBlockSize, optNodeRanges)

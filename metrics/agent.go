@@ -34,6 +34,9 @@ type Options struct {
 	// Sources give the networks' configurations (package agent for CNI, the
 	// daemon's pools for Docker); the first naming a network wins.
 	Sources []NetworkSource
+	// Collectors are further collectors served beside the store's (the
+	// node agent's DHCP leases).
+	Collectors []prometheus.Collector
 	// StoreTimeout: 0 means DefaultStoreTimeout.
 	StoreTimeout time.Duration
 	// ClaimsMaxAge: 0 means DefaultClaimsMaxAge.
@@ -83,8 +86,8 @@ func New(o Options) (*Agent, error) {
 		return nil, err
 	}
 	coll := newStoreCollector(o.Node, o.DataDir, o.StoreTimeout, o.ClaimsMaxAge, o.Sources, rec, o.Log)
-	for _, c := range []prometheus.Collector{coll, collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+	for _, c := range append([]prometheus.Collector{coll, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}, o.Collectors...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -28,6 +28,7 @@ PKGS=(
 	docker.io docker-compose containerd
 	etcd-server etcd-client
 	coturn prometheus
+	kea-dhcp4-server dnsmasq
 	openssl ca-certificates
 	git make time strace
 )
@@ -83,6 +84,22 @@ install_packages() {
 	# With recommends, as on the machines where this was verified.
 	apt-get install -y -qq "${missing[@]}" >/dev/null
 	release_daemons
+	quiet_dhcp_units "${missing[@]}"
+}
+
+# quiet_dhcp_units keeps the DHCP servers this run installed from serving
+# the machine's own LAN at the next boot (the tests run their own copies
+# inside test namespaces): their units are disabled, and stopped should a
+# machine policy have let them start. A server that was installed before
+# is the machine's and is left alone.
+quiet_dhcp_units() {
+	[ -d /run/systemd/system ] || return 0
+	local p
+	for p in "$@"; do
+		case "$p" in
+		kea-dhcp4-server | dnsmasq) systemctl disable --now "$p.service" >/dev/null 2>&1 || true ;;
+		esac
+	done
 }
 
 ensure_dockerd() {

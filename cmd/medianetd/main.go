@@ -14,6 +14,11 @@
 // show in ps). A timer marks empty blocks in etcd and gives back those
 // empty for --etcd-idle-release.
 //
+// In every mode medianetd keeps the DHCP leases of the CNI plugins' DHCP
+// networks ("ipam": {"dhcp": {}}) of --data-dir, served on
+// <data-dir>/dhcp.sock (package dhcp): they are renewed, persisted in
+// <data-dir>/dhcp.db, and picked up again when medianetd restarts.
+//
 // It runs as a legacy plugin (Docker finds the socket in
 // /run/docker/plugins) or inside the managed plugin built by
 // scripts/docker-plugin.sh, whose settings SCOPE and NODE supply the
@@ -53,6 +58,7 @@ import (
 	"github.com/medianet/medianet/ipam/etcdstore"
 	"github.com/medianet/medianet/metrics"
 	"github.com/medianet/medianet/metrics/report"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/exporter-toolkit/web"
 )
 
@@ -156,6 +162,11 @@ func run(args []string) error {
 		}
 		defer d.Close()
 	}
+	leases, err := startDHCP(ctx, f.dataDir, log)
+	if err != nil {
+		return err
+	}
+	defer leases.Close()
 	var onReport func(report.Report)
 	if f.cniConfDirs != "" {
 		// The node agent syncs the CNI plugins' etcd networks: on a
@@ -167,7 +178,7 @@ func run(args []string) error {
 			go runDoctors(ctx, splitList(f.cniConfDirs), f.dataDir, f.doctorInterval, log)
 		}
 	}
-	agent, err := startMetrics(ctx, f, d, etcdCfg, onReport, log)
+	agent, err := startMetrics(ctx, f, d, etcdCfg, onReport, leases.Collector(), log)
 	if err != nil {
 		return err
 	}
@@ -224,7 +235,7 @@ func cniConfs(f *daemonFlags) nodeagent.ConfDirs {
 // --metrics-listen or --cni-conf-dir (the reports also kick the etcd
 // sync), and serves /metrics on --metrics-listen, if given, with
 // --web.config.file's TLS and basic auth. It returns nil with neither.
-func startMetrics(ctx context.Context, f *daemonFlags, d *dockerplugin.Driver, etcdCfg *etcdstore.Config, onReport func(report.Report), log *slog.Logger) (*metrics.Agent, error) {
+func startMetrics(ctx context.Context, f *daemonFlags, d *dockerplugin.Driver, etcdCfg *etcdstore.Config, onReport func(report.Report), leases prometheus.Collector, log *slog.Logger) (*metrics.Agent, error) {
 	if f.metricsListen == "" && f.cniConfDirs == "" {
 		return nil, nil
 	}
@@ -236,7 +247,8 @@ func startMetrics(ctx context.Context, f *daemonFlags, d *dockerplugin.Driver, e
 	if d != nil {
 		sources = append(sources, dockerNetworks(d, etcdCfg))
 	}
-	agent, err := metrics.New(metrics.Options{Node: f.node, DataDir: f.dataDir, Sources: sources, Log: log, OnReport: onReport})
+	agent, err := metrics.New(metrics.Options{Node: f.node, DataDir: f.dataDir, Sources: sources, Log: log, OnReport: onReport,
+		Collectors: []prometheus.Collector{leases}})
 	if err != nil {
 		return nil, err
 	}

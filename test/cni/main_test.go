@@ -27,7 +27,7 @@ import (
 var bins string
 
 func TestMain(m *testing.M) {
-	os.Exit(cnitest.Main(m, &bins, "medianet", "medianet-ipam", "medianetctl"))
+	os.Exit(cnitest.Main(m, &bins, "medianet", "medianet-ipam", "medianetctl", "medianetd"))
 }
 
 func bin(name string) string { return filepath.Join(bins, name) }

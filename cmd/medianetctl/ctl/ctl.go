@@ -129,6 +129,12 @@ type listEntry struct {
 	// HeldUntil is set on a sticky hold: the workload's addresses kept
 	// for it until then (ContainerID "sticky:<workload>").
 	HeldUntil time.Time `json:"heldUntil,omitzero"`
+	// LeaseExpires, LeaseState and LeaseServer are set on a DHCP lease
+	// (ipam.dhcp) the node agent keeps: when it ends unless renewed,
+	// "bound" or "expired", and the server that leased it.
+	LeaseExpires time.Time `json:"leaseExpires,omitzero"`
+	LeaseState   string    `json:"leaseState,omitempty"`
+	LeaseServer  string    `json:"leaseServer,omitempty"`
 }
 
 func (c *cmd) list(args []string) error {
@@ -152,20 +158,31 @@ func (c *cmd) list(args []string) error {
 			}
 			entries = append(entries, e)
 		}
+		leases, err := leaseEntries(c.dataDir, *network)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, leases...)
 		if *asJSON {
 			enc := json.NewEncoder(c.out)
 			enc.SetIndent("", "  ")
 			return enc.Encode(entries)
 		}
 		tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NETWORK\tCONTAINER\tIFNAME\tADDRESSES\tWORKLOAD\tCREATED\tHELD UNTIL")
+		fmt.Fprintln(tw, "NETWORK\tCONTAINER\tIFNAME\tADDRESSES\tWORKLOAD\tCREATED\tHELD UNTIL\tLEASE EXPIRES")
 		for _, e := range entries {
-			held := "-"
+			held, lease := "-", "-"
 			if !e.HeldUntil.IsZero() {
 				held = e.HeldUntil.Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Network, e.ContainerID, e.IfName, strings.Join(e.IPs, ","),
-				orDash(e.Workload), e.Created.Format(time.RFC3339), held)
+			if !e.LeaseExpires.IsZero() {
+				lease = e.LeaseExpires.Format(time.RFC3339)
+				if e.LeaseState != "" && e.LeaseState != "bound" {
+					lease += " (" + e.LeaseState + ")"
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Network, e.ContainerID, e.IfName, strings.Join(e.IPs, ","),
+				orDash(e.Workload), e.Created.Format(time.RFC3339), held, lease)
 		}
 		return tw.Flush()
 	})

@@ -1,0 +1,340 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/medianet/medianet/dhcp/dhcpapi"
+)
+
+// Options configure a Manager.
+type Options struct {
+	// DataDir holds dhcp.db.
+	DataDir string
+	// Log receives renewals, expiries and failed RELEASEs; nil discards.
+	Log *slog.Logger
+	// MinRetry is the shortest wait between renewal attempts (RFC 2131
+	// 4.4.5 says 60 s; tests with leases of seconds set less). 0: 60 s.
+	MinRetry time.Duration
+}
+
+// Manager holds the node's leases: it acquires, renews and releases them
+// and keeps dhcp.db in step. Its lock guards the map only and is never
+// held across an exchange or a database write.
+type Manager struct {
+	st       *Store
+	log      *slog.Logger
+	minRetry time.Duration
+	now      func() time.Time
+
+	mu     sync.Mutex
+	leases map[dhcpapi.Key]*entry
+	// busy serialises the calls on one attachment (ADD, DEL, GC, the
+	// keeper's own steps), without a lock across the network.
+	busy map[dhcpapi.Key]chan struct{}
+	ctx  context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// entry is one held lease and the goroutine keeping it.
+type entry struct {
+	rec  *Record
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// NewManager opens dataDir's leases and starts keeping every bound one:
+// a lease whose T1 passed while no agent ran is renewed at once.
+func NewManager(o Options) (*Manager, error) {
+	st, err := NewStore(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.MinRetry <= 0 {
+		o.MinRetry = time.Minute
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	m := &Manager{st: st, log: o.Log, minRetry: o.MinRetry, now: time.Now, leases: map[dhcpapi.Key]*entry{},
+		busy: map[dhcpapi.Key]chan struct{}{}, ctx: ctx, stop: stop}
+	recs, err := st.List()
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	for _, r := range recs {
+		m.hold(r)
+	}
+	return m, nil
+}
+
+// Close stops the keepers; leases stay in dhcp.db for the next agent.
+func (m *Manager) Close() {
+	m.stop()
+	m.wg.Wait()
+}
+
+// lock takes the attachment's turn, waiting for another call on it.
+func (m *Manager) lock(ctx context.Context, k dhcpapi.Key) (func(), error) {
+	for {
+		m.mu.Lock()
+		ch, held := m.busy[k]
+		if !held {
+			ch = make(chan struct{})
+			m.busy[k] = ch
+			m.mu.Unlock()
+			return func() {
+				m.mu.Lock()
+				delete(m.busy, k)
+				m.mu.Unlock()
+				close(ch)
+			}, nil
+		}
+		m.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("lease of %s/%s busy: %w", k.ContainerID, k.IfName, ctx.Err())
+		}
+	}
+}
+
+// hold puts r in the map and, when bound, starts its keeper.
+func (m *Manager) hold(r *Record) {
+	ctx, stop := context.WithCancel(m.ctx)
+	e := &entry{rec: r, stop: stop, done: make(chan struct{})}
+	m.mu.Lock()
+	m.leases[r.Key] = e
+	m.mu.Unlock()
+	if r.State != dhcpapi.StateBound {
+		close(e.done)
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer close(e.done)
+		m.keep(ctx, r.Key)
+	}()
+}
+
+// unhold stops k's keeper and takes it out of the map; it returns the
+// record it held.
+func (m *Manager) unhold(k dhcpapi.Key) *Record {
+	m.mu.Lock()
+	e := m.leases[k]
+	delete(m.leases, k)
+	m.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	e.stop()
+	<-e.done
+	return e.rec
+}
+
+func (m *Manager) record(k dhcpapi.Key) *Record {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.leases[k]; e != nil {
+		return e.rec
+	}
+	return nil
+}
+
+// setRecord replaces k's record (the keeper's renewals).
+func (m *Manager) setRecord(r *Record) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.leases[r.Key]; e != nil {
+		e.rec = r
+	}
+}
+
+// Acquire obtains a lease for the attachment and starts keeping it. An
+// attachment that holds one already gets a fresh exchange asking for the
+// same address. Nothing is recorded when it fails.
+func (m *Manager) Acquire(ctx context.Context, req dhcpapi.AcquireRequest) (dhcpapi.Lease, error) {
+	if req.Netns == "" || req.IfName == "" || req.Network == "" || req.ClientID == "" {
+		return dhcpapi.Lease{}, fmt.Errorf("acquire needs network, netns, ifname and clientID: %w", dhcpapi.ErrBadRequest)
+	}
+	timeout := req.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	unlock, err := m.lock(ctx, req.Key)
+	if err != nil {
+		return dhcpapi.Lease{}, err
+	}
+	defer unlock()
+	id := identity{clientID: clientID(req.ClientID), hostname: req.Hostname}
+	var want netip.Addr
+	old := m.unhold(req.Key)
+	if old != nil {
+		if l, err := old.lease(); err == nil {
+			want, _ = netip.AddrFromSlice(l.ACK.YourIPAddr.To4())
+		}
+	} else if prev, err := m.st.Previous(id.clientID); err == nil && len(prev) == 4 {
+		want = netip.AddrFrom4([4]byte(prev))
+	}
+	lease, mac, err := acquire(ctx, req.Netns, req.IfName, id, want)
+	if err != nil {
+		if old != nil {
+			m.hold(old) // the attachment keeps what it had
+		}
+		if errors.Is(err, dhcpapi.ErrNoAnswer) {
+			err = fmt.Errorf("%w%s", err, m.serversHint(req.Network))
+		}
+		return dhcpapi.Lease{}, fmt.Errorf("lease for %s/%s on %q (MAC %s) within %s: %w", req.ContainerID, req.IfName, req.Network, mac, timeout, err)
+	}
+	r := &Record{Key: req.Key, Netns: req.Netns, ClientID: id.clientID, Hostname: req.Hostname, MAC: mac.String(),
+		Sticky: req.Sticky, Offer: lease.Offer.ToBytes(), ACK: lease.ACK.ToBytes(), Obtained: lease.CreationTime, Bound: lease.CreationTime, State: dhcpapi.StateBound}
+	if err := m.st.Put(r); err != nil {
+		// Not recorded, so not kept: give it back rather than squat.
+		_ = release(r.Netns, r.Key.IfName, id, lease)
+		return dhcpapi.Lease{}, err
+	}
+	m.hold(r)
+	m.log.Info("dhcp lease bound", "network", req.Network, "container", req.ContainerID, "ifname", req.IfName, "address", lease.ACK.YourIPAddr, "server", lease.ACK.ServerIdentifier())
+	return r.view()
+}
+
+// serversHint names the servers of the network's other leases, for the
+// error of an exchange nobody answered (a server with an exhausted pool
+// stays silent).
+func (m *Manager) serversHint(network string) string {
+	var servers []string
+	m.mu.Lock()
+	for k, e := range m.leases {
+		if k.Network != network {
+			continue
+		}
+		if l, err := e.rec.lease(); err == nil {
+			if s := ipString(l.ACK.ServerIdentifier()); s != "" && !slices.Contains(servers, s) {
+				servers = append(servers, s)
+			}
+		}
+	}
+	m.mu.Unlock()
+	if len(servers) == 0 {
+		return " (is a DHCP server on the master's LAN, or a relay?)"
+	}
+	return fmt.Sprintf(" (server %v leases this network's other addresses and did not offer one: is its pool exhausted?)", servers)
+}
+
+// Release gives k's lease back: RELEASE unicast to the server from the
+// container's link (not for a sticky lease: the server keeps it for the
+// workload), then forgets it. No lease is success; a RELEASE that cannot
+// be sent (namespace or link gone) is logged, and the lease forgotten:
+// the server ends it at expiry.
+func (m *Manager) Release(ctx context.Context, k dhcpapi.Key) error {
+	unlock, err := m.lock(ctx, k)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	r := m.record(k)
+	if r == nil {
+		return nil
+	}
+	m.unhold(k)
+	if err := m.st.Delete(k); err != nil {
+		m.hold(r) // still recorded: keep keeping it
+		return err
+	}
+	m.sendRelease(r)
+	return nil
+}
+
+func (m *Manager) sendRelease(r *Record) {
+	if r.Sticky || r.State != dhcpapi.StateBound {
+		return
+	}
+	l, err := r.lease()
+	if err == nil {
+		err = release(r.Netns, r.Key.IfName, r.identity(), l)
+	}
+	if err != nil {
+		m.log.Warn("dhcp release not sent; the server ends the lease at its expiry", "network", r.Key.Network, "container", r.Key.ContainerID, "ifname", r.Key.IfName, "err", err)
+		return
+	}
+	m.log.Info("dhcp lease released", "network", r.Key.Network, "container", r.Key.ContainerID, "ifname", r.Key.IfName, "address", l.ACK.YourIPAddr, "server", l.ACK.ServerIdentifier())
+}
+
+// Get returns k's lease.
+func (m *Manager) Get(k dhcpapi.Key) (dhcpapi.Lease, error) {
+	r := m.record(k)
+	if r == nil {
+		return dhcpapi.Lease{}, fmt.Errorf("no lease for %s/%s on %q: %w", k.ContainerID, k.IfName, k.Network, dhcpapi.ErrNotFound)
+	}
+	return r.view()
+}
+
+// List returns the leases held ("" network: all), sorted.
+func (m *Manager) List(network string) ([]dhcpapi.Lease, error) {
+	m.mu.Lock()
+	var recs []*Record
+	for k, e := range m.leases {
+		if network == "" || k.Network == network {
+			recs = append(recs, e.rec)
+		}
+	}
+	m.mu.Unlock()
+	out := []dhcpapi.Lease{}
+	for _, r := range recs {
+		v, err := r.view()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b dhcpapi.Lease) int {
+		return cmpKeys(a.Key, b.Key)
+	})
+	return out, nil
+}
+
+func cmpKeys(a, b dhcpapi.Key) int {
+	for _, p := range [][2]string{{a.Network, b.Network}, {a.ContainerID, b.ContainerID}, {a.IfName, b.IfName}} {
+		if p[0] != p[1] {
+			if p[0] < p[1] {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// GC releases the network's leases of attachments not in valid and
+// returns them.
+func (m *Manager) GC(ctx context.Context, network string, valid []dhcpapi.Key) ([]dhcpapi.Lease, error) {
+	held, err := m.List(network)
+	if err != nil {
+		return nil, err
+	}
+	var gone []dhcpapi.Lease
+	for _, l := range held {
+		if slices.ContainsFunc(valid, func(v dhcpapi.Key) bool {
+			return v.ContainerID == l.ContainerID && v.IfName == l.IfName
+		}) {
+			continue
+		}
+		if err := m.Release(ctx, l.Key); err != nil {
+			return gone, err
+		}
+		gone = append(gone, l)
+	}
+	return gone, nil
+}
