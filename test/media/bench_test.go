@@ -66,6 +66,7 @@ func (l *lab) firstRTP(b *testing.B, cfg janustest.Config, url string, site *nat
 	args := append(append([]string{"run", "-d", "--label", "medianet-test=1"}, flags...), "-v", dir+":"+janustest.ConfDir+":ro", janustest.Image)
 	start := time.Now()
 	id := l.host.MustDocker(b, args...)
+	ran := time.Since(start)
 	defer l.host.Docker("rm", "-f", id)
 	deadline := time.Now().Add(30 * time.Second)
 	for janustest.Ready(site.Host.Name, url) != nil {
@@ -74,6 +75,7 @@ func (l *lab) firstRTP(b *testing.B, cfg janustest.Config, url string, site *nat
 		}
 	}
 	dial := time.Now()
+	b.Logf("%s: docker run returned after %v, the HTTP API answered after %v", url, ran.Round(time.Millisecond), dial.Sub(start).Round(time.Millisecond))
 	res, err := janustest.Dial(site.Host.Name, janustest.Call{URL: url, Mode: janustest.JanusOffers,
 		STUN: "stun:" + l.stunAddr(), Connect: connectWait, Media: benchMedia})
 	if err != nil || res.Error != "" || !res.Connected {
