@@ -69,6 +69,7 @@ bench: build
 	MEDIANET_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 30x -count 1 ./test/metrics
 	MEDIANET_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 5x -count 1 ./test/k8s
 	MEDIANET_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./test/natprobe ./test/docker ./test/swarm
+	MEDIANET_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench FirstRTP -benchtime 3x -count 1 -timeout 30m ./test/media
 
 # scale: the cluster simulation against a three-member etcd (not part of
 # make test; about 10 minutes). MEDIANET_SCALE_NODES, _CHURN, _ETCD

@@ -27,7 +27,7 @@ PKGS=(
 	podman runc containernetworking-plugins busybox-static
 	docker.io docker-compose containerd
 	etcd-server etcd-client
-	coturn prometheus
+	coturn prometheus janus
 	kea-dhcp4-server dnsmasq
 	openssl ca-certificates
 	git make time strace
