@@ -91,6 +91,12 @@ type IPAMConf struct {
 	// the same pod (K8S_POD_NAMESPACE/K8S_POD_NAME) that long.
 	Sticky string    `json:"sticky,omitempty"`
 	Etcd   *EtcdConf `json:"etcd,omitempty"`
+	// ConflictCheck, a Go duration ("200ms"; "0" off), probes an address
+	// for that long before the medianet plugin hands it out;
+	// ConflictRetry is how long an address answered for is quarantined
+	// (cni/conflict.go).
+	ConflictCheck string `json:"conflictCheck,omitempty"`
+	ConflictRetry string `json:"conflictRetry,omitempty"`
 }
 
 // SubnetConf is one element of "subnets": either a string "10.0.0.0/24" or
@@ -144,6 +150,8 @@ type Config struct {
 	// Workload is "namespace/name" of the pod when the runtime passes
 	// K8S_POD_NAMESPACE and K8S_POD_NAME (set by Plugin.Load).
 	Workload string
+	// Conflict is ipam.conflictCheck and ipam.conflictRetry.
+	Conflict Conflict
 }
 
 // UsesEtcd reports whether the node's blocks are claimed in etcd:
@@ -192,6 +200,9 @@ func ParseConfig(data []byte) (*Config, error) {
 			return nil, configErr("ipam.sticky %q is not a duration such as \"30m\"", n.IPAM.Sticky)
 		}
 		c.IPAM.Sticky = d
+	}
+	if c.Conflict, err = parseConflict(&n.IPAM); err != nil {
+		return nil, err
 	}
 	if n.IPAM.Etcd != nil && len(n.IPAM.Etcd.Endpoints) == 0 {
 		return nil, configErr("ipam.etcd.endpoints is empty: list the etcd URLs or drop ipam.etcd")

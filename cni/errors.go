@@ -15,6 +15,10 @@ import (
 // are the plugin's) for "no free address in this node's ranges" on ADD.
 const CodeExhausted uint = 100
 
+// CodeConflict is medianet's code for an ADD whose every try met an
+// address another host on the LAN answers for (ipam.ErrConflict).
+const CodeConflict uint = 101
+
 // Error maps err to a CNI error. This is the one place where codes are
 // chosen:
 //
@@ -25,6 +29,7 @@ const CodeExhausted uint = 100
 //	11  ipam.ErrBusy (etcdstore.ErrUnavailable matches it), context
 //	    deadline (try again later)
 //	100 ipam.ErrExhausted (no free address)
+//	101 ipam.ErrConflict (addresses answered for by other hosts)
 //	50  (STATUS only) ipam.ErrExhausted, ipam.ErrBlockLost,
 //	    macvlan.ErrMasterNotFound, doctor.ErrNotCarrying (see
 //	    StatusError, MainStatusError)
@@ -58,6 +63,8 @@ func errorAs(prefix string, err error) *types.Error {
 		code = types.ErrTryAgainLater
 	case errors.Is(err, ipam.ErrExhausted):
 		code = CodeExhausted
+	case errors.Is(err, ipam.ErrConflict):
+		code = CodeConflict
 	}
 	return types.NewError(code, prefix+err.Error(), "")
 }
@@ -103,6 +110,7 @@ var codeNames = map[uint]string{
 	types.ErrPluginNotAvailable:     "plugin not available",
 	types.ErrLimitedConnectivity:    "limited connectivity",
 	CodeExhausted:                   "no free address in this node's ranges",
+	CodeConflict:                    "addresses answered for by other hosts on the LAN",
 	types.ErrInternal:               "internal error",
 }
 

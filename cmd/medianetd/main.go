@@ -163,9 +163,6 @@ func run(args []string) error {
 		syncer := nodeagent.NewSyncer(cniConfs(f), log)
 		onReport = syncer.OnReport
 		go syncer.Run(ctx, f.etcd.syncInterval)
-		if f.doctorInterval > 0 {
-			go runDoctors(ctx, splitList(f.cniConfDirs), f.dataDir, f.doctorInterval, log)
-		}
 	}
 	agent, err := startMetrics(ctx, f, d, etcdCfg, onReport, log)
 	if err != nil {
@@ -173,6 +170,9 @@ func run(args []string) error {
 	}
 	if agent != nil {
 		defer agent.Close()
+	}
+	if f.cniConfDirs != "" && f.doctorInterval > 0 {
+		go runDoctors(ctx, splitList(f.cniConfDirs), f.dataDir, f.doctorInterval, parentStateOf(agent), log)
 	}
 	if !f.docker {
 		if f.socket != "" {
