@@ -28,7 +28,7 @@ PKGS=(
 	docker.io docker-compose containerd
 	etcd-server etcd-client
 	coturn prometheus
-	openssl ca-certificates
+	openssl ca-certificates curl
 	git make time strace
 )
 

@@ -129,6 +129,11 @@ type listEntry struct {
 	// HeldUntil is set on a sticky hold: the workload's addresses kept
 	// for it until then (ContainerID "sticky:<workload>").
 	HeldUntil time.Time `json:"heldUntil,omitzero"`
+	// Conflict is set on a quarantine (ContainerID "conflict:<MAC>",
+	// IfName the address): the MAC that answered a probe for the
+	// address, which is not handed out before RetryAt.
+	Conflict string    `json:"conflict,omitempty"`
+	RetryAt  time.Time `json:"retryAt,omitzero"`
 }
 
 func (c *cmd) list(args []string) error {
@@ -146,7 +151,7 @@ func (c *cmd) list(args []string) error {
 		entries := make([]listEntry, 0, len(allocs))
 		for _, a := range allocs {
 			e := listEntry{Network: a.Network, ContainerID: a.ContainerID, IfName: a.IfName, Created: a.Created,
-				Workload: a.Workload, HeldUntil: a.HeldUntil}
+				Workload: a.Workload, HeldUntil: a.HeldUntil, Conflict: a.Conflict, RetryAt: a.RetryAt}
 			for _, ip := range a.IPs {
 				e.IPs = append(e.IPs, ip.String())
 			}
@@ -161,8 +166,12 @@ func (c *cmd) list(args []string) error {
 		fmt.Fprintln(tw, "NETWORK\tCONTAINER\tIFNAME\tADDRESSES\tWORKLOAD\tCREATED\tHELD UNTIL")
 		for _, e := range entries {
 			held := "-"
-			if !e.HeldUntil.IsZero() {
+			switch {
+			case !e.HeldUntil.IsZero():
 				held = e.HeldUntil.Format(time.RFC3339)
+			case e.Conflict != "":
+				// A quarantine is held until its retry time.
+				held = e.RetryAt.Format(time.RFC3339) + " (conflict)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Network, e.ContainerID, e.IfName, strings.Join(e.IPs, ","),
 				orDash(e.Workload), e.Created.Format(time.RFC3339), held)
