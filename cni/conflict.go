@@ -13,19 +13,13 @@ import (
 	"github.com/medianet/medianet/ipam/boltstore"
 )
 
-// Defaults and bounds of the conflict check (docs/ipam.md, "Conflict
-// detection", says why these).
+// The conflict check's defaults and bounds are ipam's, shared with the
+// Docker driver.
 const (
-	// DefaultConflictCheck is ipam.conflictCheck when unset.
-	DefaultConflictCheck = 200 * time.Millisecond
-	// MaxConflictCheck bounds ipam.conflictCheck: an ADD may take
-	// ConflictTries of them.
-	MaxConflictCheck = 5 * time.Second
-	// DefaultConflictRetry is ipam.conflictRetry when unset.
-	DefaultConflictRetry = 10 * time.Minute
-	// ConflictTries bounds the allocations one ADD probes: after that
-	// many tries that each met an answer, the ADD fails naming them.
-	ConflictTries = 4
+	DefaultConflictCheck = ipam.DefaultConflictCheck
+	MaxConflictCheck     = ipam.MaxConflictCheck
+	DefaultConflictRetry = ipam.DefaultConflictRetry
+	ConflictTries        = ipam.ConflictTries
 )
 
 // Conflict is the conflict check of a network: how long to probe an

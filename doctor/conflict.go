@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -74,13 +75,16 @@ func ProbeLink(ctx context.Context, nsPath, ifname string, addrs []netip.Addr, t
 // RequestAddress): the probes go from a macvlan with a fresh MAC on
 // parent (in the namespace at hostNS), in an anonymous namespace of its
 // own, as the doctor's run makes it, gone when ProbeParent returns or the
-// process dies. A parent missing, down or without carrier is
-// ErrCannotProbe.
+// process dies. A parent missing, down or without carrier, or a process
+// without the capabilities to make them, is ErrCannotProbe.
 func ProbeParent(ctx context.Context, hostNS, parent string, addrs []netip.Addr, timeout time.Duration) ([]Answer, error) {
 	if len(addrs) == 0 {
 		return nil, nil
 	}
 	l, verdict, err := setUp(Options{HostNS: hostNS, Parent: parent})
+	if errors.Is(err, os.ErrPermission) {
+		return nil, fmt.Errorf("doctor: probe on %q: %w: a namespace and a macvlan of its own need CAP_SYS_ADMIN, CAP_NET_ADMIN and CAP_NET_RAW (%v)", parent, ErrCannotProbe, err)
+	}
 	if err != nil {
 		return nil, err
 	}

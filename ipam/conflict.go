@@ -37,6 +37,23 @@ type Conflict struct {
 
 func (c Conflict) String() string { return fmt.Sprintf("%s answered by %s", c.Addr, c.MAC) }
 
+// Defaults and bounds of the conflict check, for the CNI plugin and the
+// Docker driver (docs/ipam.md, "Conflict detection", says why these).
+const (
+	// DefaultConflictCheck is how long an address is probed when the
+	// configuration does not say.
+	DefaultConflictCheck = 200 * time.Millisecond
+	// MaxConflictCheck bounds the check: an ADD may take ConflictTries
+	// of them.
+	MaxConflictCheck = 5 * time.Second
+	// DefaultConflictRetry is how long an address answered for stays
+	// quarantined when the configuration does not say.
+	DefaultConflictRetry = 10 * time.Minute
+	// ConflictTries bounds the allocations one request probes: after
+	// that many tries that each met an answer, it fails naming them.
+	ConflictTries = 4
+)
+
 // metaConflictNext is the Meta key holding the earliest RetryAt of the
 // network's quarantines (RFC 3339), so that an ADD looks at them only
 // when one is due: one Get otherwise.
@@ -157,6 +174,30 @@ func ExpireConflicts(tx Tx, network string, now time.Time) error {
 		mark = []byte(later.UTC().Format(time.RFC3339Nano))
 	}
 	return tx.PutMeta(network, metaConflictNext, mark)
+}
+
+// ReleaseConflicts frees every quarantine of network in one transaction:
+// for the owner of a network that goes away (a Docker pool released), so
+// that no quarantine outlives it.
+func ReleaseConflicts(ctx context.Context, st Store, network string) error {
+	return st.Update(ctx, func(tx Tx) error {
+		var qs []Key
+		err := tx.ForEachAllocation(network, func(a Allocation) error {
+			if a.IsConflict() {
+				qs = append(qs, a.Key)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range qs {
+			if _, _, err := releaseTx(tx, k); err != nil {
+				return err
+			}
+		}
+		return tx.PutMeta(network, metaConflictNext, []byte{})
+	})
 }
 
 func containsAddr(ips []netip.Addr, ip netip.Addr) bool {
