@@ -54,4 +54,3 @@ func BenchmarkADDConflictCheck(b *testing.B) {
 	b.ReportMetric(float64(on.Microseconds())/1000/float64(n), "default-ms/add")
 	b.ReportMetric(float64(on)/float64(off), "default/off")
 }
-
