@@ -45,6 +45,11 @@ func (o poolOptions) conflict() (check, retry time.Duration) {
 	return check, retry
 }
 
+// OnConflicts makes fn count the addresses of an ipam network that
+// another host answered for (medianetd: the metric
+// medianet_ipam_address_conflicts_total).
+func (d *Driver) OnConflicts(fn func(network string, n int)) { d.onConflicts.Store(&fn) }
+
 // probeParent is the conflict probe; tests may replace it.
 var probeParent = doctor.ProbeParent
 
@@ -91,6 +96,9 @@ func (d *ipamDriver) checkConflicts(ctx context.Context, a addressReq, got netip
 			cs[i] = ipam.Conflict{Addr: an.Addr, MAC: an.MAC, At: an.At}
 		}
 		seen = append(seen, cs...)
+		if fn := d.onConflicts.Load(); fn != nil {
+			(*fn)(a.p.ipamNet(), len(cs))
+		}
 		d.log.Warn("address answered by another host: quarantined", "pool", a.p.ID, "address", got, "mac", answers[0].MAC.String())
 		if err := q.Quarantine(ctx, a.p, a.holder, a.want, cs, time.Now().Add(retry)); err != nil {
 			return netip.Addr{}, d.giveBack(ctx, a.p, got, err)

@@ -170,6 +170,9 @@ func run(args []string) error {
 	}
 	if agent != nil {
 		defer agent.Close()
+		if d != nil {
+			d.OnConflicts(agent.Recorder().AddConflicts)
+		}
 	}
 	if f.cniConfDirs != "" && f.doctorInterval > 0 {
 		go runDoctors(ctx, splitList(f.cniConfDirs), f.dataDir, f.doctorInterval, parentStateOf(agent), log)
