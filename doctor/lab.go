@@ -60,7 +60,10 @@ func (l *lab) close() {
 // setUp checks the parent and, when it can carry frames, builds the lab.
 // A non-empty verdict (parent missing, down, no carrier) ends the run.
 func setUp(opts Options) (_ *lab, _ Verdict, retErr error) {
-	l := &lab{linkName: opts.Parent}
+	// None, not the zero NsHandle: 0 is stdin's descriptor, and close
+	// would close it (and whatever reused the number) when the run ends
+	// before the namespaces are opened (a parent missing or down).
+	l := &lab{linkName: opts.Parent, host: netns.None(), anon: netns.None()}
 	defer func() {
 		if retErr != nil {
 			l.close()
