@@ -61,7 +61,7 @@ test-e2e: build test-tools
 # driver and coturn are reported as metrics of the same run.
 bench: build
 	MEDIANET_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -skip 'AddDelFloor|Burst100' -benchtime 5x -count 1 \
-		./ipam/... ./macvlan/... ./doctor/... ./natprobe/... ./dockerplugin/... ./metrics/... ./test/cni ./test/ipam
+		./ipam/... ./macvlan/... ./doctor/... ./natprobe/... ./dockerplugin/... ./metrics/... ./test/cni ./test/ipam ./test/conflict
 	MEDIANET_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench AddDelFloor -benchtime 300x -count 1 ./test/cni
 	MEDIANET_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench Burst100 -benchtime 10x -count 1 ./test/ipam
 	MEDIANET_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench 'ADD$$' -benchtime 2000x -count 1 ./test/etcd

@@ -93,6 +93,12 @@ type IPAMConf struct {
 	Etcd   *EtcdConf `json:"etcd,omitempty"`
 	// DHCP selects leases from the LAN's DHCP server (cni/dhcp.go).
 	DHCP *DHCPConf `json:"dhcp,omitempty"`
+	// ConflictCheck, a Go duration ("200ms"; "0" off), probes an address
+	// for that long before the medianet plugin hands it out;
+	// ConflictRetry is how long an address answered for is quarantined
+	// (cni/conflict.go).
+	ConflictCheck string `json:"conflictCheck,omitempty"`
+	ConflictRetry string `json:"conflictRetry,omitempty"`
 }
 
 // SubnetConf is one element of "subnets": either a string "10.0.0.0/24" or
@@ -148,6 +154,8 @@ type Config struct {
 	Workload string
 	// DHCP is set in DHCP mode (ipam.dhcp); IPAM then has no subnet.
 	DHCP *DHCPConfig
+	// Conflict is ipam.conflictCheck and ipam.conflictRetry.
+	Conflict Conflict
 }
 
 // UsesEtcd reports whether the node's blocks are claimed in etcd:
@@ -199,6 +207,9 @@ func ParseConfig(data []byte) (*Config, error) {
 			return nil, configErr("ipam.sticky %q is not a duration such as \"30m\"", n.IPAM.Sticky)
 		}
 		c.IPAM.Sticky = d
+	}
+	if c.Conflict, err = parseConflict(&n.IPAM); err != nil {
+		return nil, err
 	}
 	if n.IPAM.Etcd != nil && len(n.IPAM.Etcd.Endpoints) == 0 {
 		return nil, configErr("ipam.etcd.endpoints is empty: list the etcd URLs or drop ipam.etcd")

@@ -16,6 +16,10 @@ import (
 // are the plugin's) for "no free address in this node's ranges" on ADD.
 const CodeExhausted uint = 100
 
+// CodeConflict is medianet's code for an ADD whose every try met an
+// address another host on the LAN answers for (ipam.ErrConflict).
+const CodeConflict uint = 101
+
 // Error maps err to a CNI error. This is the one place where codes are
 // chosen:
 //
@@ -27,6 +31,7 @@ const CodeExhausted uint = 100
 //	    deadline, and in DHCP mode no node agent, no server answering, a
 //	    NAK (try again later: the operator fixes the agent or the server)
 //	100 ipam.ErrExhausted (no free address)
+//	101 ipam.ErrConflict (addresses answered for by other hosts)
 //	50  (STATUS only) ipam.ErrExhausted, ipam.ErrBlockLost,
 //	    macvlan.ErrMasterNotFound, doctor.ErrNotCarrying (see
 //	    StatusError, MainStatusError)
@@ -61,6 +66,8 @@ func errorAs(prefix string, err error) *types.Error {
 		code = types.ErrTryAgainLater
 	case errors.Is(err, ipam.ErrExhausted):
 		code = CodeExhausted
+	case errors.Is(err, ipam.ErrConflict):
+		code = CodeConflict
 	}
 	return types.NewError(code, prefix+err.Error(), "")
 }
@@ -106,6 +113,7 @@ var codeNames = map[uint]string{
 	types.ErrPluginNotAvailable:     "plugin not available",
 	types.ErrLimitedConnectivity:    "limited connectivity",
 	CodeExhausted:                   "no free address in this node's ranges",
+	CodeConflict:                    "addresses answered for by other hosts on the LAN",
 	types.ErrInternal:               "internal error",
 }
 

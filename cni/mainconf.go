@@ -32,6 +32,9 @@ type MainConfig struct {
 	// Shim describes the host shim when hostShim is set (Master filled in
 	// at run time).
 	Shim *macvlan.ShimSpec
+	// Conflict is the medianet-ipam conflict check (also when IPAM runs
+	// by exec); zero for another IPAM type.
+	Conflict Conflict
 }
 
 // InProcess reports whether IPAM runs inside the main plugin.
@@ -65,6 +68,7 @@ func ParseMainConfig(data []byte) (*MainConfig, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.Conflict = ic.Conflict
 		// Block claims in etcd run in medianet-ipam by exec: the etcd
 		// client would triple this plugin's size and start-up time for
 		// every network, etcd or not.

@@ -48,7 +48,9 @@ func (m *Main) Add(ctx context.Context, args *skel.CmdArgs, c *MainConfig) (_ *c
 			_ = macvlan.Delete(args.Netns, args.IfName)
 		}
 	}()
-	ipres, err := m.ipamAdd(ctx, args, c)
+	// Probed before Configure, while the link has no address
+	// (conflict.go).
+	ipres, err := m.ipamAddProbed(ctx, args, c)
 	if err != nil {
 		return nil, err
 	}

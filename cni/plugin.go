@@ -42,6 +42,9 @@ type Stats struct {
 	// Claims, ClaimFailures and EtcdErrors count the blocks obtained from
 	// etcd, the claims that failed, and the etcd round trips that failed.
 	Claims, ClaimFailures, EtcdErrors int
+	// Conflicts counts the addresses another host answered for
+	// (quarantined by the main plugin's ADD).
+	Conflicts int
 	// Sync: a DEL emptied a block or left a sticky hold, for the node
 	// agent to sync an etcd network soon.
 	Sync bool

@@ -13,7 +13,7 @@ import (
 // (counted when its backlog is full). It never fails the verb.
 func sendReport(plugin, verb, network, dataDir string, start time.Time, st Stats, e *types.Error) {
 	r := report.Report{Plugin: plugin, Verb: verb, Network: network, Duration: time.Since(start), LockWait: st.LockWait,
-		Claims: st.Claims, ClaimFailures: st.ClaimFailures, EtcdErrors: st.EtcdErrors, Sync: st.Sync}
+		Claims: st.Claims, ClaimFailures: st.ClaimFailures, EtcdErrors: st.EtcdErrors, Conflicts: st.Conflicts, Sync: st.Sync}
 	if e != nil {
 		r.Code = e.Code
 	}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -104,6 +105,19 @@ func (b *ipamBook) Allocate(ctx context.Context, p pool, node, holder string, wa
 	return got, err
 }
 
+// Quarantine gives up holder's allocation in p and quarantines the
+// addresses of cs (ipam.Quarantine), in the ipam network Allocate used.
+func (b *ipamBook) Quarantine(ctx context.Context, p pool, holder string, want netip.Addr, cs []ipam.Conflict, retryAt time.Time) error {
+	n := p.ipamNet()
+	if p.Range.IsValid() && p.Options.NodeRanges == nil && want.IsValid() && !p.Range.Contains(want) {
+		n = staticNet(n)
+	}
+	return b.with(ctx, func(st ipam.Store) error {
+		_, err := ipam.Quarantine(ctx, st, ipam.Key{Network: n, ContainerID: holder, IfName: ifName}, cs, retryAt)
+		return err
+	})
+}
+
 func (b *ipamBook) Release(ctx context.Context, p pool, a netip.Addr) error {
 	return b.with(ctx, func(st ipam.Store) error {
 		for _, n := range []string{p.ipamNet(), staticNet(p.ipamNet())} {
@@ -148,6 +162,10 @@ func (b *ipamBook) ReleaseAll(ctx context.Context, p pool) error {
 	return b.with(ctx, func(st ipam.Store) error {
 		for _, n := range []string{p.ipamNet(), staticNet(p.ipamNet())} {
 			if _, err := ipam.GC(ctx, st, n, nil); err != nil {
+				return err
+			}
+			// GC keeps reservations; the pool's quarantines go with it.
+			if err := ipam.ReleaseConflicts(ctx, st, n); err != nil {
 				return err
 			}
 		}

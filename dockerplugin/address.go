@@ -79,6 +79,9 @@ func (d *ipamDriver) RequestAddress(req *requestAddressRequest) (requestAddressR
 	if err != nil {
 		return requestAddressResponse{}, d.addressError(a.p, a.want, err)
 	}
+	if got, err = d.checkConflicts(ctx, a, got); err != nil {
+		return requestAddressResponse{}, d.addressError(a.p, a.want, err)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok, err := d.pool(a.p.ID); err != nil || !ok {

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/medianet/medianet/ipam/etcdstore"
@@ -93,6 +94,8 @@ type Driver struct {
 	etcd  *etcdstore.Client // nil without Config.Etcd
 	eng   engine            // nil with DockerHost "none"
 	now   func() time.Time
+	// onConflicts counts conflicts for metrics (conflict.go).
+	onConflicts atomic.Pointer[func(network string, n int)]
 	// lastView is the last view of the engine's networks (reconcile loop),
 	// nil before the first; notLeader the time since which this node was
 	// last seen following (not leading) the Swarm, following the time the

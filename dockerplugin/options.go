@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/macvlan"
@@ -21,6 +22,9 @@ const (
 const (
 	optBlockSize  = "block-size"
 	optNodeRanges = "node-ranges"
+	// optConflictCheck and optConflictRetry: conflict.go.
+	optConflictCheck = "conflict-check"
+	optConflictRetry = "conflict-retry"
 )
 
 // netOptions are a network's driver options, validated.
@@ -105,6 +109,10 @@ func stringOptions(generic any) (map[string]string, error) {
 type poolOptions struct {
 	BlockSize  int                       `json:"blockSize,omitempty"`
 	NodeRanges map[string][]netip.Prefix `json:"nodeRanges,omitempty"`
+	// ConflictCheck (nil: ipam.DefaultConflictCheck; 0: off) and
+	// ConflictRetry (0: ipam.DefaultConflictRetry): conflict.go.
+	ConflictCheck *time.Duration `json:"conflictCheck,omitempty"`
+	ConflictRetry time.Duration  `json:"conflictRetry,omitempty"`
 }
 
 // parsePoolOptions reads --ipam-opt block-size=N and
@@ -129,9 +137,14 @@ func parsePoolOptions(opts map[string]string) (poolOptions, error) {
 			// The name is reserved for DHCP (docs/docker.md); the driver
 			// does not lease yet: say so rather than "unknown".
 			return o, fmt.Errorf("medianet: --ipam-opt mode=%s: %w: the Docker driver has no DHCP mode yet; DHCP leases work for the CNI plugins (\"ipam\": {\"dhcp\": {}}); use --subnet with node ranges or etcd here", v, ErrBadOption)
+		case optConflictCheck, optConflictRetry:
+			if err := o.parseConflict(k, v); err != nil {
+				return o, err
+			}
 		default:
 			if !strings.HasPrefix(k, "com.docker.") {
-				return o, fmt.Errorf("medianet: unknown --ipam-opt %s: %w: use %s or %s", k, ErrBadOption, optBlockSize, optNodeRanges)
+				return o, fmt.Errorf("medianet: unknown --ipam-opt %s: %w: use %s, %s, %s or %s", k, ErrBadOption,
+					optBlockSize, optNodeRanges, optConflictCheck, optConflictRetry)
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/medianet/medianet/macvlan"
 )
@@ -55,6 +56,11 @@ func TestParsePoolOptions(t *testing.T) {
 		{map[string]string{"node-ranges": "=10.0.0.0/28"}, poolOptions{}, "node-ranges"},
 		{map[string]string{"node-ranges": ""}, poolOptions{}, "node-ranges"},
 		{map[string]string{"nodes": "a"}, poolOptions{}, "--ipam-opt nodes"},
+		{map[string]string{"conflict-check": "0"}, poolOptions{ConflictCheck: new(time.Duration)}, ""},
+		{map[string]string{"conflict-check": "300ms", "conflict-retry": "1h"}, poolOptions{ConflictCheck: durationPtr(300 * time.Millisecond), ConflictRetry: time.Hour}, ""},
+		{map[string]string{"conflict-check": "-1s"}, poolOptions{}, "conflict-check"},
+		{map[string]string{"conflict-check": "1m"}, poolOptions{}, "conflict-check"},
+		{map[string]string{"conflict-retry": "100ms"}, poolOptions{}, "conflict-retry"},
 	} {
 		got, err := parsePoolOptions(tc.in)
 		if tc.wantErr != "" {
@@ -68,6 +74,8 @@ func TestParsePoolOptions(t *testing.T) {
 		}
 	}
 }
+
+func durationPtr(d time.Duration) *time.Duration { return &d }
 
 // splitOptions turns "k=v;k=v" into a map, for the fuzzers.
 func splitOptions(s string) map[string]string {

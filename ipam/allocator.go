@@ -299,7 +299,7 @@ func sameRequest(old Allocation, ips []netip.Addr) error {
 }
 
 // prepare brings the held blocks in line with the configuration and what
-// the source reported, frees expired sticky holds, and records blocks just
+// the source reported, frees expired sticky holds and quarantines, and records blocks just
 // obtained from the source.
 func (a *Allocator) prepare(tx Tx, r *round) error {
 	if err := a.reconcile(tx); err != nil {
@@ -309,6 +309,9 @@ func (a *Allocator) prepare(tx Tx, r *round) error {
 		return err
 	}
 	if err := a.expireHolds(tx); err != nil {
+		return err
+	}
+	if err := ExpireConflicts(tx, a.cfg.Network, a.Now()); err != nil {
 		return err
 	}
 	return a.putPending(tx, r)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"time"
 )
 
 // Finding kinds reported by Check: states an operator should know of and
@@ -20,6 +21,10 @@ const (
 	// FindingInLostBlock: an attachment holds an address of a lost block:
 	// another node may hand the same address out. Move the workload.
 	FindingInLostBlock = "in-lost-block"
+	// FindingConflict: an address is quarantined because another host on
+	// the LAN answered for it (MAC) when it was probed; it is not handed
+	// out before RetryAt. Find that host, or exclude its address.
+	FindingConflict = "conflict"
 )
 
 // Finding is one state of the store an operator should act on.
@@ -31,6 +36,10 @@ type Finding struct {
 	Holder   *Key         `json:"holder,omitempty"`
 	Workload string       `json:"workload,omitempty"`
 	Detail   string       `json:"detail,omitempty"`
+	// MAC and RetryAt: of a conflict, the MAC that answered and when the
+	// address is tried again.
+	MAC     string    `json:"mac,omitempty"`
+	RetryAt time.Time `json:"retryAt,omitzero"`
 }
 
 func (f Finding) String() string {
@@ -43,6 +52,9 @@ func (f Finding) String() string {
 	}
 	if f.Holder != nil {
 		s += fmt.Sprintf(" held by %s/%s", f.Holder.ContainerID, f.Holder.IfName)
+	}
+	if f.MAC != "" {
+		s += " answered by " + f.MAC
 	}
 	if f.Workload != "" {
 		s += fmt.Sprintf(" (workload %q)", f.Workload)
@@ -95,6 +107,13 @@ func checkNetwork(tx Tx, network string, view func(Block) Block) ([]Finding, err
 	var out []Finding
 	owned := map[netip.Addr]Key{}
 	err := tx.ForEachAllocation(network, func(a Allocation) error {
+		if a.IsConflict() {
+			for _, ip := range a.IPs {
+				out = append(out, Finding{Network: network, Kind: FindingConflict, Addr: ip, MAC: a.Conflict, RetryAt: a.RetryAt,
+					Detail: fmt.Sprintf("answered a probe at %s; not handed out before %s: find that host, or exclude its address",
+						a.Created.Format(time.RFC3339), a.RetryAt.Format(time.RFC3339))})
+			}
+		}
 		for _, ip := range a.IPs {
 			if o, dup := owned[ip]; dup {
 				return fmt.Errorf("%s held by both %v and %v: %w", ip, o, a.Key, ErrCorrupt)

@@ -48,4 +48,7 @@ var (
 	// (claimed by another node, or outside its ranges now); their
 	// addresses may be in use twice. Status reports it.
 	ErrBlockLost = errors.New("held block lost")
+	// ErrConflict: another host on the LAN answered for an address about
+	// to be handed out (see Quarantine).
+	ErrConflict = errors.New("address answered by another host")
 )

@@ -239,13 +239,18 @@ func (a *Allocator) release(ctx context.Context, k Key, abort bool) (Allocation,
 }
 
 // GC releases every allocation of the network not in valid, and the
-// sticky holds whose time is up.
+// sticky holds and quarantines whose time is up.
 func (a *Allocator) GC(ctx context.Context, valid []Attachment) ([]Allocation, error) {
 	out, err := GC(ctx, a.st, a.cfg.Network, valid)
 	if err != nil {
 		return out, err
 	}
-	return out, a.st.Update(ctx, a.expireHolds)
+	return out, a.st.Update(ctx, func(tx Tx) error {
+		if err := a.expireHolds(tx); err != nil {
+			return err
+		}
+		return ExpireConflicts(tx, a.cfg.Network, a.Now())
+	})
 }
 
 // List returns the network's allocations.

@@ -37,6 +37,13 @@ type Allocation struct {
 	// cluster store is told). An ADD taking the hold back compares it, so
 	// a hold published since the ADD decided is decided again.
 	Published int64 `json:"published,omitempty"`
+	// Conflict is set on a quarantine (see ConflictKey): the MAC that
+	// answered a probe for the address, which is then not handed out
+	// until RetryAt. Created is when it answered.
+	Conflict string `json:"conflict,omitempty"`
+	// RetryAt is when a quarantined address may be handed out (and so
+	// probed) again.
+	RetryAt time.Time `json:"retryAt,omitzero"`
 }
 
 // IsHold reports whether a is a sticky hold rather than a live attachment.
@@ -74,9 +81,9 @@ func MovedKey(network, node string, addr netip.Addr) Key {
 
 // IsReservation reports whether a keeps addresses for someone other than
 // a live attachment of this node (a sticky hold, a foreign or moved
-// reservation): GC leaves it alone.
+// reservation, a quarantine): GC leaves it alone.
 func (a Allocation) IsReservation() bool {
-	return a.IsHold() || strings.HasPrefix(a.ContainerID, ForeignPrefix) || strings.HasPrefix(a.ContainerID, MovedPrefix)
+	return a.IsHold() || a.IsConflict() || strings.HasPrefix(a.ContainerID, ForeignPrefix) || strings.HasPrefix(a.ContainerID, MovedPrefix)
 }
 
 // Store keeps allocations and held blocks durably. Update runs fn in one

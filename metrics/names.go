@@ -19,11 +19,15 @@ const (
 	BlockClaims        = "medianet_ipam_block_claims_total"
 	BlockClaimFailures = "medianet_ipam_block_claim_failures_total"
 	EtcdErrors         = "medianet_ipam_etcd_errors_total"
-	Operations         = "medianet_operations_total"
-	OperationDuration  = "medianet_operation_duration_seconds"
-	StoreLockWait      = "medianet_ipam_store_lock_wait_seconds"
-	Reports            = "medianet_metrics_reports_total"
-	ReportsRefused     = "medianet_metrics_reports_refused_total"
+	AddressConflicts   = "medianet_ipam_address_conflicts_total"
+
+	// The node agent's doctor, per parent link; labels node, link, state.
+	ParentState       = "medianet_parent_state"
+	Operations        = "medianet_operations_total"
+	OperationDuration = "medianet_operation_duration_seconds"
+	StoreLockWait     = "medianet_ipam_store_lock_wait_seconds"
+	Reports           = "medianet_metrics_reports_total"
+	ReportsRefused    = "medianet_metrics_reports_refused_total"
 )
 
 // Label names.
@@ -37,6 +41,8 @@ const (
 	LabelSource    = "source"
 	LabelResult    = "result"
 	LabelReason    = "reason"
+	LabelLink      = "link"
+	LabelState     = "state"
 )
 
 // Sources of etcd errors (label source of EtcdErrors).
@@ -49,8 +55,8 @@ const (
 var Series = []string{
 	AddressesInUse, BlockAddressesFree, RangeAddresses, RangeAddressesFree,
 	BlocksHeld, BlocksLost, StoreScrapeSuccess, StoreScrapeDuration,
-	BlockClaims, BlockClaimFailures, EtcdErrors, Operations, OperationDuration,
-	StoreLockWait, Reports, ReportsRefused,
+	BlockClaims, BlockClaimFailures, EtcdErrors, AddressConflicts, Operations, OperationDuration,
+	StoreLockWait, Reports, ReportsRefused, ParentState,
 }
 
 // OperationBuckets are the bounds of OperationDuration, in seconds: a CNI

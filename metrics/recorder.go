@@ -20,6 +20,8 @@ type Recorder struct {
 	claims     *prometheus.CounterVec
 	claimFails *prometheus.CounterVec
 	etcdErrs   *prometheus.CounterVec
+	conflicts  *prometheus.CounterVec
+	parent     *prometheus.GaugeVec
 	reports    *prometheus.CounterVec
 	refused    *refusedCollector
 }
@@ -47,13 +49,18 @@ func NewRecorder(reg prometheus.Registerer, node string) (*Recorder, error) {
 		etcdErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: EtcdErrors,
 			Help: "etcd operations that failed: the plugins' (source plugin) and the agent's scrape-time reads (source agent)."},
 			[]string{LabelNetwork, LabelNode, LabelSource}),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: AddressConflicts,
+			Help: "Addresses another host on the LAN answered for when an ADD or RequestAddress probed them before handing them out (quarantined)."}, byNet),
+		parent: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ParentState,
+			Help: "The node agent's last doctor verdict on a CNI network's parent link: 1 for the current state (pass, dropped, parent-missing, parent-down, no-carrier, no-answer, mtu-mismatch), 0 for the others."},
+			[]string{LabelNode, LabelLink, LabelState}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: Reports,
 			Help: "Reports received from the plugins, by result (ok, malformed)."}, []string{LabelNode, LabelResult}),
 	}
 	r.refused = &refusedCollector{node: node, desc: prometheus.NewDesc(ReportsRefused,
 		"Well-formed reports refused, by reason: sender (neither root nor the agent's user), bounds (a value no plugin sends), queue_full (counted by the plugins: the agent's backlog was full).",
 		[]string{LabelNode, LabelReason}, nil)}
-	for _, c := range []prometheus.Collector{r.ops, r.dur, r.lockWait, r.claims, r.claimFails, r.etcdErrs, r.reports, r.refused} {
+	for _, c := range []prometheus.Collector{r.ops, r.dur, r.lockWait, r.claims, r.claimFails, r.etcdErrs, r.conflicts, r.parent, r.reports, r.refused} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -71,10 +78,10 @@ func (r *Recorder) Observe(rep report.Report) {
 }
 
 // cniCodes are the codes a CNI verb returns: the spec's (1 to 7, 11, 50,
-// 51) and medianet's (100, 999); a delegated IPAM plugin's other codes
+// 51) and medianet's (100, 101, 999); a delegated IPAM plugin's other codes
 // are labelled "other", so that no report creates a series of its own.
 var cniCodes = map[uint]bool{0: true, 1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true,
-	11: true, 50: true, 51: true, 100: true, 999: true}
+	11: true, 50: true, 51: true, 100: true, 101: true, 999: true}
 
 // observePlugin records a plugin's report (checked by report.Check).
 func (r *Recorder) observePlugin(rep report.Report) {
@@ -97,6 +104,7 @@ func (r *Recorder) observe(rep report.Report, code string) {
 	if rep.EtcdErrors > 0 {
 		r.etcdErrs.WithLabelValues(net, r.node, SourcePlugin).Add(float64(rep.EtcdErrors))
 	}
+	r.AddConflicts(net, rep.Conflicts)
 }
 
 func (r *Recorder) addClaims(net string, ok, failed int) {
@@ -108,6 +116,27 @@ func (r *Recorder) addClaims(net string, ok, failed int) {
 	}
 }
 
+// AddConflicts counts n addresses of network another host answered for
+// (the plugins' reports, and medianetd's own RequestAddress).
+func (r *Recorder) AddConflicts(network string, n int) {
+	if n > 0 {
+		r.conflicts.WithLabelValues(network, r.node).Add(float64(n))
+	}
+}
+
+// SetParentState records the doctor's verdict state on link: 1 for
+// state, 0 for every other of states (the doctor's verdicts, which this
+// package does not import).
+func (r *Recorder) SetParentState(link, state string, states []string) {
+	for _, s := range states {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		r.parent.WithLabelValues(r.node, link, s).Set(v)
+	}
+}
+
 // EnsureNetwork creates the claim and error counters of network at zero,
 // so that increase() and rate() see its first claim or error.
 func (r *Recorder) EnsureNetwork(network string) {
@@ -115,6 +144,7 @@ func (r *Recorder) EnsureNetwork(network string) {
 	r.claimFails.WithLabelValues(network, r.node)
 	r.etcdErrs.WithLabelValues(network, r.node, SourcePlugin)
 	r.etcdErrs.WithLabelValues(network, r.node, SourceAgent)
+	r.conflicts.WithLabelValues(network, r.node)
 }
 
 // agentEtcdError counts a failed scrape-time read of network's claims.

@@ -29,7 +29,7 @@ PKGS=(
 	etcd-server etcd-client
 	coturn prometheus janus
 	kea-dhcp4-server dnsmasq
-	openssl ca-certificates
+	openssl ca-certificates curl
 	git make time strace
 )
 

@@ -86,7 +86,7 @@ cat >"$work/config.json" <<'JSON'
     "socket": "medianet.sock"
   },
   "network": {"type": "host"},
-  "linux": {"capabilities": ["CAP_NET_ADMIN"]},
+  "linux": {"capabilities": ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN"]},
   "mounts": [
     {
       "name": "data",

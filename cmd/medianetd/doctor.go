@@ -11,6 +11,7 @@ import (
 
 	"github.com/medianet/medianet/cni"
 	"github.com/medianet/medianet/doctor"
+	"github.com/medianet/medianet/metrics"
 )
 
 // runDoctors is the node agent's doctor: at start and every interval it
@@ -19,13 +20,14 @@ import (
 // where CNI STATUS reads it (cni/statusdoctor.go). A record is valid for
 // two intervals and a minute: when the agent stops, STATUS stops
 // believing it.
-func runDoctors(ctx context.Context, dirs []string, dataDir string, interval time.Duration, log *slog.Logger) {
+// Each verdict also goes to onVerdict (the medianet_parent_state gauge).
+func runDoctors(ctx context.Context, dirs []string, dataDir string, interval time.Duration, onVerdict func(link string, v doctor.Verdict), log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	last := map[string]doctor.Verdict{}
 	for {
 		for _, c := range doctorChecks(dirs, dataDir) {
-			checkOne(ctx, c, interval, last, log)
+			checkOne(ctx, c, interval, last, onVerdict, log)
 		}
 		select {
 		case <-ctx.Done():
@@ -35,7 +37,7 @@ func runDoctors(ctx context.Context, dirs []string, dataDir string, interval tim
 	}
 }
 
-func checkOne(ctx context.Context, c cni.DoctorCheck, interval time.Duration, last map[string]doctor.Verdict, log *slog.Logger) {
+func checkOne(ctx context.Context, c cni.DoctorCheck, interval time.Duration, last map[string]doctor.Verdict, onVerdict func(string, doctor.Verdict), log *slog.Logger) {
 	r, err := doctor.Run(ctx, doctor.Options{Parent: c.Parent, VLAN: c.VLAN, Gateways: c.Gateways})
 	if err != nil {
 		if ctx.Err() == nil {
@@ -43,6 +45,7 @@ func checkOne(ctx context.Context, c cni.DoctorCheck, interval time.Duration, la
 		}
 		return
 	}
+	onVerdict(r.Link, r.Verdict)
 	now := time.Now()
 	if err := doctor.WriteRecord(c.DataDir, doctor.Record{Report: r, Checked: now, ValidUntil: now.Add(2*interval + time.Minute)}); err != nil {
 		log.Warn("doctor: keep the report", "link", r.Link, "err", err)
@@ -121,4 +124,21 @@ func mainConfs(file string) []*cni.MainConfig {
 		}
 	}
 	return out
+}
+
+// verdicts are the states of the medianet_parent_state gauge.
+var verdicts = []doctor.Verdict{doctor.Pass, doctor.Dropped, doctor.ParentMissing, doctor.ParentDown,
+	doctor.NoCarrier, doctor.NoAnswer, doctor.MTUMismatch}
+
+// parentStateOf returns the doctor's verdict sink of agent's
+// medianet_parent_state gauge (a no-op without metrics).
+func parentStateOf(agent *metrics.Agent) func(string, doctor.Verdict) {
+	if agent == nil {
+		return func(string, doctor.Verdict) {}
+	}
+	states := make([]string, len(verdicts))
+	for i, v := range verdicts {
+		states[i] = string(v)
+	}
+	return func(link string, v doctor.Verdict) { agent.Recorder().SetParentState(link, string(v), states) }
 }

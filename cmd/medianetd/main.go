@@ -174,9 +174,6 @@ func run(args []string) error {
 		syncer := nodeagent.NewSyncer(cniConfs(f), log)
 		onReport = syncer.OnReport
 		go syncer.Run(ctx, f.etcd.syncInterval)
-		if f.doctorInterval > 0 {
-			go runDoctors(ctx, splitList(f.cniConfDirs), f.dataDir, f.doctorInterval, log)
-		}
 	}
 	agent, err := startMetrics(ctx, f, d, etcdCfg, onReport, leases.Collector(), log)
 	if err != nil {
@@ -184,6 +181,12 @@ func run(args []string) error {
 	}
 	if agent != nil {
 		defer agent.Close()
+		if d != nil {
+			d.OnConflicts(agent.Recorder().AddConflicts)
+		}
+	}
+	if f.cniConfDirs != "" && f.doctorInterval > 0 {
+		go runDoctors(ctx, splitList(f.cniConfDirs), f.dataDir, f.doctorInterval, parentStateOf(agent), log)
 	}
 	if !f.docker {
 		if f.socket != "" {

@@ -91,6 +91,8 @@ type allocValue struct {
 	HeldUntil time.Time    `json:"heldUntil,omitzero"`
 	Resumed   time.Time    `json:"resumed,omitzero"`
 	Published int64        `json:"published,omitempty"`
+	Conflict  string       `json:"conflict,omitempty"`
+	RetryAt   time.Time    `json:"retryAt,omitzero"`
 }
 
 func decodeAlloc(network string, k, v []byte) (ipam.Allocation, error) {
@@ -100,7 +102,8 @@ func decodeAlloc(network string, k, v []byte) (ipam.Allocation, error) {
 		return ipam.Allocation{}, fmt.Errorf("boltstore: network %q: allocation %q undecodable: %w", network, k, ipam.ErrCorrupt)
 	}
 	return ipam.Allocation{Key: ipam.Key{Network: network, ContainerID: cid, IfName: ifn},
-		IPs: av.IPs, Created: av.Created, Workload: av.Workload, HeldUntil: av.HeldUntil, Resumed: av.Resumed, Published: av.Published}, nil
+		IPs: av.IPs, Created: av.Created, Workload: av.Workload, HeldUntil: av.HeldUntil, Resumed: av.Resumed, Published: av.Published,
+		Conflict: av.Conflict, RetryAt: av.RetryAt}, nil
 }
 
 // Networks implements ipam.Tx.
@@ -144,7 +147,8 @@ func (t *tx) ForEachAllocation(network string, fn func(ipam.Allocation) error) e
 
 // PutAllocation implements ipam.Tx.
 func (t *tx) PutAllocation(a ipam.Allocation) error {
-	v, err := json.Marshal(allocValue{IPs: a.IPs, Created: a.Created, Workload: a.Workload, HeldUntil: a.HeldUntil, Resumed: a.Resumed, Published: a.Published})
+	v, err := json.Marshal(allocValue{IPs: a.IPs, Created: a.Created, Workload: a.Workload, HeldUntil: a.HeldUntil, Resumed: a.Resumed, Published: a.Published,
+		Conflict: a.Conflict, RetryAt: a.RetryAt})
 	if err != nil {
 		return err
 	}

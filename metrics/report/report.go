@@ -111,6 +111,9 @@ type Report struct {
 	Claims        int `json:"claims,omitempty"`
 	ClaimFailures int `json:"claimFailures,omitempty"`
 	EtcdErrors    int `json:"etcdErrors,omitempty"`
+	// Conflicts counts the addresses another host answered for when the
+	// ADD probed them (quarantined).
+	Conflicts int `json:"conflicts,omitempty"`
 	// Sync asks the node agent for an etcd sync soon: the verb emptied a
 	// block (to give back) or left a sticky hold (to publish). Other verbs
 	// wait for the agent's timer, so etcd's load does not follow churn.
@@ -133,7 +136,7 @@ func Check(r Report) error {
 		return fmt.Errorf("report: dur %s, more than %s: %w", r.Duration, MaxDuration, ErrOutOfBounds)
 	case r.LockWait > r.Duration:
 		return fmt.Errorf("report: lockWait %s longer than the verb (%s): %w", r.LockWait, r.Duration, ErrOutOfBounds)
-	case r.Claims > MaxCount || r.ClaimFailures > MaxCount || r.EtcdErrors > MaxCount:
+	case r.Claims > MaxCount || r.ClaimFailures > MaxCount || r.EtcdErrors > MaxCount || r.Conflicts > MaxCount:
 		return fmt.Errorf("report: claims %d, claimFailures %d, etcdErrors %d: more than %d: %w",
 			r.Claims, r.ClaimFailures, r.EtcdErrors, MaxCount, ErrOutOfBounds)
 	case r.Code > MaxCode:
@@ -181,7 +184,7 @@ func Decode(b []byte) (Report, error) {
 		return Report{}, fmt.Errorf("report: version %d, want %d: %w", r.V, Version, ErrMalformed)
 	case r.Plugin == "" || r.Verb == "":
 		return Report{}, fmt.Errorf("report: plugin or verb missing: %w", ErrMalformed)
-	case r.Duration < 0 || r.LockWait < 0 || r.Claims < 0 || r.ClaimFailures < 0 || r.EtcdErrors < 0:
+	case r.Duration < 0 || r.LockWait < 0 || r.Claims < 0 || r.ClaimFailures < 0 || r.EtcdErrors < 0 || r.Conflicts < 0:
 		return Report{}, fmt.Errorf("report: negative duration or count: %w", ErrMalformed)
 	}
 	return r, nil

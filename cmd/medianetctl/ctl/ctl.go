@@ -135,6 +135,11 @@ type listEntry struct {
 	LeaseExpires time.Time `json:"leaseExpires,omitzero"`
 	LeaseState   string    `json:"leaseState,omitempty"`
 	LeaseServer  string    `json:"leaseServer,omitempty"`
+	// Conflict is set on a quarantine (ContainerID "conflict:<MAC>",
+	// IfName the address): the MAC that answered a probe for the
+	// address, which is not handed out before RetryAt.
+	Conflict string    `json:"conflict,omitempty"`
+	RetryAt  time.Time `json:"retryAt,omitzero"`
 }
 
 func (c *cmd) list(args []string) error {
@@ -152,7 +157,7 @@ func (c *cmd) list(args []string) error {
 		entries := make([]listEntry, 0, len(allocs))
 		for _, a := range allocs {
 			e := listEntry{Network: a.Network, ContainerID: a.ContainerID, IfName: a.IfName, Created: a.Created,
-				Workload: a.Workload, HeldUntil: a.HeldUntil}
+				Workload: a.Workload, HeldUntil: a.HeldUntil, Conflict: a.Conflict, RetryAt: a.RetryAt}
 			for _, ip := range a.IPs {
 				e.IPs = append(e.IPs, ip.String())
 			}
@@ -172,8 +177,12 @@ func (c *cmd) list(args []string) error {
 		fmt.Fprintln(tw, "NETWORK\tCONTAINER\tIFNAME\tADDRESSES\tWORKLOAD\tCREATED\tHELD UNTIL\tLEASE EXPIRES")
 		for _, e := range entries {
 			held, lease := "-", "-"
-			if !e.HeldUntil.IsZero() {
+			switch {
+			case !e.HeldUntil.IsZero():
 				held = e.HeldUntil.Format(time.RFC3339)
+			case e.Conflict != "":
+				// A quarantine is held until its retry time.
+				held = e.RetryAt.Format(time.RFC3339) + " (conflict)"
 			}
 			if !e.LeaseExpires.IsZero() {
 				lease = e.LeaseExpires.Format(time.RFC3339)
