@@ -228,6 +228,10 @@ func (hostLinks) Create(spec macvlan.Spec, name string) error {
 
 func (hostLinks) Delete(name string) error { return macvlan.Delete("", name) }
 
+func (hostLinks) AnnounceWhenConfigured(ctx context.Context, nsPath string, mac net.HardwareAddr, addrs []netip.Addr) error {
+	return macvlan.AnnounceWhenConfigured(ctx, nsPath, mac, addrs)
+}
+
 // sandboxDir holds the network namespaces of Docker's sandboxes (the
 // managed plugin mounts it).
 const sandboxDir = "/var/run/docker/netns"

@@ -1,9 +1,12 @@
 package dockerplugin
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -141,8 +144,37 @@ func (d *networkDriver) Join(req *joinRequest) (joinResponse, error) {
 	if n.Gateway6.IsValid() && e.Addr6.IsValid() {
 		resp.GatewayIPv6 = n.Gateway6.String()
 	}
+	if an, ok := d.links.(lateAnnouncer); ok && req.SandboxKey != "" {
+		var addrs []netip.Addr
+		for _, p := range []netip.Prefix{e.Addr, e.Addr6} {
+			if p.IsValid() {
+				addrs = append(addrs, p.Addr())
+			}
+		}
+		// Docker configures the link after this returns: announce from
+		// its namespace once it has, in the background, bounded.
+		go func(log *slog.Logger, key string) {
+			ctx, cancel := context.WithTimeout(context.Background(), announceWithin)
+			defer cancel()
+			if err := an.AnnounceWhenConfigured(ctx, key, mac, addrs); err != nil {
+				log.Warn("endpoint not announced", "endpoint", e.ID, "error", err)
+			}
+		}(d.log, req.SandboxKey)
+	}
 	return resp, nil
 }
+
+// lateAnnouncer is implemented by link makers that can announce an
+// endpoint's addresses once Docker has configured its link (macvlan's
+// AnnounceWhenConfigured): a gratuitous ARP and an unsolicited neighbour
+// advertisement, so that the LAN learns a reused address's new MAC at
+// once, as the CNI plugin's links do through arp_notify.
+type lateAnnouncer interface {
+	AnnounceWhenConfigured(ctx context.Context, nsPath string, mac net.HardwareAddr, addrs []netip.Addr) error
+}
+
+// announceWithin bounds the wait for Docker to configure a joined link.
+const announceWithin = 30 * time.Second
 
 // Leave deletes the endpoint's link if it is still in the host namespace.
 // Docker calls Leave before it moves the link back out of the container
