@@ -34,6 +34,12 @@ func startEtcdRelay(tb testing.TB) *etcdRelay {
 	if _, err := exec.LookPath("iptables"); err != nil {
 		tb.Skip("needs iptables (Debian package iptables) to blackhole etcd")
 	}
+	// A relay link left by a test killed before its cleanup holds the
+	// address, and its route would take this relay's traffic: say so
+	// rather than time out on every claim.
+	if out, err := exec.Command("ip", "-o", "addr", "show", "to", "10.239.251.1/32").Output(); err == nil && len(strings.TrimSpace(string(out))) > 0 {
+		tb.Fatalf("10.239.251.1 is already on a link (left by a killed test run?); delete it first: %s", out)
+	}
 	srv := etcdtest.Start(tb, etcdtest.Options{})
 	ens := nstest.NewNS(tb, "mnetcd")
 	end := nstest.UniqueName("mne")
