@@ -241,8 +241,15 @@ func TestCRIKillDuringAdd(t *testing.T) {
 		t.Fatalf("after the orphaned ADD: allocations %v, want one", held)
 	}
 	for id := range held {
-		// Logged before the result is written to containerd's closed pipe.
-		if l := logLines(t, n.logFile, "ADD", id); len(l) != 1 || !strings.HasSuffix(l[0], " ok") {
+		// Logged at the end of the ADD (after the conflict probe, which
+		// comes after the allocation), before the result is written to
+		// containerd's closed pipe: wait for it.
+		l := logLines(t, n.logFile, "ADD", id)
+		for len(l) == 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			l = logLines(t, n.logFile, "ADD", id)
+		}
+		if len(l) != 1 || !strings.HasSuffix(l[0], " ok") {
 			t.Errorf("log of the orphaned ADD: %q, want one line ending ok", l)
 		}
 	}
