@@ -97,8 +97,8 @@ type Driver struct {
 	etcd  *etcdstore.Client // nil without Config.Etcd
 	// leases keeps DHCP pools' leases (dhcp.go); nil without Config.Leases.
 	leases LeaseKeeper
-	eng   engine            // nil with DockerHost "none"
-	now   func() time.Time
+	eng    engine // nil with DockerHost "none"
+	now    func() time.Time
 	// onConflicts counts conflicts for metrics (conflict.go).
 	onConflicts atomic.Pointer[func(network string, n int)]
 	// lastView is the last view of the engine's networks (reconcile loop),

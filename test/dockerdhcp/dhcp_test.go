@@ -41,15 +41,13 @@ type lab struct {
 }
 
 // serverConfig serves part of the hosts' own subnet (the server's link
-// must be in the subnet it serves); kea's T1 is short for the renewal
-// test, dnsmasq's too (its lease is at least 2 minutes).
-func serverConfig(kind string) dhcptest.Config {
+// must be in the subnet it serves); T1 is short for the renewal test, the
+// lease long enough for a container start on a loaded machine (Docker
+// leases before it starts the container: 30 s was not always enough).
+func serverConfig() dhcptest.Config {
 	p := func(s string) netip.Addr { return netip.MustParseAddr("10.239.0." + s) }
 	c := dhcptest.Config{Subnet: dockertest.HostSubnet, Server: p("250"), Gateway: p("254"),
-		PoolFirst: p("100"), PoolLast: p("149"), Lease: 30 * time.Second, T1: 4 * time.Second, T2: 25 * time.Second}
-	if kind == dhcptest.Dnsmasq {
-		c.Lease, c.T2 = 120*time.Second, 100*time.Second
-	}
+		PoolFirst: p("100"), PoolLast: p("149"), Lease: 120 * time.Second, T1: 4 * time.Second, T2: 100 * time.Second}
 	return c
 }
 
@@ -59,7 +57,7 @@ func newLab(t *testing.T, kind string) *lab {
 	dhcptest.Skip(t, kind)
 	dockertest.RequireHosts(t)
 	hs := dockertest.NewHosts(t, 1)
-	l := &lab{host: hs.Hosts[0], cfg: serverConfig(kind), net: nstest.UniqueName("mndh")}
+	l := &lab{host: hs.Hosts[0], cfg: serverConfig(), net: nstest.UniqueName("mndh")}
 	l.srv = dhcptest.Start(t, kind, hs.LAN, l.cfg)
 	l.md = l.host.StartMedianetdInHost(t, filepath.Join(binDir, "medianetd"))
 	t.Cleanup(func() {
