@@ -239,3 +239,32 @@ func TestDockerDHCPNoServer(t *testing.T) {
 		t.Errorf("macvlans left in the host namespace: %v", ls)
 	}
 }
+
+// TestDockerDHCPDockerdKilled: dockerd dies (SIGKILL) with a container on
+// a mode=dhcp network and comes back; whatever Docker remembers to tell
+// the plugin, the lease of the container it no longer has is given back
+// (RELEASE seen by the server) and forgotten, by Docker's calls or by
+// medianetd's reconcile loop.
+func TestDockerDHCPDockerdKilled(t *testing.T) {
+	l := newLab(t, dhcptest.Dnsmasq)
+	id := l.run(t, "janus-1")
+	addr, mac := l.eth0(t, id)
+	if _, ok := l.leaseOf(t, mac); !ok {
+		t.Fatalf("no lease for %s in dhcp.db", mac)
+	}
+	l.host.Kill()
+	l.host.Start(t)
+	err := dockertest.WaitFor(3*time.Minute, func() error {
+		sl, ok, err := l.srv.LeaseOf(addr.Addr())
+		if _, held := l.leaseOf(t, mac); held || err != nil || (ok && sl.Active) {
+			return fmt.Errorf("%w: medianetd holds the lease: %v; server's lease of %s: %+v (%v)", dockertest.ErrNotYet, held, addr, sl, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ls := l.macvlans(t); len(ls) > 0 {
+		t.Errorf("macvlans left in the host namespace: %v", ls)
+	}
+}
