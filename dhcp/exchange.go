@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
+
+// errLinkGone: the lease's link is not where its record says.
+var errLinkGone = errors.New("link gone")
 
 // retransmit is the first retransmission interval of an exchange; it
 // doubles up to the exchange's deadline (RFC 2131 4.1 starts at 4 s; a
@@ -61,16 +65,48 @@ func inNetns(path string, fn func() error) error {
 	return err
 }
 
-// acquire runs DISCOVER, OFFER, REQUEST, ACK on link ifname in netns,
+// linkRef names a lease's link inside its namespace: by name, or (name
+// empty) by MAC, for a link the runtime renames (Docker's).
+type linkRef struct {
+	name string
+	mac  net.HardwareAddr
+}
+
+func (l linkRef) String() string {
+	if l.name != "" {
+		return fmt.Sprintf("%q", l.name)
+	}
+	return "with MAC " + l.mac.String()
+}
+
+// find returns the link; call it inside the namespace.
+func (l linkRef) find() (netlink.Link, error) {
+	if l.name != "" {
+		return netlink.LinkByName(l.name)
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range links {
+		if k.Type() == "macvlan" && bytes.Equal(k.Attrs().HardwareAddr, l.mac) {
+			return k, nil
+		}
+	}
+	return nil, fmt.Errorf("no macvlan with MAC %s", l.mac)
+}
+
+// acquire runs DISCOVER, OFFER, REQUEST, ACK on link lk in netns,
 // asking for want (option 50) when valid. The link is set up first.
-func acquire(ctx context.Context, netnsPath, ifname string, id identity, want netip.Addr) (*nclient4.Lease, net.HardwareAddr, error) {
+func acquire(ctx context.Context, netnsPath string, lk linkRef, id identity, want netip.Addr) (*nclient4.Lease, net.HardwareAddr, error) {
 	var c *nclient4.Client
 	var mac net.HardwareAddr
 	err := inNetns(netnsPath, func() error {
-		link, err := netlink.LinkByName(ifname)
+		link, err := lk.find()
 		if err != nil {
-			return fmt.Errorf("link %q in %s: %w: %w", ifname, netnsPath, dhcpapi.ErrBadRequest, err)
+			return fmt.Errorf("link %s in %s: %w: %w", lk, netnsPath, dhcpapi.ErrBadRequest, err)
 		}
+		ifname := link.Attrs().Name
 		if err := netlink.LinkSetUp(link); err != nil {
 			return fmt.Errorf("link %q in %s: set up: %w", ifname, netnsPath, err)
 		}
@@ -103,11 +139,15 @@ func acquire(ctx context.Context, netnsPath, ifname string, id identity, want ne
 // renew sends REQUEST for lease: unicast from the leased address to the
 // server while renewing (before T2), broadcast on the link while
 // rebinding.
-func renew(ctx context.Context, netnsPath, ifname string, id identity, lease *nclient4.Lease, rebinding bool) (*nclient4.Lease, error) {
+func renew(ctx context.Context, netnsPath string, lk linkRef, id identity, lease *nclient4.Lease, rebinding bool) (*nclient4.Lease, error) {
 	var c *nclient4.Client
 	err := inNetns(netnsPath, func() error {
 		opts := []nclient4.ClientOpt{nclient4.WithTimeout(retransmit), nclient4.WithRetry(64)}
-		var err error
+		link, err := lk.find()
+		if err != nil {
+			return fmt.Errorf("link %s in %s: %w: %w", lk, netnsPath, errLinkGone, err)
+		}
+		ifname := link.Attrs().Name
 		if rebinding {
 			c, err = nclient4.New(ifname, opts...)
 		} else {
@@ -131,8 +171,13 @@ func renew(ctx context.Context, netnsPath, ifname string, id identity, lease *nc
 
 // release sends RELEASE unicast from the leased address to the server
 // (RFC 2131 4.4.4); there is no answer to wait for.
-func release(netnsPath, ifname string, id identity, lease *nclient4.Lease) error {
+func release(netnsPath string, lk linkRef, id identity, lease *nclient4.Lease) error {
 	return inNetns(netnsPath, func() error {
+		link, err := lk.find()
+		if err != nil {
+			return fmt.Errorf("link %s in %s: %w: %w", lk, netnsPath, errLinkGone, err)
+		}
+		ifname := link.Attrs().Name
 		c, err := unicastClient(ifname, lease)
 		if err != nil {
 			return fmt.Errorf("link %q in %s: socket: %w", ifname, netnsPath, err)
@@ -186,12 +231,13 @@ func unicastClient(ifname string, lease *nclient4.Lease, opts ...nclient4.Client
 
 // removeAddr takes addr off link ifname in netns (the lease expired);
 // an address or link already gone is success.
-func removeAddr(netnsPath, ifname string, addr netip.Prefix) error {
+func removeAddr(netnsPath string, lk linkRef, addr netip.Prefix) error {
 	return inNetns(netnsPath, func() error {
-		link, err := netlink.LinkByName(ifname)
+		link, err := lk.find()
 		if err != nil {
 			return nil
 		}
+		ifname := link.Attrs().Name
 		a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), 32)}}
 		if err := netlink.AddrDel(link, a); err != nil && !errors.Is(err, errAddrNotAvail) {
 			return fmt.Errorf("remove %s from %q in %s: %w", addr, ifname, netnsPath, err)

@@ -15,6 +15,7 @@ import (
 // address is taken off the link and the record marked expired, for
 // CHECK and medianetctl to report.
 func (m *Manager) keep(ctx context.Context, k dhcpapi.Key) {
+	quiet := false // a local failure was logged
 	for {
 		r := m.record(k)
 		if r == nil || r.State != dhcpapi.StateBound {
@@ -37,8 +38,9 @@ func (m *Manager) keep(ctx context.Context, k dhcpapi.Key) {
 			if rebinding {
 				phaseEnd = t.expiry
 			}
-			done, err := m.renewOnce(ctx, r, rebinding, phaseEnd)
+			done, err := m.renewOnce(ctx, r, rebinding, phaseEnd, quiet)
 			if done {
+				quiet = false
 				continue
 			}
 			if errors.Is(err, dhcpapi.ErrNAK) {
@@ -49,6 +51,12 @@ func (m *Manager) keep(ctx context.Context, k dhcpapi.Key) {
 				return
 			}
 			wait := max(phaseEnd.Sub(m.now())/2, m.minRetry)
+			if local(err) {
+				// Nothing reached the server: the namespace or link is
+				// not there (yet: Docker binds a container's namespace
+				// after Join). Look again soon, quietly.
+				wait, quiet = localRetry, true
+			}
 			next = m.now().Add(wait)
 			if next.After(phaseEnd) {
 				next = phaseEnd
@@ -70,18 +78,30 @@ func (m *Manager) keep(ctx context.Context, k dhcpapi.Key) {
 	}
 }
 
+// localRetry is the wait after a renewal that failed before sending
+// anything (local): the RFC's minimum between retransmissions is about
+// the server, which heard nothing.
+const localRetry = time.Second
+
+// local reports a renewal that failed on this side: namespace or link
+// missing.
+func local(err error) bool {
+	return errors.Is(err, dhcpapi.ErrBadRequest) || errors.Is(err, errLinkGone)
+}
+
 // renewOnce sends one REQUEST (with its retransmissions) and records the
-// ACK; done reports a renewed lease.
-func (m *Manager) renewOnce(ctx context.Context, r *Record, rebinding bool, phaseEnd time.Time) (done bool, err error) {
+// ACK; done reports a renewed lease. quiet: a local failure was logged
+// already.
+func (m *Manager) renewOnce(ctx context.Context, r *Record, rebinding bool, phaseEnd time.Time, quiet bool) (done bool, err error) {
 	l, err := r.lease()
 	if err != nil {
 		return false, err
 	}
 	actx, cancel := context.WithDeadline(ctx, phaseEnd)
 	defer cancel()
-	nl, err := renew(actx, r.Netns, r.Key.IfName, r.identity(), l, rebinding)
+	nl, err := renew(actx, r.Netns, r.link(), r.identity(), l, rebinding)
 	if err != nil {
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && !(quiet && local(err)) {
 			m.log.Warn("dhcp renewal failed", "network", r.Key.Network, "container", r.Key.ContainerID, "ifname", r.Key.IfName, "rebinding", rebinding, "err", err)
 		}
 		return false, err
@@ -112,7 +132,7 @@ func (m *Manager) expire(r *Record, why error) {
 	nr.State = dhcpapi.StateExpired
 	if l, err := r.lease(); err == nil {
 		if p, err := address(l.ACK); err == nil {
-			if err := removeAddr(r.Netns, r.Key.IfName, p); err != nil {
+			if err := removeAddr(r.Netns, r.link(), p); err != nil {
 				m.log.Error("dhcp expired address not removed", "container", r.Key.ContainerID, "address", p, "err", err)
 			}
 		}

@@ -32,9 +32,26 @@ type Record struct {
 	Bound    time.Time `json:"bound"`
 	// State is dhcpapi.StateBound or StateExpired.
 	State string `json:"state"`
+	// LinkByMAC: the link is the macvlan with MAC in Netns, whatever
+	// its name (Docker renames it); Netns is empty until the workload's
+	// link exists (Attach). Parent and Mode are where a short-lived
+	// macvlan with MAC sends a RELEASE whose link is gone
+	// (AcquireRequest.Parent).
+	LinkByMAC bool   `json:"linkByMAC,omitempty"`
+	Parent    string `json:"parent,omitempty"`
+	Mode      string `json:"macvlanMode,omitempty"`
 }
 
 func (r *Record) identity() identity { return identity{clientID: r.ClientID, hostname: r.Hostname} }
+
+// link is where the lease's link is found inside Netns.
+func (r *Record) link() linkRef {
+	if r.LinkByMAC {
+		mac, _ := net.ParseMAC(r.MAC)
+		return linkRef{mac: mac}
+	}
+	return linkRef{name: r.Key.IfName}
+}
 
 // lease decodes the OFFER and ACK.
 func (r *Record) lease() (*nclient4.Lease, error) {

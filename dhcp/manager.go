@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/medianet/medianet/dhcp/dhcpapi"
 )
 
@@ -164,8 +166,15 @@ func (m *Manager) setRecord(r *Record) {
 // attachment that holds one already gets a fresh exchange asking for the
 // same address. Nothing is recorded when it fails.
 func (m *Manager) Acquire(ctx context.Context, req dhcpapi.AcquireRequest) (dhcpapi.Lease, error) {
-	if req.Netns == "" || req.IfName == "" || req.Network == "" || req.ClientID == "" {
-		return dhcpapi.Lease{}, fmt.Errorf("acquire needs network, netns, ifname and clientID: %w", dhcpapi.ErrBadRequest)
+	if (req.Netns == "" && req.Parent == "") || req.IfName == "" || req.Network == "" || req.ClientID == "" {
+		return dhcpapi.Lease{}, fmt.Errorf("acquire needs network, netns (or parent and mac), ifname and clientID: %w", dhcpapi.ErrBadRequest)
+	}
+	var onParent net.HardwareAddr
+	if req.Parent != "" {
+		var err error
+		if onParent, err = net.ParseMAC(req.MAC); err != nil {
+			return dhcpapi.Lease{}, fmt.Errorf("acquire on parent %q: mac %q: %w: %w", req.Parent, req.MAC, dhcpapi.ErrBadRequest, err)
+		}
 	}
 	timeout := req.Timeout
 	if timeout <= 0 {
@@ -188,7 +197,19 @@ func (m *Manager) Acquire(ctx context.Context, req dhcpapi.AcquireRequest) (dhcp
 	} else if prev, err := m.st.Previous(id.clientID); err == nil && len(prev) == 4 {
 		want = netip.AddrFrom4([4]byte(prev))
 	}
-	lease, mac, err := acquire(ctx, req.Netns, req.IfName, id, want)
+	netnsPath, lk := req.Netns, linkRef{name: req.IfName}
+	if onParent != nil {
+		sc, err := newScratch(req.Parent, onParent, req.Mode)
+		if err != nil {
+			if old != nil {
+				m.hold(old)
+			}
+			return dhcpapi.Lease{}, fmt.Errorf("lease for %s/%s on %q: %w", req.ContainerID, req.IfName, req.Network, err)
+		}
+		defer sc.close()
+		netnsPath, lk = sc.path, linkRef{name: scratchLink}
+	}
+	lease, mac, err := acquire(ctx, netnsPath, lk, id, want)
 	if err != nil {
 		if old != nil {
 			m.hold(old) // the attachment keeps what it had
@@ -200,9 +221,13 @@ func (m *Manager) Acquire(ctx context.Context, req dhcpapi.AcquireRequest) (dhcp
 	}
 	r := &Record{Key: req.Key, Netns: req.Netns, ClientID: id.clientID, Hostname: req.Hostname, MAC: mac.String(),
 		Sticky: req.Sticky, Offer: lease.Offer.ToBytes(), ACK: lease.ACK.ToBytes(), Obtained: lease.CreationTime, Bound: lease.CreationTime, State: dhcpapi.StateBound}
+	if onParent != nil {
+		// The workload's link does not exist yet: Attach names its namespace.
+		r.Netns, r.LinkByMAC, r.Parent, r.Mode = "", true, req.Parent, req.Mode
+	}
 	if err := m.st.Put(r); err != nil {
 		// Not recorded, so not kept: give it back rather than squat.
-		_ = release(r.Netns, r.Key.IfName, id, lease)
+		_ = release(netnsPath, lk, id, lease)
 		return dhcpapi.Lease{}, err
 	}
 	m.hold(r)
@@ -263,13 +288,76 @@ func (m *Manager) sendRelease(r *Record) {
 	}
 	l, err := r.lease()
 	if err == nil {
-		err = release(r.Netns, r.Key.IfName, r.identity(), l)
+		err = m.release(r, l)
 	}
 	if err != nil {
 		m.log.Warn("dhcp release not sent; the server ends the lease at its expiry", "network", r.Key.Network, "container", r.Key.ContainerID, "ifname", r.Key.IfName, "err", err)
 		return
 	}
 	m.log.Info("dhcp lease released", "network", r.Key.Network, "container", r.Key.ContainerID, "ifname", r.Key.IfName, "address", l.ACK.YourIPAddr, "server", l.ACK.ServerIdentifier())
+}
+
+// release sends r's RELEASE from its link, or, when the link is gone and
+// the lease was obtained on a parent (Docker), from a short-lived macvlan
+// with its MAC and address on that parent.
+func (m *Manager) release(r *Record, l *nclient4.Lease) error {
+	var err error
+	if r.Netns != "" {
+		if err = release(r.Netns, r.link(), r.identity(), l); err == nil || r.Parent == "" {
+			return err
+		}
+	}
+	if r.Parent == "" {
+		return fmt.Errorf("lease of %s/%s has no namespace: %w", r.Key.ContainerID, r.Key.IfName, errLinkGone)
+	}
+	mac, perr := net.ParseMAC(r.MAC)
+	if perr != nil {
+		return perr
+	}
+	p, perr := address(l.ACK)
+	if perr != nil {
+		return perr
+	}
+	sc, serr := newScratch(r.Parent, mac, r.Mode)
+	if serr != nil {
+		return errors.Join(err, fmt.Errorf("release from %q: %w", r.Parent, serr))
+	}
+	defer sc.close()
+	var router net.IP
+	if rs := l.ACK.Router(); len(rs) > 0 {
+		router = rs[0]
+	}
+	if serr := sc.configure(p, l.ACK.ServerIdentifier(), router); serr != nil {
+		return errors.Join(err, fmt.Errorf("release from %q: %w", r.Parent, serr))
+	}
+	return release(sc.path, linkRef{name: scratchLink}, r.identity(), l)
+}
+
+// Attach records netns as the namespace of k's link (found there by its
+// MAC), for a lease obtained on a parent before the link existed; the
+// keeper renews from there. It is persisted before it returns.
+func (m *Manager) Attach(ctx context.Context, k dhcpapi.Key, netns string) error {
+	unlock, err := m.lock(ctx, k)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	r := m.record(k)
+	if r == nil {
+		return fmt.Errorf("no lease for %s/%s on %q: %w", k.ContainerID, k.IfName, k.Network, dhcpapi.ErrNotFound)
+	}
+	if r.Netns == netns && r.LinkByMAC {
+		return nil
+	}
+	nr := *r
+	nr.Netns, nr.LinkByMAC = netns, true
+	m.unhold(k)
+	if err := m.st.Put(&nr); err != nil {
+		m.hold(r)
+		return err
+	}
+	m.hold(&nr)
+	return nil
 }
 
 // Get returns k's lease.

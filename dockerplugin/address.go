@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -61,6 +62,9 @@ func (d *ipamDriver) RequestAddress(req *requestAddressRequest) (requestAddressR
 		return done, err
 	}
 	ctx := context.Background()
+	if a.mac != nil {
+		return d.leaseAddress(ctx, a)
+	}
 	if a.mustBeFree {
 		held, err := d.addrs.Held(ctx, a.p, a.want)
 		switch {
@@ -103,6 +107,8 @@ type addressReq struct {
 	// global space, where a held address is answered only when it is the
 	// network's aux address.
 	mustBeFree bool
+	// mac is the endpoint's MAC, for a lease of a DHCP pool (dhcp.go).
+	mac net.HardwareAddr
 }
 
 // addressRequest validates req under d.mu. A request answered at once
@@ -125,6 +131,9 @@ func (d *ipamDriver) addressRequest(req *requestAddressRequest) (a addressReq, d
 		if !p.Prefix.Contains(want) {
 			return a, done, fmt.Errorf("medianet: address %s is outside --subnet %s: %w", want, p.Prefix, ErrOutOfPool)
 		}
+	}
+	if p.Options.DHCP {
+		return d.dhcpAddressRequest(req, p, want)
 	}
 	if req.Options[requestAddressType] == gatewayRequest {
 		done, err = d.gateway(p, want)
@@ -203,6 +212,13 @@ func (d *ipamDriver) ReleaseAddress(req *releaseAddressRequest) (empty, error) {
 	}
 	if a == p.Gateway {
 		return empty{}, nil
+	}
+	if p.Options.DHCP {
+		// A lease Leave has not given back: an endpoint that never joined.
+		d.mu.Unlock()
+		err := (*Driver)(d).releaseLeaseAt(context.Background(), p, a)
+		d.mu.Lock()
+		return empty{}, err
 	}
 	if err := d.addrs.Release(context.Background(), p, a); err != nil {
 		return empty{}, fmt.Errorf("medianet: release %s of pool %s: %w", a, p.ID, err)

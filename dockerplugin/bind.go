@@ -56,6 +56,9 @@ func (d *Driver) bindPool(ctx context.Context, id, space string, prefix netip.Pr
 		return err // no pool of ours: another IPAM driver's network
 	}
 	p := ps[0]
+	if len(ps) > 1 { // DHCP pools, one per network (dhcp.go)
+		p = pickPool(ps, id)
+	}
 	switch {
 	case slices.Contains(p.Networks, id):
 		return d.rebind(ctx, id, p, aux)
@@ -78,6 +81,25 @@ func (d *Driver) bindPool(ctx context.Context, id, space string, prefix netip.Pr
 	p.Refs = max(1, p.Refs-len(p.Networks))
 	p.Networks, p.Aux, p.Allocated = []string{id}, aux, d.now()
 	return d.savePool(p)
+}
+
+// pickPool returns the pool of ps bound to id, else the unbound one
+// requested last: Docker requests a network's pool just before it
+// creates the network.
+func pickPool(ps []pool, id string) pool {
+	if i := slices.IndexFunc(ps, func(p pool) bool { return slices.Contains(p.Networks, id) }); i >= 0 {
+		return ps[i]
+	}
+	best := -1
+	for i, p := range ps {
+		if len(p.Networks) == 0 && (best < 0 || p.Requested.After(ps[best].Requested)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return ps[0]
+	}
+	return ps[best]
 }
 
 // rebind handles network id created again by Docker (see the top of

@@ -43,6 +43,9 @@ type Config struct {
 	// the engine's networks; 0 means DefaultReconcileInterval, negative
 	// never (in global scope the leader is still watched, watch.go).
 	ReconcileInterval time.Duration
+	// Leases keeps the DHCP leases of --ipam-opt mode=dhcp networks
+	// (medianetd's dhcp.Manager); nil refuses such networks' addresses.
+	Leases LeaseKeeper
 }
 
 // DefaultReconcileInterval is Config.ReconcileInterval's default.
@@ -92,8 +95,10 @@ type Driver struct {
 	node  string
 	log   *slog.Logger
 	etcd  *etcdstore.Client // nil without Config.Etcd
-	eng   engine            // nil with DockerHost "none"
-	now   func() time.Time
+	// leases keeps DHCP pools' leases (dhcp.go); nil without Config.Leases.
+	leases LeaseKeeper
+	eng    engine // nil with DockerHost "none"
+	now    func() time.Time
 	// onConflicts counts conflicts for metrics (conflict.go).
 	onConflicts atomic.Pointer[func(network string, n int)]
 	// lastView is the last view of the engine's networks (reconcile loop),
@@ -183,7 +188,7 @@ func newDriver(cfg Config, st *state, addrs addressBook, links linkMaker) *Drive
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Driver{st: st, addrs: addrs, links: links, scope: cfg.Scope, node: cfg.Node, log: log, now: time.Now,
-		poke: make(chan struct{}, 1)}
+		poke: make(chan struct{}, 1), leases: cfg.Leases}
 }
 
 // Close stops the reconcile loop and closes the state file and the etcd

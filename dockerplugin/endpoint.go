@@ -54,6 +54,12 @@ func (d *networkDriver) CreateEndpoint(req *createEndpointRequest) (createEndpoi
 	default:
 		e.MAC = macFromIP(e.Addr6.Addr()).String()
 	}
+	if mac, err := net.ParseMAC(e.MAC); err == nil && d.leases != nil {
+		k := leaseKey(e.NetworkID, mac)
+		if _, err := d.leases.Get(k); err == nil {
+			e.Lease = &k // RequestAddress leased the address (dhcp.go)
+		}
+	}
 	err = d.st.db.Update(func(tx *bolt.Tx) error { return put(tx, bucketEndpoints, e.ID, e) })
 	if err != nil {
 		return createEndpointResponse{}, err
@@ -87,13 +93,29 @@ func parseOptionalPrefix(s string) (netip.Prefix, error) {
 // records the endpoint (forgotten by Reconcile or DeleteNetwork while
 // Docker still had it). An unknown endpoint is success.
 func (d *networkDriver) DeleteEndpoint(req *endpointRequest) (empty, error) {
+	e, err := d.deleteEndpoint(req)
+	if err == nil {
+		err = (*Driver)(d).releaseLease(context.Background(), e)
+	}
+	return empty{}, err
+}
+
+// deleteEndpoint is DeleteEndpoint's work under d.mu; it returns the
+// endpoint it forgot, whose lease goes after the lock.
+func (d *networkDriver) deleteEndpoint(req *endpointRequest) (endpoint, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.links.Delete(linkName(req.EndpointID)); err != nil {
-		return empty{}, fmt.Errorf("medianet: endpoint %s: %w", req.EndpointID, err)
+		return endpoint{}, fmt.Errorf("medianet: endpoint %s: %w", req.EndpointID, err)
 	}
-	err := d.st.db.Update(func(tx *bolt.Tx) error { return del(tx, bucketEndpoints, req.EndpointID) })
-	return empty{}, err
+	var e endpoint
+	err := d.st.db.Update(func(tx *bolt.Tx) error {
+		if _, err := get(tx, bucketEndpoints, req.EndpointID, &e); err != nil {
+			return err
+		}
+		return del(tx, bucketEndpoints, req.EndpointID)
+	})
+	return e, err
 }
 
 func (d *networkDriver) EndpointInfo(req *endpointRequest) (endpointInfoResponse, error) {
@@ -144,6 +166,12 @@ func (d *networkDriver) Join(req *joinRequest) (joinResponse, error) {
 	if n.Gateway6.IsValid() && e.Addr6.IsValid() {
 		resp.GatewayIPv6 = n.Gateway6.String()
 	}
+	if e.Lease != nil {
+		if err := (*Driver)(d).joinLease(e, req.SandboxKey, &resp); err != nil {
+			_ = d.links.Delete(name)
+			return joinResponse{}, err
+		}
+	}
 	if an, ok := d.links.(lateAnnouncer); ok && req.SandboxKey != "" {
 		var addrs []netip.Addr
 		for _, p := range []netip.Prefix{e.Addr, e.Addr6} {
@@ -178,12 +206,20 @@ const announceWithin = 30 * time.Second
 
 // Leave deletes the endpoint's link if it is still in the host namespace.
 // Docker calls Leave before it moves the link back out of the container
-// under its temporary name, so DeleteEndpoint deletes it again.
+// under its temporary name, so DeleteEndpoint deletes it again. An
+// endpoint's DHCP lease is released now, from its link still in the
+// container with the address (RELEASE unicast, RFC 2131).
 func (d *networkDriver) Leave(req *endpointRequest) (empty, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if err := d.links.Delete(linkName(req.EndpointID)); err != nil {
+		d.mu.Unlock()
 		return empty{}, fmt.Errorf("medianet: endpoint %s: %w", req.EndpointID, err)
 	}
-	return empty{}, nil
+	var e endpoint
+	_, err := d.view(bucketEndpoints, req.EndpointID, &e)
+	d.mu.Unlock()
+	if err == nil {
+		err = (*Driver)(d).releaseLease(context.Background(), e)
+	}
+	return empty{}, err
 }

@@ -104,6 +104,9 @@ func (d *ipamDriver) registerPool(p pool) (requestPoolResponse, []pool, error) {
 		err := each(tx, bucketPools, func(o pool) error {
 			switch {
 			case o.Space != p.Space || !o.Prefix.Overlaps(p.Prefix):
+			case o.Options.DHCP || p.Options.DHCP:
+				// The server owns a DHCP pool's addresses: each network
+				// has its own pool, which overlaps nothing of ours.
 			case o.Prefix == p.Prefix && o.Range == p.Range && reflect.DeepEqual(o.Options, p.Options):
 				same = &o
 				if o.Space == GlobalAddressSpace && (*Driver)(d).obsolete(o.Requested) {
@@ -161,6 +164,11 @@ func (d *ipamDriver) overlapError(p pool, others []pool) error {
 
 // newPool parses and validates a pool request.
 func (d *ipamDriver) newPool(req *requestPoolRequest) (pool, error) {
+	if o, err := parsePoolOptions(req.Options); err != nil {
+		return pool{}, err
+	} else if o.DHCP {
+		return d.newDHCPPool(req, o)
+	}
 	if req.Pool == "" {
 		return pool{}, fmt.Errorf("medianet: --subnet is required: %w: medianet does not pick subnets; give the LAN's, e.g. --subnet 192.168.100.0/24", ErrBadOption)
 	}

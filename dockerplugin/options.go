@@ -25,6 +25,9 @@ const (
 	// optConflictCheck and optConflictRetry: conflict.go.
 	optConflictCheck = "conflict-check"
 	optConflictRetry = "conflict-retry"
+	// optMode=dhcp: addresses are leases from the LAN's DHCP server (dhcp.go).
+	optIPAMMode = "mode"
+	modeDHCP    = "dhcp"
 )
 
 // netOptions are a network's driver options, validated.
@@ -113,6 +116,8 @@ type poolOptions struct {
 	// ConflictRetry (0: ipam.DefaultConflictRetry): conflict.go.
 	ConflictCheck *time.Duration `json:"conflictCheck,omitempty"`
 	ConflictRetry time.Duration  `json:"conflictRetry,omitempty"`
+	// DHCP: --ipam-opt mode=dhcp (dhcp.go).
+	DHCP bool `json:"dhcp,omitempty"`
 }
 
 // parsePoolOptions reads --ipam-opt block-size=N and
@@ -133,18 +138,26 @@ func parsePoolOptions(opts map[string]string) (poolOptions, error) {
 				return o, err
 			}
 			o.NodeRanges = r
-		case "mode":
-			// The name is reserved for DHCP (docs/docker.md); the driver
-			// does not lease yet: say so rather than "unknown".
-			return o, fmt.Errorf("medianet: --ipam-opt mode=%s: %w: the Docker driver has no DHCP mode yet; DHCP leases work for the CNI plugins (\"ipam\": {\"dhcp\": {}}); use --subnet with node ranges or etcd here", v, ErrBadOption)
+		case optIPAMMode:
+			if v != modeDHCP {
+				return o, fmt.Errorf("medianet: --ipam-opt %s=%q: %w: the only mode is %s (leases from the LAN's DHCP server); drop the option for addresses from --subnet", optIPAMMode, v, ErrBadOption, modeDHCP)
+			}
+			o.DHCP = true
 		case optConflictCheck, optConflictRetry:
 			if err := o.parseConflict(k, v); err != nil {
 				return o, err
 			}
 		default:
 			if !strings.HasPrefix(k, "com.docker.") {
-				return o, fmt.Errorf("medianet: unknown --ipam-opt %s: %w: use %s, %s, %s or %s", k, ErrBadOption,
-					optBlockSize, optNodeRanges, optConflictCheck, optConflictRetry)
+				return o, fmt.Errorf("medianet: unknown --ipam-opt %s: %w: use %s, %s, %s, %s or %s=%s", k, ErrBadOption,
+					optBlockSize, optNodeRanges, optConflictCheck, optConflictRetry, optIPAMMode, modeDHCP)
+			}
+		}
+	}
+	if o.DHCP {
+		for _, k := range []string{optBlockSize, optNodeRanges, optConflictCheck, optConflictRetry} {
+			if _, ok := opts[k]; ok {
+				return o, fmt.Errorf("medianet: --ipam-opt %s with %s=%s: %w: the LAN's DHCP server hands out the addresses; drop --ipam-opt %s", k, optIPAMMode, modeDHCP, ErrBadOption, k)
 			}
 		}
 	}

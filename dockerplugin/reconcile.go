@@ -113,6 +113,9 @@ type ReconcileResult struct {
 	// whose link is still in a container's namespace: kept, with their
 	// network and pool. A view can be wrong; the kernel is not.
 	Alive []string
+	// Leases are the DHCP leases released because no endpoint names them
+	// ("network/MAC@address"; dhcp.go).
+	Leases []string
 }
 
 // Reconcile compares the host's state with what the engine lists and
@@ -137,6 +140,17 @@ func (d *Driver) Reconcile(ctx context.Context) (ReconcileResult, error) {
 	if err != nil {
 		return res, err
 	}
+	res, err = d.reconcileLocked(ctx, v, listed)
+	if err != nil {
+		return res, err
+	}
+	res.Leases, err = d.releaseOrphanLeases(ctx, asked)
+	return res, err
+}
+
+// reconcileLocked is Reconcile's work under d.mu.
+func (d *Driver) reconcileLocked(ctx context.Context, v engineView, listed map[string]map[string]bool) (ReconcileResult, error) {
+	var res ReconcileResult
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.recordView(v)

@@ -11,6 +11,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/medianet/medianet/dhcp/dhcpapi"
 )
 
 // StateFile is the driver's own bbolt file in the data directory, apart
@@ -51,6 +53,10 @@ type endpoint struct {
 	Addr      netip.Prefix `json:"addr,omitzero"`
 	Addr6     netip.Prefix `json:"addr6,omitzero"`
 	MAC       string       `json:"mac"`
+	// Lease names the endpoint's DHCP lease in medianetd's lease keeper
+	// (a DHCP pool's endpoint, dhcp.go); the lease record owns the
+	// address, its server and times.
+	Lease *dhcpapi.Key `json:"lease,omitempty"`
 	// Created is when CreateEndpoint recorded it; Reconcile leaves a
 	// young endpoint alone, which Docker may not list yet.
 	Created time.Time `json:"created,omitzero"`

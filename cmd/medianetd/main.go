@@ -16,7 +16,8 @@
 //
 // In every mode medianetd keeps the DHCP leases of the CNI plugins' DHCP
 // networks ("ipam": {"dhcp": {}}) of --data-dir, served on
-// <data-dir>/dhcp.sock (package dhcp): they are renewed, persisted in
+// <data-dir>/dhcp.sock (package dhcp), and those of the Docker networks
+// with --ipam-opt mode=dhcp: they are renewed, persisted in
 // <data-dir>/dhcp.db, and picked up again when medianetd restarts.
 //
 // It runs as a legacy plugin (Docker finds the socket in
@@ -154,19 +155,19 @@ func run(args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	var d *dockerplugin.Driver
-	if f.docker {
-		d, err = dockerplugin.Open(dockerplugin.Config{DataDir: f.dataDir, Scope: f.scope, Node: f.node, Log: log, Etcd: etcdCfg})
-		if err != nil {
-			return err
-		}
-		defer d.Close()
-	}
 	leases, err := startDHCP(ctx, f.dataDir, log)
 	if err != nil {
 		return err
 	}
 	defer leases.Close()
+	var d *dockerplugin.Driver
+	if f.docker {
+		d, err = dockerplugin.Open(dockerplugin.Config{DataDir: f.dataDir, Scope: f.scope, Node: f.node, Log: log, Etcd: etcdCfg, Leases: leases})
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+	}
 	var onReport func(report.Report)
 	if f.cniConfDirs != "" {
 		// The node agent syncs the CNI plugins' etcd networks: on a

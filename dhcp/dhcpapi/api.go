@@ -87,6 +87,17 @@ type AcquireRequest struct {
 	// Sticky: on release the lease is not given back (no RELEASE), so the
 	// workload finds it again on any node while the server keeps it.
 	Sticky bool `json:"sticky,omitempty"`
+	// Parent, when set, asks for a lease before the workload's link
+	// exists (Docker's RequestAddress): the exchange runs on a
+	// short-lived macvlan with MAC on Parent (a link of the agent's own
+	// namespace, macvlan mode Mode), inside an anonymous namespace, and
+	// Netns is ignored. The lease then waits for Attach to name the
+	// namespace where the workload's link with MAC lives (found by its
+	// MAC: Docker renames it). A RELEASE whose link is gone is sent from
+	// such a macvlan too.
+	Parent string `json:"parent,omitempty"`
+	MAC    string `json:"mac,omitempty"`
+	Mode   string `json:"macvlanMode,omitempty"`
 }
 
 // Route is one route from the lease (option 121, or 3 as a default route).

@@ -1,6 +1,7 @@
 package dockertest
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,6 +55,24 @@ func (h *Host) StartMedianetd(t testing.TB, bin string, args ...string) *Mediane
 		bin:    bin,
 		args:   append([]string{"--node", h.Name}, args...),
 		prefix: []string{"nsenter", "--net=" + h.NS.Path, "--"},
+		env:    []string{"DOCKER_HOST=unix://" + h.Socket},
+	})
+}
+
+// StartMedianetdInHost is StartMedianetd in h's mount namespace too, as
+// a service of that host runs: it sees h's /run, where h's dockerd keeps
+// its sandboxes' network namespaces (Join's SandboxKey, the DHCP leases'
+// renewals from the containers' links).
+func (h *Host) StartMedianetdInHost(t testing.TB, bin string, args ...string) *Medianetd {
+	t.Helper()
+	h.mu.Lock()
+	pid := h.ctd.cmd.Process.Pid // containerd's: its mount namespace is the host's
+	h.mu.Unlock()
+	return startMedianetd(t, &Medianetd{
+		Socket: filepath.Join(h.Dir, "plugins", "medianet.sock"),
+		bin:    bin,
+		args:   append([]string{"--node", h.Name}, args...),
+		prefix: []string{"nsenter", "--net=" + h.NS.Path, fmt.Sprintf("--mount=/proc/%d/ns/mnt", pid), "--"},
 		env:    []string{"DOCKER_HOST=unix://" + h.Socket},
 	})
 }
