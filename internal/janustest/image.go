@@ -200,6 +200,15 @@ func BuildFeeder(dir string) (string, error) {
 // Import builds the image and loads it with docker import through the
 // docker CLI arguments given (e.g. "-H", "unix:///path/docker.sock").
 func Import(dir string, docker ...string) error {
+	return ImportWith(dir, func(args ...string) *exec.Cmd {
+		return exec.Command("docker", append(append([]string{}, docker...), args...)...)
+	})
+}
+
+// ImportWith builds the image and loads it with the import command of the
+// container CLI cli makes (docker's or podman's: cli("import", ...) is
+// run with the root file system on its standard input).
+func ImportWith(dir string, cli func(args ...string) *exec.Cmd) error {
 	feeder, err := BuildFeeder(dir)
 	if err != nil {
 		return err
@@ -208,13 +217,12 @@ func Import(dir string, docker ...string) error {
 	if err != nil {
 		return err
 	}
-	args := append(append([]string{}, docker...), "import",
+	cmd := cli("import",
 		"--change", "ENV LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu",
 		"--change", fmt.Sprintf(`CMD ["/bin/sh", "-c", %q]`, entrypoint), "-", Image)
-	cmd := exec.Command("docker", args...)
 	cmd.Stdin = bytes.NewReader(rootfs)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("janustest: docker import %s: %w: %s", Image, err, out)
+		return fmt.Errorf("janustest: %s import %s: %w: %s", filepath.Base(cmd.Path), Image, err, out)
 	}
 	return nil
 }

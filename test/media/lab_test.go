@@ -37,6 +37,7 @@ type Placement string
 const (
 	Bridge     Placement = "bridge"      // Docker's default bridge (MASQUERADE), STUN for its srflx
 	Medianet   Placement = "medianet"    // a medianet network: its own LAN address, docs/media-servers.md's config
+	CNI        Placement = "cni"         // the same through the CNI plugin, under podman
 	HostNet    Placement = "host"        // --network host, the seed's workaround
 	BridgeTURN Placement = "bridge+turn" // the bridge with coturn as Janus's TURN server
 )
@@ -72,6 +73,7 @@ func newLab(t testing.TB, sites int, kinds func(i int) natlab.Kind) (*lab, []*na
 	dockertest.RequireHosts(t)
 	coturntest.Require(t)
 	l := &lab{world: natlab.NewWorld(t), janus: map[Placement]*janusC{}}
+	internetDefaultRoute(t, l.world.Server)
 	var ss []*natlab.Site
 	for i := range sites {
 		ss = append(ss, l.world.AddSite(t, kinds(i)))
@@ -139,15 +141,24 @@ func (l *lab) startJanus(t *testing.T, p Placement, cfg janustest.Config, addr n
 		}
 		j.Netns = "/proc/" + pid + "/ns/net"
 	}
+	l.await(t, j, l.router.Name, func() string {
+		out, _ := l.host.Docker("logs", "--tail", "40", id)
+		return out
+	})
+	return j
+}
+
+// await waits until j's HTTP API answers from namespace from, and records
+// j; logs returns the tail of Janus's log for the failure message.
+func (l *lab) await(t *testing.T, j *janusC, from string, logs func() string) {
+	t.Helper()
 	err := dockertest.WaitFor(30*time.Second, func() error {
-		return janustest.Ready(l.router.Name, j.URL)
+		return janustest.Ready(from, j.URL)
 	})
 	if err != nil {
-		out, _ := l.host.Docker("logs", "--tail", "40", id)
-		t.Fatalf("janus %s: %s/info does not answer: %v\n%s", p, j.URL, err, out)
+		t.Fatalf("janus %s: %s/info does not answer: %v\n%s", j.Placement, j.URL, err, logs())
 	}
-	l.janus[p] = j
-	return j
+	l.janus[j.Placement] = j
 }
 
 // checkReport is the part of natprobe check --json the suite reads.
@@ -200,4 +211,38 @@ func (l *lab) check(t *testing.T, j *janusC) *checkReport {
 	j.Check = &rep
 	t.Logf("natprobe check in %s (%s):\n%s", j.Placement, j.Netns, out)
 	return &rep
+}
+
+// The sink's link: the server's default route points at sinkGW, in a
+// namespace that drops every IPv4 packet it is given.
+var (
+	sinkServer = netip.MustParsePrefix("169.254.77.1/30")
+	sinkGW     = netip.MustParsePrefix("169.254.77.2/30")
+)
+
+// internetDefaultRoute gives the server namespace (coturn's) a default
+// route into a sink, where packets are dropped without an error coming
+// back, as a server on the internet drops what it sends to a client's
+// private host candidate somewhere upstream. Without it sendto fails with
+// ENETUNREACH (natlab routes no private prefix), and coturn 4.6.1 closes
+// the whole allocation on a relay socket's send error: Janus's check from
+// its relay to the client's host candidate (10.77.0.x) took the relay
+// down before the check to the client's server-reflexive address could
+// succeed ("closed (2nd stage) ... reason: general" in coturn's log right
+// after "SEND processed", then libnice's "Retransmissions failed" on
+// every relay pair).
+func internetDefaultRoute(t testing.TB, server *nstest.NS) {
+	t.Helper()
+	sink := nstest.NewNS(t, "npxk")
+	if err := nstest.Veth(server, "sink0", sink, "in0"); err != nil {
+		t.Fatal(err)
+	}
+	nstest.AddAddrs(t, server, "sink0", sinkServer)
+	nstest.AddAddrs(t, sink, "in0", sinkGW)
+	if out, err := sink.Exec("iptables", "-t", "raw", "-A", "PREROUTING", "-j", "DROP"); err != nil {
+		t.Fatalf("the sink drops everything: %v: %s", err, out)
+	}
+	if out, err := server.Exec("ip", "route", "add", "default", "via", sinkGW.Addr().String()); err != nil {
+		t.Fatalf("default route of %s: %v: %s", server, err, out)
+	}
 }

@@ -1,6 +1,7 @@
 // Package media_test calls Debian's Janus, in containers of a Docker host
 // of the test's own, from a pion/webrtc client behind each of natlab's
-// NATs: Janus on Docker's default bridge, on a medianet network and with
+// NATs: Janus on Docker's default bridge, on a medianet network (through
+// Docker's driver, and through the CNI plugin under podman) and with
 // host networking; Janus offering (Streaming) and the client offering
 // (EchoTest); TURN as the fallback; and natprobe check's prediction from
 // inside each Janus container against what the calls did (issue 22).
