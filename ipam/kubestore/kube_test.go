@@ -406,7 +406,7 @@ func testLostBlock(t *testing.T, srv *kubetest.Server) {
 		t.Fatal(err)
 	}
 	b := newSimNode(t, c, netConfig("lost", "10.80.0.0/24", 28, "b"))
-	if _, err := b.src.Containing(ctx, blk.Masked(), 28, blk.Masked().Addr(), ipam.Held{}); err != nil {
+	if _, err := b.src.Containing(ctx, netip.MustParsePrefix("10.80.0.0/24"), 28, blk.Masked().Addr(), ipam.Held{}); err != nil {
 		t.Fatal(err)
 	}
 	res, err := src.SyncIdle(ctx, st, time.Now())
