@@ -17,7 +17,7 @@ TESTSUMMARY := $(BIN)/tools/testsummary
 REPORTS     := $(BIN)/test-reports
 SUMMARIZE    = $(TESTSUMMARY) -allow .ci/allowed-skips
 
-.PHONY: all build deps test test-unit test-e2e test-tools bench scale soak sim fmt vet lint fuzz clean demo docker-plugin image
+.PHONY: all build deps kube-apiserver test test-unit test-e2e test-tools bench scale soak sim fmt vet lint fuzz clean demo docker-plugin image
 
 all: build
 
@@ -31,11 +31,17 @@ build:
 deps:
 	scripts/deps.sh
 
+# kube-apiserver: the real API server the kubernetes IPAM source's tests
+# run (internal/kubetest), built from the module proxy once per machine
+# and cached beside the Go build cache (scripts/kube-apiserver.sh).
+kube-apiserver:
+	GO=$(GO) scripts/kube-apiserver.sh
+
 # test: formatting and vet, unit tests (root-only ones run when root), then
 # the end-to-end tests against real peers, one package at a time because
 # they share dockerd, podman and iptables; it ends, failed or not, with how
 # many tests ran, failed and skipped, and why they skipped.
-test: deps build vet
+test: deps kube-apiserver build vet
 	@rm -f $(REPORTS)/unit.json $(REPORTS)/e2e.json
 	@rc=0; $(MAKE) --no-print-directory -k test-unit test-e2e || rc=$$?; \
 	records=$$(ls $(REPORTS)/unit.json $(REPORTS)/e2e.json 2>/dev/null); \

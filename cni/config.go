@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -91,6 +92,9 @@ type IPAMConf struct {
 	// the same pod (K8S_POD_NAMESPACE/K8S_POD_NAME) that long.
 	Sticky string    `json:"sticky,omitempty"`
 	Etcd   *EtcdConf `json:"etcd,omitempty"`
+	// Kubernetes claims blocks in the Kubernetes API instead of etcd
+	// (ipam/kubestore, deploy/kubernetes/ipam-crds.yaml).
+	Kubernetes *KubernetesConf `json:"kubernetes,omitempty"`
 	// DHCP selects leases from the LAN's DHCP server (cni/dhcp.go).
 	DHCP *DHCPConf `json:"dhcp,omitempty"`
 	// ConflictCheck, a Go duration ("200ms"; "0" off), probes an address
@@ -140,6 +144,17 @@ type EtcdConf struct {
 	IdleRelease    string `json:"idleRelease,omitempty"`
 }
 
+// KubernetesConf is the "kubernetes" object: block claims as IPAMBlock
+// objects in the Kubernetes API (ipam/kubestore).
+type KubernetesConf struct {
+	// Kubeconfig is the kubeconfig file the CNI plugin reads (on a node,
+	// the one the DaemonSet writes); empty means in-cluster (the agent).
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// RequestTimeout and IdleRelease as in EtcdConf.
+	RequestTimeout string `json:"requestTimeout,omitempty"`
+	IdleRelease    string `json:"idleRelease,omitempty"`
+}
+
 // Config is a parsed and checked configuration.
 type Config struct {
 	// Net is the configuration as given.
@@ -162,6 +177,13 @@ type Config struct {
 // ipam.etcd is set and no static ipam.nodeRanges take precedence.
 func (c *Config) UsesEtcd() bool {
 	return c.Net.IPAM.Etcd != nil && c.IPAM.NodeRanges == nil
+}
+
+// UsesKubernetes reports whether the node's blocks are claimed in the
+// Kubernetes API: ipam.kubernetes is set and no static ipam.nodeRanges
+// take precedence.
+func (c *Config) UsesKubernetes() bool {
+	return c.Net.IPAM.Kubernetes != nil && c.IPAM.NodeRanges == nil
 }
 
 // ParseConfig parses a network configuration and checks its ipam object
@@ -213,6 +235,9 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	if n.IPAM.Etcd != nil && len(n.IPAM.Etcd.Endpoints) == 0 {
 		return nil, configErr("ipam.etcd.endpoints is empty: list the etcd URLs or drop ipam.etcd")
+	}
+	if err := checkKubernetes(&n.IPAM); err != nil {
+		return nil, err
 	}
 	if err := checkIPAM(&c.IPAM); err != nil {
 		return nil, err
@@ -316,4 +341,35 @@ func jsonType(kind string) string {
 		return "an object"
 	}
 	return "a " + kind
+}
+
+// checkKubernetes checks the "kubernetes" object: one cluster store only,
+// no sticky addresses (the kubernetes source cannot keep them across
+// nodes with the etcd source's guarantees), durations that parse.
+func checkKubernetes(ic *IPAMConf) error {
+	k := ic.Kubernetes
+	if k == nil {
+		return nil
+	}
+	if ic.Etcd != nil {
+		return configErr("ipam.etcd and ipam.kubernetes are both set: keep one (blocks are claimed in one place)")
+	}
+	if ic.Sticky != "" {
+		return configErr("ipam.sticky is not supported with ipam.kubernetes: addresses kept across nodes need the etcd source (docs/ipam.md); drop ipam.sticky or use ipam.etcd")
+	}
+	for _, f := range []struct{ name, v string }{
+		{"ipam.kubernetes.requestTimeout", k.RequestTimeout},
+		{"ipam.kubernetes.idleRelease", k.IdleRelease},
+	} {
+		if f.v == "" {
+			continue
+		}
+		if _, err := time.ParseDuration(f.v); err != nil {
+			return configErr("%s %q is not a duration such as \"2s\"", f.name, f.v)
+		}
+	}
+	if k.Kubeconfig != "" && !filepath.IsAbs(k.Kubeconfig) {
+		return configErr("ipam.kubernetes.kubeconfig %q must be an absolute path (the runtime runs the plugin from any directory)", k.Kubeconfig)
+	}
+	return nil
 }

@@ -80,6 +80,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"exclude type", `{"name":"m","ipam":{"subnet":"10.0.0.0/24","exclude":"10.0.0.1"}}`, "ipam.exclude: got a JSON string, want a list"},
 		{"blockSize range", `{"name":"m","ipam":{"subnet":"10.0.0.0/24","blockSize":8}}`, "blockSize 8"},
 		{"etcd empty", `{"name":"m","ipam":{"subnet":"10.0.0.0/24","etcd":{}}}`, "ipam.etcd.endpoints is empty"},
+		{"etcd and kubernetes", `{"name":"m","ipam":{"subnet":"10.0.0.0/24","etcd":{"endpoints":["http://127.0.0.1:2379"]},"kubernetes":{}}}`, "ipam.etcd and ipam.kubernetes are both set"},
+		{"kubernetes sticky", `{"name":"m","ipam":{"subnet":"10.0.0.0/24","sticky":"30m","kubernetes":{}}}`, "ipam.sticky is not supported with ipam.kubernetes"},
+		{"kubernetes timeout", `{"name":"m","ipam":{"subnet":"10.0.0.0/24","kubernetes":{"requestTimeout":"2"}}}`, "ipam.kubernetes.requestTimeout \"2\""},
+		{"kubernetes relative", `{"name":"m","ipam":{"subnet":"10.0.0.0/24","kubernetes":{"kubeconfig":"kube.conf"}}}`, "ipam.kubernetes.kubeconfig \"kube.conf\" must be an absolute path"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

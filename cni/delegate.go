@@ -26,8 +26,13 @@ func (m *Main) delegate(ctx context.Context, verb, typ string, conf []byte, env 
 	find := findPlugin
 	if typ == IPAMType {
 		// The main plugin runs medianet-ipam in-process except for etcd
-		// networks: go straight to the program that has the etcd client.
-		find = func(dirs, _ string) (string, error) { return FindEtcdHelper(dirs) }
+		// and kubernetes networks: go straight to the program that has
+		// the client.
+		helper := helperFor(conf)
+		if helper == "" {
+			helper = EtcdHelper
+		}
+		find = func(dirs, _ string) (string, error) { return FindHelper(helper, dirs) }
 	}
 	path, err := find(m.IPAM.Env.getenv("CNI_PATH"), typ)
 	if err != nil {

@@ -72,3 +72,20 @@ func TestFindEtcdHelperAbsoluteOnly(t *testing.T) {
 		})
 	}
 }
+
+// TestHelperFor: the helper a configuration is forwarded to.
+func TestHelperFor(t *testing.T) {
+	for _, tt := range []struct{ name, conf, want string }{
+		{"static", `{"ipam":{"subnet":"10.0.0.0/24"}}`, ""},
+		{"etcd", `{"ipam":{"etcd":{"endpoints":["http://127.0.0.1:2379"]}}}`, EtcdHelper},
+		{"kubernetes", `{"ipam":{"kubernetes":{"kubeconfig":"/etc/medianet/kubeconfig"}}}`, KubeHelper},
+		{"kubernetes in-cluster", `{"ipam":{"kubernetes":{}}}`, KubeHelper},
+		{"nodeRanges win", `{"ipam":{"kubernetes":{},"nodeRanges":{"a":["10.0.0.0/28"]}}}`, ""},
+		{"null", `{"ipam":{"kubernetes":null}}`, ""},
+		{"not json", `{`, ""},
+	} {
+		if got := helperFor([]byte(tt.conf)); got != tt.want {
+			t.Errorf("%s: helperFor = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

@@ -72,7 +72,7 @@ func ParseMainConfig(data []byte) (*MainConfig, error) {
 		// Block claims in etcd run in medianet-ipam by exec: the etcd
 		// client would triple this plugin's size and start-up time for
 		// every network, etcd or not.
-		if !ic.UsesEtcd() {
+		if !ic.UsesEtcd() && !ic.UsesKubernetes() {
 			c.IPAM = ic
 		}
 	}

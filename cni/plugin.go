@@ -172,6 +172,9 @@ func (p *Plugin) source(ctx context.Context, c *Config, st ipam.Store) (ipam.Blo
 	if c.UsesEtcd() {
 		return nil, nil, configErr("ipam.etcd: this program has no etcd client; run medianet-ipam, or use ipam.nodeRanges")
 	}
+	if c.UsesKubernetes() {
+		return nil, nil, configErr("ipam.kubernetes: this program has no Kubernetes client; run medianet-ipam, or use ipam.nodeRanges")
+	}
 	return ipam.NewSource(&c.IPAM), func() {}, nil
 }
 
@@ -247,7 +250,7 @@ func (p *Plugin) Release(ctx context.Context, args *skel.CmdArgs, c *Config) (ip
 	if err == nil {
 		s.settle(ctx)
 	}
-	if err == nil && ok && c.UsesEtcd() {
+	if err == nil && ok && (c.UsesEtcd() || c.UsesKubernetes()) {
 		p.stats.Sync = p.stats.Sync || (alloc.Workload != "" && c.IPAM.Sticky > 0) || ipam.Emptied(ctx, s.st, c.IPAM.Network, alloc.IPs)
 	}
 	return alloc, ok, err

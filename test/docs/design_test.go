@@ -113,6 +113,7 @@ func TestDesignTables(t *testing.T) {
 		{"Keys of the `medianet` plugin", "configuration key", jsonKeys(cni.NetConf{}, "")},
 		{"Keys of `ipam` (type `medianet-ipam`)", "configuration key", jsonKeys(cni.IPAMConf{}, "ipam.")},
 		{"Keys of `ipam.etcd`", "configuration key", jsonKeys(cni.EtcdConf{}, "ipam.etcd.")},
+		{"Keys of `ipam.kubernetes`", "configuration key", jsonKeys(cni.KubernetesConf{}, "ipam.kubernetes.")},
 		{"Keys of `ipam.dhcp`", "configuration key", jsonKeys(cni.DHCPConf{}, "ipam.dhcp.")},
 		{"`probe --json` fields", "JSON field", jsonKeys(natprobe.Report{}, "")},
 		{"`ice --json` fields", "JSON field", jsonKeys(natprobe.Prediction{}, "")},

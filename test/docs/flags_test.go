@@ -30,6 +30,7 @@ var flagBinaries = map[string]flagBinary{
 	"medianet":           {help: own},
 	"medianet-ipam":      {help: own},
 	"medianet-ipam-etcd": {help: own},
+	"medianet-ipam-kube": {help: own},
 	"medianetd":          {section: "medianetd", help: own},
 	"natprobe": {section: "natprobe", subs: regexp.MustCompile(`(?m)^\s+natprobe ([a-z]+)`),
 		help: func(sub, _ string) []string { return []string{sub, "-h"} }},
