@@ -23,7 +23,7 @@ import (
 var bins string
 
 func TestMain(m *testing.M) {
-	os.Exit(cnitest.Main(m, &bins, "medianet-ipam", "medianet-ipam-kube"))
+	os.Exit(cnitest.Main(m, &bins, "medianet-ipam", "medianet-ipam-kube", "medianetctl"))
 }
 
 type outcome struct {

@@ -38,6 +38,7 @@ const usage = `usage:
   medianetctl [--data-dir DIR] ipam sync CONFIG...
   medianetctl ipam reclaim --node NAME --etcd-endpoints URLS [--network NAME] [--force] [--dry-run]
               [--etcd-prefix P] [--etcd-ca F --etcd-cert F --etcd-key F] [--etcd-user U]
+  medianetctl ipam reclaim --kubeconfig F (--node NAME | --gone) [--network NAME] [--force] [--dry-run]
   medianetctl doctor --parent IFACE [--vlan N] [--gateway IP] [--peer IP] [--json]
 `
 
@@ -77,6 +78,9 @@ func Run(args []string, stdout, stderr io.Writer) int {
 			return ExitFindings
 		}
 		if errors.Is(err, errUsage) {
+			if err != errUsage { // it says what was wrong
+				fmt.Fprintf(stderr, "medianetctl: %v\n", err)
+			}
 			fmt.Fprint(stderr, usage)
 			return ExitUsage
 		}

@@ -24,11 +24,22 @@ func (c *cmd) reclaim(args []string) error {
 	cert := fs.String("etcd-cert", "", "client certificate file")
 	key := fs.String("etcd-key", "", "client key file")
 	user := fs.String("etcd-user", "", "etcd user (password in env MEDIANET_ETCD_PASSWORD)")
+	kubeconfig := fs.String("kubeconfig", "", "the networks' blocks are in the Kubernetes API (ipam.kubernetes) reached with this kubeconfig")
+	gone := fs.Bool("gone", false, "with --kubeconfig: free the blocks of every node whose Node object is gone (instead of --node)")
 	if fs.Parse(args) != nil || fs.NArg() != 0 {
 		return errUsage
 	}
+	if *kubeconfig != "" {
+		if *endpoints != "" {
+			return fmt.Errorf("ipam reclaim: --kubeconfig and --etcd-endpoints name two stores; a network's blocks live in one: %w", errUsage)
+		}
+		return c.reclaimKube(kubeReclaim{kubeconfig: *kubeconfig, node: *node, network: *network, gone: *gone, force: *force, dryRun: *dryRun})
+	}
+	if *gone {
+		return fmt.Errorf("ipam reclaim: --gone needs --kubeconfig (with etcd, name the node with --node): %w", errUsage)
+	}
 	if *node == "" || *endpoints == "" {
-		return fmt.Errorf("ipam reclaim: --node and --etcd-endpoints are required: %w", errUsage)
+		return fmt.Errorf("ipam reclaim: --node and --etcd-endpoints (or --kubeconfig) are required: %w", errUsage)
 	}
 	cli, err := etcdstore.New(etcdstore.Config{
 		Endpoints: strings.Split(*endpoints, ","), Prefix: *prefix,
