@@ -87,6 +87,9 @@ type daemonFlags struct {
 	debug                        bool
 	metricsListen, cniConfDirs   string
 	webConfig                    string
+	// writeKubeconfig: where the node agent writes the CNI plugins'
+	// kubeconfig from its ServiceAccount ("" for nowhere).
+	writeKubeconfig string
 	// doctorInterval: how often the node agent runs the doctor (0: never).
 	doctorInterval time.Duration
 	// docker: serve the Docker plugin (false in node-agent mode).
@@ -105,6 +108,7 @@ func parseFlags(args []string) (*daemonFlags, error) {
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics on this address (e.g. :9743) at /metrics")
 	fs.StringVar(&f.webConfig, "web.config.file", "", "TLS and basic auth for --metrics-listen: a web configuration file as Prometheus' exporters take (exporter-toolkit)")
 	fs.StringVar(&f.cniConfDirs, "cni-conf-dir", "", "CNI configuration directories (comma-separated) describing the CNI networks of --data-dir, for metrics and their etcd sync; without --socket, run as the node agent only (no Docker plugin)")
+	fs.StringVar(&f.writeKubeconfig, "write-kubeconfig", "", "node agent in a pod: write a kubeconfig at this path (on the host) from the pod's ServiceAccount for the CNI plugins' ipam.kubernetes, and rewrite it when the token rotates")
 	fs.DurationVar(&f.doctorInterval, "doctor-interval", 5*time.Minute, "node agent: check the CNI networks' parents with the doctor this often, for CNI STATUS (0: never)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -160,6 +164,11 @@ func run(args []string) error {
 		return err
 	}
 	defer leases.Close()
+	if f.writeKubeconfig != "" {
+		if err := startKubeconfig(ctx, f.writeKubeconfig, log); err != nil {
+			return fmt.Errorf("--write-kubeconfig: %w", err)
+		}
+	}
 	var d *dockerplugin.Driver
 	if f.docker {
 		d, err = dockerplugin.Open(dockerplugin.Config{DataDir: f.dataDir, Scope: f.scope, Node: f.node, Log: log, Etcd: etcdCfg, Leases: leases})

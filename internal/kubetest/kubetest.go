@@ -332,3 +332,6 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// CAFile is the CA certificate that verifies the server's certificate.
+func (s *Server) CAFile() string { return s.tls.CAFile }
