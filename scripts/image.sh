@@ -10,7 +10,7 @@ BUSYBOX=${BUSYBOX:-/usr/bin/busybox}
 
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
-for b in medianet medianet-ipam medianet-ipam-etcd medianetctl medianetd; do
+for b in medianet medianet-ipam medianet-ipam-etcd medianet-ipam-kube medianetctl medianetd; do
 	[ -x "$BIN/$b" ] || { echo "image: $BIN/$b missing: run make build" >&2; exit 1; }
 	cp "$BIN/$b" "$ctx/"
 done

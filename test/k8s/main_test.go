@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 func bin(name string) string { return filepath.Join(bins, name) }
 
 // installed are the binaries the DaemonSet installs on every node.
-var installed = []string{"medianet", "medianet-ipam", "medianet-ipam-etcd", "medianetctl"}
+var installed = []string{"medianet", "medianet-ipam", "medianet-ipam-etcd", "medianet-ipam-kube", "medianetctl"}
 
 // imaged are the binaries of the installer image (scripts/image.sh): the
 // installed ones and medianetd, the DaemonSet's node agent.
