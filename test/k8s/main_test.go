@@ -71,7 +71,7 @@ func newNode(t testing.TB, extra map[string]any) *node {
 	n.logFile = filepath.Join(n.dataDir, "medianet.log")
 	n.peer = lan.AddPeer(t, netip.PrefixFrom(gateway, subnet.Bits()))
 	n.Containerd = containerdtest.Start(t, containerdtest.Options{})
-	n.InstallPlugins(bin("medianet"), bin("medianet-ipam"), bin("medianet-ipam-etcd"), "loopback")
+	n.InstallPlugins(bin("medianet"), bin("medianet-ipam"), bin("medianet-ipam-etcd"), bin("medianet-ipam-kube"), "loopback")
 	n.WriteConflist("10-media.conflist", medianetConflist(lan.Master, n.dataDir, n.logFile, extra))
 	if err := n.WaitNetwork(`"name":"media"`); err != nil {
 		t.Fatal(err)
