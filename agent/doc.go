@@ -12,7 +12,9 @@
 //     the conf dirs and of every recorded one with state in the store: on
 //     a timer, and soon after a plugin's report asks for it (a DEL that
 //     emptied a block or left a sticky hold), at most once per
-//     KickInterval.
+//     KickInterval. It also runs the sync of the conf dirs' networks with
+//     ipam.kubernetes (kubesource.Sync), which no runtime without GC
+//     would run otherwise.
 //
 // The metrics package knows nothing of CNI: this package translates.
 package agent

@@ -11,6 +11,7 @@ import (
 
 	"github.com/medianet/medianet/cni"
 	"github.com/medianet/medianet/cni/etcdsource"
+	"github.com/medianet/medianet/cni/kubesource"
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/boltstore"
 	"github.com/medianet/medianet/metrics/report"
@@ -117,6 +118,46 @@ func (s *Syncer) SyncAll(ctx context.Context) {
 			s.Log.Info("cni sync", "network", conf.IPAM.Network, "given back", res.Released, "taken back", res.Reclaimed, "foreign released", res.Foreign)
 		}
 	}
+	for _, conf := range s.kubeConfs() {
+		s.syncKube(ctx, conf)
+	}
+}
+
+// syncKube runs the sync of one network with ipam.kubernetes (usage
+// published, idle blocks given back, lost blocks marked), as GC does on
+// runtimes that send it.
+func (s *Syncer) syncKube(ctx context.Context, conf *cni.Config) {
+	st, err := boltstore.Open(ctx, conf.DataDir, boltstore.Options{})
+	if err != nil {
+		s.Log.Warn("cni sync: open store", "network", conf.IPAM.Network, "err", err)
+		return
+	}
+	defer st.Close()
+	res, err := kubesource.Sync(ctx, conf, st, time.Now())
+	switch {
+	case err != nil:
+		s.Log.Warn("cni sync", "network", conf.IPAM.Network, "err", err)
+	case len(res.Lost) > 0:
+		s.Log.Error("cni sync: blocks lost to another node; medianetctl ipam check lists who is in them",
+			"network", conf.IPAM.Network, "blocks", res.Lost)
+	case len(res.Released)+len(res.Reclaimed)+len(res.Adopted) > 0:
+		s.Log.Info("cni sync", "network", conf.IPAM.Network, "given back", res.Released, "taken back", res.Reclaimed, "adopted", res.Adopted)
+	}
+}
+
+// kubeConfs returns the conf dirs' networks with ipam.kubernetes (the
+// first file naming a network wins).
+func (s *Syncer) kubeConfs() []*cni.Config {
+	var out []*cni.Config
+	seen := map[string]bool{}
+	confs, _ := s.Confs.Configs() // the metrics source logs broken files
+	for _, c := range confs {
+		if c.UsesKubernetes() && !seen[c.IPAM.Network] {
+			seen[c.IPAM.Network] = true
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // etcdConfs returns the etcd networks to sync: the conf dirs' (the first

@@ -80,3 +80,17 @@ func duration(field, v string) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+// Sync runs the sync of c's kubernetes network over the node's store st
+// once (kubestore.Source.SyncIdle): for the node agent, which syncs
+// whether or not the runtime sends GC.
+func Sync(ctx context.Context, c *cni.Config, st ipam.Store, now time.Time) (kubestore.SyncResult, error) {
+	if !c.UsesKubernetes() {
+		return kubestore.SyncResult{}, fmt.Errorf("network %q has no ipam.kubernetes: %w", c.IPAM.Network, ipam.ErrConfig)
+	}
+	src, _, err := Source(ctx, c, st)
+	if err != nil {
+		return kubestore.SyncResult{}, err
+	}
+	return src.(source).SyncIdle(ctx, st, now)
+}
