@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -98,75 +99,65 @@ func (s *Syncer) Run(ctx context.Context, interval time.Duration) {
 }
 
 // SyncAll syncs every etcd network of the conf dirs whose store is this
-// agent's, and every recorded one with state in the store.
+// agent's, every recorded one with state in the store, and every network
+// of the conf dirs with ipam.kubernetes (the sync GC runs on runtimes that
+// send it). The conf dirs are read once.
 func (s *Syncer) SyncAll(ctx context.Context) {
-	for _, conf := range s.etcdConfs(ctx) {
-		st, err := boltstore.Open(ctx, conf.DataDir, boltstore.Options{})
-		if err != nil {
-			s.Log.Warn("cni sync: open store", "network", conf.IPAM.Network, "err", err)
+	confs, _ := s.Confs.Configs() // the metrics source logs broken files
+	for _, conf := range s.etcdConfs(ctx, confs) {
+		s.syncOne(ctx, conf, func(st ipam.Store) (syncOutcome, error) {
+			res, err := etcdsource.Sync(ctx, conf, st, time.Now())
+			return syncOutcome{lost: res.Lost, changed: len(res.Released)+len(res.Reclaimed)+len(res.Foreign) > 0,
+				attrs: []any{"given back", res.Released, "taken back", res.Reclaimed, "foreign released", res.Foreign}}, err
+		})
+	}
+	for _, conf := range confs {
+		if !conf.UsesKubernetes() {
 			continue
 		}
-		res, err := etcdsource.Sync(ctx, conf, st, time.Now())
-		st.Close()
-		switch {
-		case err != nil:
-			s.Log.Warn("cni sync", "network", conf.IPAM.Network, "err", err)
-		case len(res.Lost) > 0:
-			s.Log.Error("cni sync: blocks lost to another node; medianetctl ipam check lists who is in them",
-				"network", conf.IPAM.Network, "blocks", res.Lost)
-		case len(res.Released)+len(res.Reclaimed)+len(res.Foreign) > 0:
-			s.Log.Info("cni sync", "network", conf.IPAM.Network, "given back", res.Released, "taken back", res.Reclaimed, "foreign released", res.Foreign)
-		}
-	}
-	for _, conf := range s.kubeConfs() {
-		s.syncKube(ctx, conf)
+		s.syncOne(ctx, conf, func(st ipam.Store) (syncOutcome, error) {
+			res, err := kubesource.Sync(ctx, conf, st, time.Now())
+			return syncOutcome{lost: res.Lost, changed: len(res.Released)+len(res.Reclaimed)+len(res.Adopted) > 0,
+				attrs: []any{"given back", res.Released, "taken back", res.Reclaimed, "adopted", res.Adopted}}, err
+		})
 	}
 }
 
-// syncKube runs the sync of one network with ipam.kubernetes (usage
-// published, idle blocks given back, lost blocks marked), as GC does on
-// runtimes that send it.
-func (s *Syncer) syncKube(ctx context.Context, conf *cni.Config) {
+// syncOutcome is what one network's sync did, for the log: blocks lost
+// to another node, and whether anything changed (attrs name what).
+type syncOutcome struct {
+	lost    []netip.Prefix
+	changed bool
+	attrs   []any
+}
+
+// syncOne opens conf's store, runs sync over it and logs the outcome: a
+// failure, blocks lost to another node, or what changed.
+func (s *Syncer) syncOne(ctx context.Context, conf *cni.Config, sync func(ipam.Store) (syncOutcome, error)) {
 	st, err := boltstore.Open(ctx, conf.DataDir, boltstore.Options{})
 	if err != nil {
 		s.Log.Warn("cni sync: open store", "network", conf.IPAM.Network, "err", err)
 		return
 	}
 	defer st.Close()
-	res, err := kubesource.Sync(ctx, conf, st, time.Now())
+	out, err := sync(st)
 	switch {
 	case err != nil:
 		s.Log.Warn("cni sync", "network", conf.IPAM.Network, "err", err)
-	case len(res.Lost) > 0:
+	case len(out.lost) > 0:
 		s.Log.Error("cni sync: blocks lost to another node; medianetctl ipam check lists who is in them",
-			"network", conf.IPAM.Network, "blocks", res.Lost)
-	case len(res.Released)+len(res.Reclaimed)+len(res.Adopted) > 0:
-		s.Log.Info("cni sync", "network", conf.IPAM.Network, "given back", res.Released, "taken back", res.Reclaimed, "adopted", res.Adopted)
+			"network", conf.IPAM.Network, "blocks", out.lost)
+	case out.changed:
+		s.Log.Info("cni sync", append([]any{"network", conf.IPAM.Network}, out.attrs...)...)
 	}
-}
-
-// kubeConfs returns the conf dirs' networks with ipam.kubernetes (the
-// first file naming a network wins).
-func (s *Syncer) kubeConfs() []*cni.Config {
-	var out []*cni.Config
-	seen := map[string]bool{}
-	confs, _ := s.Confs.Configs() // the metrics source logs broken files
-	for _, c := range confs {
-		if c.UsesKubernetes() && !seen[c.IPAM.Network] {
-			seen[c.IPAM.Network] = true
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // etcdConfs returns the etcd networks to sync: the conf dirs' (the first
 // file naming a network wins), then the recorded ones that no conf file
 // names and that have state in the store.
-func (s *Syncer) etcdConfs(ctx context.Context) []*cni.Config {
+func (s *Syncer) etcdConfs(ctx context.Context, confs []*cni.Config) []*cni.Config {
 	var out []*cni.Config
 	seen := map[string]bool{}
-	confs, _ := s.Confs.Configs() // the metrics source logs broken files
 	for _, c := range confs {
 		if c.UsesEtcd() && !seen[c.IPAM.Network] {
 			seen[c.IPAM.Network] = true
