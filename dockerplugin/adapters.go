@@ -228,6 +228,10 @@ func (hostLinks) Create(spec macvlan.Spec, name string) error {
 
 func (hostLinks) Delete(name string) error { return macvlan.Delete("", name) }
 
+func (hostLinks) AnnounceFor(parent string, mac net.HardwareAddr, addrs []netip.Addr) error {
+	return macvlan.AnnounceFor("", parent, mac, addrs)
+}
+
 func (hostLinks) AnnounceWhenConfigured(ctx context.Context, nsPath string, mac net.HardwareAddr, addrs []netip.Addr) error {
 	return macvlan.AnnounceWhenConfigured(ctx, nsPath, mac, addrs)
 }

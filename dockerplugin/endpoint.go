@@ -179,25 +179,35 @@ func (d *networkDriver) Join(req *joinRequest) (joinResponse, error) {
 				addrs = append(addrs, p.Addr())
 			}
 		}
-		// Docker configures the link after this returns: announce from
-		// its namespace once it has, in the background, bounded.
-		go func(log *slog.Logger, key string) {
+		// Announce at once from the parent, with the endpoint's MAC, so
+		// the LAN drops a reused address's old MAC whether or not this
+		// process can open the container's namespace; then, since Docker
+		// configures the link after this returns, again from the link
+		// once it is configured (the parent's own sends do not reach the
+		// other macvlans on it). In the background, bounded.
+		go func(log *slog.Logger, key, parent string) {
+			if err := an.AnnounceFor(parent, mac, addrs); err != nil {
+				log.Warn("endpoint not announced from its parent", "endpoint", e.ID, "parent", parent, "error", err)
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), announceWithin)
 			defer cancel()
 			if err := an.AnnounceWhenConfigured(ctx, key, mac, addrs); err != nil {
-				log.Warn("endpoint not announced", "endpoint", e.ID, "error", err)
+				log.Warn("endpoint not announced from its container: is Docker's netns directory mounted for medianetd?",
+					"endpoint", e.ID, "sandbox", key, "error", err)
 			}
-		}(d.log, req.SandboxKey)
+		}(d.log, req.SandboxKey, spec.Master)
 	}
 	return resp, nil
 }
 
 // lateAnnouncer is implemented by link makers that can announce an
-// endpoint's addresses once Docker has configured its link (macvlan's
-// AnnounceWhenConfigured): a gratuitous ARP and an unsolicited neighbour
-// advertisement, so that the LAN learns a reused address's new MAC at
-// once, as the CNI plugin's links do through arp_notify.
+// endpoint's addresses from its parent (macvlan's AnnounceFor) and once
+// Docker has configured its link (AnnounceWhenConfigured): a gratuitous
+// ARP and an unsolicited neighbour advertisement, so that the LAN learns
+// a reused address's new MAC at once, as the CNI plugin's links do
+// through arp_notify.
 type lateAnnouncer interface {
+	AnnounceFor(parent string, mac net.HardwareAddr, addrs []netip.Addr) error
 	AnnounceWhenConfigured(ctx context.Context, nsPath string, mac net.HardwareAddr, addrs []netip.Addr) error
 }
 

@@ -18,6 +18,26 @@ import (
 // else configured). Its AF_PACKET socket is closed in the background,
 // since closing one waits for an RCU grace period (about 10 ms).
 func Announce(nsPath, ifname string, addrs []netip.Addr) error {
+	return announceOn(nsPath, ifname, nil, addrs)
+}
+
+// AnnounceFor sends the frames Announce sends for a link whose MAC is mac,
+// but out of link parent in nsPath ("" for the caller's), with mac as
+// their source: the LAN learns mac for addrs though the link itself is out
+// of the caller's reach (in a namespace it cannot open, or not configured
+// yet). Macvlans on parent do not see these frames, since a parent's own
+// sends are not bridged to its macvlans: to update their caches too,
+// announce from the link itself once it is configured.
+func AnnounceFor(nsPath, parent string, mac net.HardwareAddr, addrs []netip.Addr) error {
+	if len(mac) != 6 {
+		return fmt.Errorf("macvlan: announce on %q: MAC %q is not a 6-byte Ethernet address", parent, mac)
+	}
+	return announceOn(nsPath, parent, mac, addrs)
+}
+
+// announceOn sends the announcements for addrs out of ifname in nsPath,
+// from mac (nil: the link's own).
+func announceOn(nsPath, ifname string, mac net.HardwareAddr, addrs []netip.Addr) error {
 	var v4, v6 bool
 	for _, a := range addrs {
 		v4, v6 = v4 || a.Is4(), v6 || a.Is6()
@@ -31,6 +51,9 @@ func Announce(nsPath, ifname string, addrs []netip.Addr) error {
 		return err
 	}
 	defer func() { go a.close() }()
+	if mac != nil {
+		a.mac = mac
+	}
 	return a.announce(addrs)
 }
 
@@ -70,10 +93,10 @@ func (a *announcer) close() {
 // announce sends a gratuitous ARP request per IPv4 address and an
 // unsolicited neighbour advertisement per IPv6 address, from a's link.
 func (a *announcer) announce(addrs []netip.Addr) error {
-	mac := a.mac
 	if a == nil {
 		return nil
 	}
+	mac := a.mac
 	for _, ip := range addrs {
 		var frame []byte
 		proto := uint16(unix.ETH_P_ARP)

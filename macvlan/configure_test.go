@@ -108,7 +108,9 @@ func TestPrivateModeIsolates(t *testing.T) {
 // TestAnnounceUpdatesPeerCache: a LAN peer holds a stale entry for the
 // container's address with an old MAC (the previous container with that
 // IP). Right after Configure (kernel announcement on link up) or Announce
-// (raw frames, on a link configured without announcements) the peer's
+// (raw frames, on a link configured without announcements), or
+// AnnounceFor from the master with the link's MAC (the Docker driver's
+// path when it cannot open the container's namespace), the peer's
 // entry carries the new MAC, though the container sent nothing else. The
 // control shows a plain setup (link up, then address) does not do it.
 func TestAnnounceUpdatesPeerCache(t *testing.T) {
@@ -116,6 +118,7 @@ func TestAnnounceUpdatesPeerCache(t *testing.T) {
 	const (
 		viaConfigure = "configure"
 		viaAnnounce  = "announce"
+		viaParent    = "parent" // AnnounceFor: from the master, the link's MAC as source
 		none         = "none"
 	)
 	for _, tc := range []struct {
@@ -133,6 +136,8 @@ func TestAnnounceUpdatesPeerCache(t *testing.T) {
 		{"ipv6 configure", pfx("fd00:80::10/64"), pfx("fd00:80::fe/64"), viaConfigure, ""},
 		{"ipv4 announce", pfx("10.80.0.10/24"), pfx("10.80.0.254/24"), viaAnnounce, ""},
 		{"ipv6 announce", pfx("fd00:80::10/64"), pfx("fd00:80::fe/64"), viaAnnounce, ""},
+		{"ipv4 announce from the parent", pfx("10.80.0.10/24"), pfx("10.80.0.254/24"), viaParent, ""},
+		{"ipv6 announce from the parent", pfx("fd00:80::10/64"), pfx("fd00:80::fe/64"), viaParent, ""},
 		{"ipv4 control", pfx("10.80.0.10/24"), pfx("10.80.0.254/24"), none, ""},
 		{"ipv6 control", pfx("fd00:80::10/64"), pfx("fd00:80::fe/64"), none, ""},
 	} {
@@ -160,8 +165,11 @@ func TestAnnounceUpdatesPeerCache(t *testing.T) {
 			} else {
 				err = plainConfigure(cont, tc.cont)
 			}
-			if err == nil && tc.how == viaAnnounce {
+			switch {
+			case err == nil && tc.how == viaAnnounce:
 				err = macvlan.Announce(cont.Path, "eth0", []netip.Addr{ip})
+			case err == nil && tc.how == viaParent:
+				err = macvlan.AnnounceFor(lan.Host.Path, lan.Master, link.MAC, []netip.Addr{ip})
 			}
 			if err != nil {
 				t.Fatalf("configure: %v", err)
