@@ -43,27 +43,15 @@ func StartMedianetd(t testing.TB, bin string, args ...string) *Medianetd {
 	return startMedianetd(t, &Medianetd{Socket: PluginSocket, bin: bin, args: args})
 }
 
-// StartMedianetd runs the medianetd binary bin as h's legacy plugin: in
-// h's network namespace, on the socket h's dockerd finds as
-// /run/docker/plugins/medianet.sock, with --node h.Name, asking h's
-// engine (DOCKER_HOST) which networks exist, and the extra args. It stops
-// when t ends.
+// StartMedianetd runs the medianetd binary bin as h's legacy plugin, as
+// a service of that host runs: in h's network and mount namespaces (it
+// sees h's /run, where h's dockerd keeps its sandboxes' network
+// namespaces: Join's SandboxKey, the endpoint liveness check, the DHCP
+// leases' renewals from the containers' links), on the socket h's dockerd
+// finds as /run/docker/plugins/medianet.sock, with --node h.Name, asking
+// h's engine (DOCKER_HOST) which networks exist, and the extra args. It
+// stops when t ends.
 func (h *Host) StartMedianetd(t testing.TB, bin string, args ...string) *Medianetd {
-	t.Helper()
-	return startMedianetd(t, &Medianetd{
-		Socket: filepath.Join(h.Dir, "plugins", "medianet.sock"),
-		bin:    bin,
-		args:   append([]string{"--node", h.Name}, args...),
-		prefix: []string{"nsenter", "--net=" + h.NS.Path, "--"},
-		env:    []string{"DOCKER_HOST=unix://" + h.Socket},
-	})
-}
-
-// StartMedianetdInHost is StartMedianetd in h's mount namespace too, as
-// a service of that host runs: it sees h's /run, where h's dockerd keeps
-// its sandboxes' network namespaces (Join's SandboxKey, the DHCP leases'
-// renewals from the containers' links).
-func (h *Host) StartMedianetdInHost(t testing.TB, bin string, args ...string) *Medianetd {
 	t.Helper()
 	h.mu.Lock()
 	pid := h.ctd.cmd.Process.Pid // containerd's: its mount namespace is the host's
@@ -75,6 +63,13 @@ func (h *Host) StartMedianetdInHost(t testing.TB, bin string, args ...string) *M
 		prefix: []string{"nsenter", "--net=" + h.NS.Path, fmt.Sprintf("--mount=/proc/%d/ns/mnt", pid), "--"},
 		env:    []string{"DOCKER_HOST=unix://" + h.Socket},
 	})
+}
+
+// StartMedianetdInHost is StartMedianetd, which now always runs in h's
+// mount namespace; it remains for the callers that asked for it by name.
+func (h *Host) StartMedianetdInHost(t testing.TB, bin string, args ...string) *Medianetd {
+	t.Helper()
+	return h.StartMedianetd(t, bin, args...)
 }
 
 func startMedianetd(t testing.TB, d *Medianetd) *Medianetd {
