@@ -344,8 +344,8 @@ func jsonType(kind string) string {
 }
 
 // checkKubernetes checks the "kubernetes" object: one cluster store only,
-// no sticky addresses (the kubernetes source cannot keep them across
-// nodes with the etcd source's guarantees), durations that parse.
+// durations that parse. Sticky addresses work as with etcd (IPAMSticky
+// records, ipam/kubestore/sticky.go).
 func checkKubernetes(ic *IPAMConf) error {
 	k := ic.Kubernetes
 	if k == nil {
@@ -353,9 +353,6 @@ func checkKubernetes(ic *IPAMConf) error {
 	}
 	if ic.Etcd != nil {
 		return configErr("ipam.etcd and ipam.kubernetes are both set: keep one (blocks are claimed in one place)")
-	}
-	if ic.Sticky != "" {
-		return configErr("ipam.sticky is not supported with ipam.kubernetes: addresses kept across nodes need the etcd source (docs/ipam.md); drop ipam.sticky or use ipam.etcd")
 	}
 	for _, f := range []struct{ name, v string }{
 		{"ipam.kubernetes.requestTimeout", k.RequestTimeout},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/medianet/medianet/ipam"
 )
@@ -81,7 +82,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"blockSize range", `{"name":"m","ipam":{"subnet":"10.0.0.0/24","blockSize":8}}`, "blockSize 8"},
 		{"etcd empty", `{"name":"m","ipam":{"subnet":"10.0.0.0/24","etcd":{}}}`, "ipam.etcd.endpoints is empty"},
 		{"etcd and kubernetes", `{"name":"m","ipam":{"subnet":"10.0.0.0/24","etcd":{"endpoints":["http://127.0.0.1:2379"]},"kubernetes":{}}}`, "ipam.etcd and ipam.kubernetes are both set"},
-		{"kubernetes sticky", `{"name":"m","ipam":{"subnet":"10.0.0.0/24","sticky":"30m","kubernetes":{}}}`, "ipam.sticky is not supported with ipam.kubernetes"},
+		{"kubernetes sticky bad", `{"name":"m","ipam":{"subnet":"10.0.0.0/24","sticky":"30","kubernetes":{}}}`, "ipam.sticky \"30\" is not a duration"},
 		{"kubernetes timeout", `{"name":"m","ipam":{"subnet":"10.0.0.0/24","kubernetes":{"requestTimeout":"2"}}}`, "ipam.kubernetes.requestTimeout \"2\""},
 		{"kubernetes relative", `{"name":"m","ipam":{"subnet":"10.0.0.0/24","kubernetes":{"kubeconfig":"kube.conf"}}}`, "ipam.kubernetes.kubeconfig \"kube.conf\" must be an absolute path"},
 	}
@@ -95,6 +96,18 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Errorf("CNI code = %d, want 7", code)
 			}
 		})
+	}
+}
+
+// TestParseKubernetesSticky: sticky addresses are accepted with the
+// kubernetes source (IPAMSticky records), with the period parsed.
+func TestParseKubernetesSticky(t *testing.T) {
+	c, err := ParseConfig([]byte(`{"name":"m","ipam":{"subnet":"10.0.0.0/24","sticky":"30m","kubernetes":{"kubeconfig":"/etc/medianet/kube/kubeconfig"}}}`))
+	if err != nil {
+		t.Fatalf("ParseConfig: %v", err)
+	}
+	if !c.UsesKubernetes() || c.IPAM.Sticky != 30*time.Minute {
+		t.Errorf("UsesKubernetes %t, sticky %s; want true, 30m", c.UsesKubernetes(), c.IPAM.Sticky)
 	}
 }
 

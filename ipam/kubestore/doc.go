@@ -10,6 +10,7 @@
 //
 //	IPAMNetwork <net>          the network's subnets and block lengths, created by the first claim, immutable
 //	IPAMBlock   <net>.<block>  one claim: spec {network, cidr, node, nodeUID}, status {inUse, emptySince}
+//	IPAMSticky  <net>.<hash>   one sticky workload's interface: spec {network, workload, ifname, node, state, ips, until, writes}
 //
 // A claim is a create of the block's object, which the API server accepts
 // only when no object of that name exists (409 AlreadyExists otherwise),
@@ -29,12 +30,29 @@
 // from blocks it holds never contacts the API server, and the allocator
 // never calls a source under the node's store lock.
 //
-// Unlike etcdstore, this source has no sticky addresses, no tombstones
-// and no mixed block lengths: a network with sticky set, or whose block
-// length differs from the one recorded, is refused with a configuration
-// error. A forced reclaim deletes the blocks (the dead node's addresses
-// are not kept reserved); ReclaimGone reclaims only blocks whose claimant
-// recorded its Node object's UID and whose Node object is gone.
+// Sticky addresses (ipam.sticky) follow etcdstore's design exactly
+// (sticky.go): one IPAMSticky per workload and interface says which node
+// its addresses are bound to, live there or held there until a time, and
+// every decision (take a hold back, move it to another node, publish,
+// expire, roll forward, undo) is one create, update or delete of that
+// object conditional on the version read. The etcd source takes these
+// decisions with single-key compare-and-swap too (no multi-key
+// transaction), so the mapping is one to one: resourceVersion for
+// ModRevision, the resourceVersion of a list for a read's header
+// revision. The node's store follows the records in the sync (SyncIdle,
+// SettleDue), and a block just claimed or adopted keeps the addresses
+// records bind to other nodes reserved (TakeForeign).
+//
+// Unlike etcdstore, this source has no tombstones and no mixed block
+// lengths: a network whose block length differs from the one recorded
+// is refused with a configuration error. A forced reclaim deletes the
+// blocks (the dead node's addresses are not kept reserved) and every
+// IPAMSticky naming the node (its holds are lost: its workloads get new
+// addresses); without force, live records are refused as live blocks
+// are, and only expired holds are deleted. ReclaimGone reclaims only
+// blocks whose claimant recorded its Node object's UID and whose Node
+// object is gone, and the records of such nodes when no Node of their
+// name exists.
 package kubestore
 
 import (

@@ -18,6 +18,11 @@ type ReclaimResult struct {
 	Live []Block
 	// Changed are blocks that changed while reclaiming, left alone.
 	Changed []Block
+	// Records are the IPAMSticky objects naming the node that were
+	// deleted (or, with DryRun, would be): all with force, else the
+	// holds whose time is up. LiveRecords name it as where a workload
+	// runs (refused without force, as Live). See sticky_reclaim.go.
+	Records, LiveRecords []string
 }
 
 // Reclaim frees the blocks node holds on network (every network when
@@ -42,13 +47,24 @@ func (c *Client) Reclaim(ctx context.Context, network, node string, force, dryRu
 			res.Live = append(res.Live, b)
 		}
 	}
-	if len(res.Live) > 0 && !force {
+	recs, err := c.nodeStickies(ctx, network, map[string]bool{node: true})
+	if err != nil {
+		return res, err
+	}
+	res.LiveRecords = liveStickies(recs)
+	if (len(res.Live) > 0 || len(res.LiveRecords) > 0) && !force {
 		var names []string
 		for _, b := range res.Live {
 			names = append(names, fmt.Sprintf("%s (%s, %d in use)", b.CIDR, b.Network, b.InUse))
 		}
+		for _, r := range res.LiveRecords {
+			names = append(names, "IPAMSticky "+r)
+		}
 		return res, fmt.Errorf("node %q: blocks %s are not marked empty; reclaim with force only once the node is gone: %w",
 			node, strings.Join(names, ", "), ErrLiveBlocks)
+	}
+	if err := c.freeStickies(ctx, recs, force, dryRun, c.now(), &res); err != nil {
+		return res, err
 	}
 	return res, c.deleteAll(ctx, blocks, dryRun, &res)
 }
@@ -98,6 +114,9 @@ func (c *Client) ReclaimGone(ctx context.Context, network string, dryRun bool) (
 		if b.NodeUID != "" && !alive[b.Node+"/"+b.NodeUID] {
 			gone = append(gone, b)
 		}
+	}
+	if err := c.reclaimGoneStickies(ctx, network, gone, nodes.Items, dryRun, &res); err != nil {
+		return res, err
 	}
 	return res, c.deleteAll(ctx, gone, dryRun, &res)
 }

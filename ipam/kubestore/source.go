@@ -26,6 +26,7 @@ type Source struct {
 	claims  int
 	failed  int
 	lost    []ipam.LostBlock
+	foreign []ipam.ForeignAddrs // bound elsewhere in blocks just claimed (sticky_sync.go)
 }
 
 var (
@@ -34,15 +35,11 @@ var (
 )
 
 // NewSource returns the block source of cfg.Node on cfg.Network. It does
-// not contact the API server. A sticky network is refused: this source
-// cannot keep a workload's addresses across nodes with the guarantees of
-// the etcd source (docs/ipam.md).
+// not contact the API server. With cfg.Sticky, workloads keep their
+// addresses across nodes through IPAMSticky records (sticky.go).
 func NewSource(c *Client, cfg *ipam.Config, st ipam.Store) (*Source, error) {
 	if cfg.Node == "" {
 		return nil, fmt.Errorf("network %q: node name is empty: %w", cfg.Network, ErrConfig)
-	}
-	if cfg.Sticky > 0 {
-		return nil, fmt.Errorf("network %q: ipam.sticky is not supported with ipam.kubernetes (addresses kept across nodes need the etcd source): drop sticky or use ipam.etcd: %w", cfg.Network, ErrConfig)
 	}
 	n := NetworkFromConfig(cfg)
 	if len(n.Subnets) == 0 {
@@ -88,6 +85,9 @@ func (s *Source) Next(ctx context.Context, subnet netip.Prefix, bits int, held i
 	}
 	s.findLost(held, claims)
 	b, err := s.c.ClaimNext(ctx, s.net, s.node, uid, subnet, held, claims)
+	if err == nil {
+		err = s.noteBound(ctx, b)
+	}
 	s.count(err)
 	return b, err
 }
@@ -165,6 +165,9 @@ func (s *Source) Containing(ctx context.Context, subnet netip.Prefix, bits int, 
 		return netip.Prefix{}, err
 	}
 	err = s.c.ClaimBlock(ctx, s.net, s.node, uid, b)
+	if err == nil {
+		err = s.noteBound(ctx, b)
+	}
 	s.count(err)
 	return b, err
 }

@@ -50,6 +50,11 @@ type heldBlock struct {
 // ErrUnavailable when the server is down, which the caller may ignore.
 func (s *Source) SyncIdle(ctx context.Context, st ipam.Store, now time.Time) (SyncResult, error) {
 	var res SyncResult
+	// Sticky state first, as etcdstore's: moved reservations it releases
+	// then count in the usage this sync publishes.
+	if err := s.syncSticky(ctx, st, now); err != nil {
+		return res, err
+	}
 	claims, err := s.c.Blocks(ctx, s.net.Name, "")
 	if err != nil {
 		return res, err
@@ -169,6 +174,13 @@ func (s *Source) adoptOrphans(ctx context.Context, st ipam.Store, claims []Block
 				fresh = append(fresh, cur)
 			}
 		}
+		var bound map[netip.Prefix][]ipam.ForeignAddrs
+		if len(fresh) > 0 {
+			var err error
+			if bound, err = s.boundElsewhere(ctx, blockCIDRs(fresh)); err != nil {
+				return err
+			}
+		}
 		return st.Update(ctx, func(tx ipam.Tx) error {
 			for _, b := range fresh {
 				missing, err := s.orphan(tx, b)
@@ -181,6 +193,9 @@ func (s *Source) adoptOrphans(ctx context.Context, st ipam.Store, claims []Block
 				sub, _ := s.cfg.SubnetOf(b.CIDR.Addr())
 				blk, err := ipam.NewBlock(b.CIDR, s.cfg.Reserved(sub))
 				if err != nil {
+					return err
+				}
+				if err := reserveBound(tx, s.net.Name, &blk, bound[b.CIDR], s.c.now()); err != nil {
 					return err
 				}
 				if err := tx.PutBlock(s.net.Name, blk); err != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/medianet/medianet/internal/cnitest"
@@ -57,7 +58,7 @@ func run(t *testing.T, command, cid string, ipamConf map[string]any) outcome {
 
 // TestPluginClaimsInAPI: two nodes' ADDs through medianet-ipam get
 // addresses from blocks claimed as IPAMBlocks, one node's never in the
-// other's; a sticky configuration is refused with code 7.
+// other's; a bad ipam.sticky is refused with code 7.
 func TestPluginClaimsInAPI(t *testing.T) {
 	srv := kubetest.Start(t)
 	conf := func(node string) map[string]any {
@@ -102,8 +103,8 @@ func TestPluginClaimsInAPI(t *testing.T) {
 		t.Errorf("DEL: code %d %q", o.Code, o.Msg)
 	}
 	sticky := conf("c")
-	sticky["sticky"] = "30m"
-	if o := run(t, "ADD", "c-c1", sticky); o.Code != 7 {
-		t.Errorf("ADD with sticky and kubernetes: code %d %q, want 7", o.Code, o.Msg)
+	sticky["sticky"] = "30"
+	if o := run(t, "ADD", "c-c1", sticky); o.Code != 7 || !strings.Contains(o.Msg, "ipam.sticky") {
+		t.Errorf("ADD with a bad ipam.sticky and kubernetes: code %d %q, want 7 naming ipam.sticky", o.Code, o.Msg)
 	}
 }
