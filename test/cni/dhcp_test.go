@@ -26,13 +26,7 @@ type dhcpLab struct {
 }
 
 func dhcpConfig(kind string, base int) dhcptest.Config {
-	p := func(s string) netip.Addr { return netip.MustParseAddr(fmt.Sprintf("10.%d.0.%s", base, s)) }
-	c := dhcptest.Config{Subnet: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/24", base)), Server: p("2"), Gateway: p("1"),
-		PoolFirst: p("100"), PoolLast: p("160"), Lease: 8 * time.Second, T1: 2 * time.Second, T2: 6 * time.Second}
-	if kind == dhcptest.Dnsmasq {
-		c.Lease, c.T1, c.T2 = 120*time.Second, 4*time.Second, 100*time.Second
-	}
-	return c
+	return dhcptest.TestConfig(kind, byte(base))
 }
 
 func newDHCPLab(t *testing.T, kind string, cfg dhcptest.Config) *dhcpLab {
