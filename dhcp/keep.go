@@ -8,13 +8,14 @@ import (
 	"github.com/medianet/medianet/dhcp/dhcpapi"
 )
 
-// keep renews k's lease until ctx ends: at T1 unicast to its server, from
-// T2 broadcast (rebinding), each attempt bounded by the time left in its
+// keep renews k's lease until ctx ends: at T1 (or at once when soon: a
+// new hostname to tell the server) unicast to its server, from T2
+// broadcast (rebinding), each attempt bounded by the time left in its
 // phase and retried after half of it (at least minRetry, RFC 2131
 // 4.4.5). A NAK, or the expiry without an ACK, ends the lease: its
 // address is taken off the link and the record marked expired, for
 // CHECK and medianetctl to report.
-func (m *Manager) keep(ctx context.Context, k dhcpapi.Key) {
+func (m *Manager) keep(ctx context.Context, k dhcpapi.Key, soon bool) {
 	quiet := false // a local failure was logged
 	for {
 		r := m.record(k)
@@ -30,7 +31,7 @@ func (m *Manager) keep(ctx context.Context, k dhcpapi.Key) {
 		now := m.now()
 		var next time.Time
 		switch {
-		case now.Before(t.t1):
+		case now.Before(t.t1) && !soon:
 			next = t.t1
 		case now.Before(t.expiry):
 			rebinding := !now.Before(t.t2)
@@ -39,6 +40,9 @@ func (m *Manager) keep(ctx context.Context, k dhcpapi.Key) {
 				phaseEnd = t.expiry
 			}
 			done, err := m.renewOnce(ctx, r, rebinding, phaseEnd, quiet)
+			if done || !local(err) {
+				soon = false // else the link is not there yet: soon again
+			}
 			if done {
 				quiet = false
 				continue
@@ -63,6 +67,9 @@ func (m *Manager) keep(ctx context.Context, k dhcpapi.Key) {
 			}
 			if !rebinding && next.After(t.t2) {
 				next = t.t2
+			}
+			if now.Before(t.t1) && next.After(t.t1) && !soon {
+				next = t.t1 // an early renewal failed: T1's still comes
 			}
 		default:
 			m.expire(r, errors.New("no ACK before the lease's end"))
@@ -126,15 +133,18 @@ func (m *Manager) renewOnce(ctx context.Context, r *Record, rebinding bool, phas
 
 // expire ends r's lease on our side: the address comes off the link
 // (nothing squats on an address without a lease) and the record stays,
-// marked expired, until DEL or GC.
+// marked expired, with the link's routes (they go with the address) to
+// put back if the address is regained (regain.go), until DEL or GC.
 func (m *Manager) expire(r *Record, why error) {
 	nr := *r
 	nr.State = dhcpapi.StateExpired
 	if l, err := r.lease(); err == nil {
 		if p, err := address(l.ACK); err == nil {
-			if err := removeAddr(r.Netns, r.link(), p); err != nil {
+			routes, err := takeOff(r.Netns, r.link(), p)
+			if err != nil {
 				m.log.Error("dhcp expired address not removed", "container", r.Key.ContainerID, "address", p, "err", err)
 			}
+			nr.Routes = routes
 		}
 	}
 	if err := m.st.Put(&nr); err != nil {
