@@ -3,6 +3,7 @@ package dhcp
 import (
 	"context"
 	"errors"
+	"syscall"
 	"time"
 
 	"github.com/medianet/medianet/dhcp/dhcpapi"
@@ -91,9 +92,12 @@ func (m *Manager) keep(ctx context.Context, k dhcpapi.Key, soon bool) {
 const localRetry = time.Second
 
 // local reports a renewal that failed on this side: namespace or link
-// missing.
+// missing, or the link not configured yet (no address or route to the
+// server: Docker configures the container's link after Join, and a
+// loaded host can take longer than T1), so nothing was sent.
 func local(err error) bool {
-	return errors.Is(err, dhcpapi.ErrBadRequest) || errors.Is(err, errLinkGone)
+	return errors.Is(err, dhcpapi.ErrBadRequest) || errors.Is(err, errLinkGone) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, errAddrNotAvail)
 }
 
 // renewOnce sends one REQUEST (with its retransmissions) and records the
