@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"syscall"
 	"time"
 
@@ -96,9 +97,9 @@ func (l linkRef) find() (netlink.Link, error) {
 	return nil, fmt.Errorf("no macvlan with MAC %s", l.mac)
 }
 
-// acquire runs DISCOVER, OFFER, REQUEST, ACK on link lk in netns,
-// asking for want (option 50) when valid. The link is set up first.
-func acquire(ctx context.Context, netnsPath string, lk linkRef, id identity, want netip.Addr) (*nclient4.Lease, net.HardwareAddr, error) {
+// packetClient opens a packet-socket client on link lk in netns, set up
+// first, and returns it with the link's MAC.
+func packetClient(netnsPath string, lk linkRef) (*nclient4.Client, net.HardwareAddr, error) {
 	var c *nclient4.Client
 	var mac net.HardwareAddr
 	err := inNetns(netnsPath, func() error {
@@ -117,23 +118,106 @@ func acquire(ctx context.Context, netnsPath string, lk linkRef, id identity, wan
 		}
 		return nil
 	})
+	return c, mac, err
+}
+
+// acquire obtains a lease on link lk in netns, asking for want when
+// valid (the workload's remembered address). When held (the server
+// should still have the lease: it was never released) it first asks for
+// it in INIT-REBOOT (reboot); a NAK there, or silence, restarts with
+// DISCOVER, OFFER, REQUEST, ACK (RFC 2131 3.2), still asking for want
+// (option 50) after silence, not after a NAK. refused is that NAK, for
+// the log and, when the DISCOVER fails too, the error.
+func acquire(ctx context.Context, netnsPath string, lk linkRef, id identity, want netip.Addr, held bool) (_ *nclient4.Lease, _ net.HardwareAddr, refused, _ error) {
+	c, mac, err := packetClient(netnsPath, lk)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer c.Close()
+	if want.IsValid() && held {
+		lease, err := reboot(ctx, c, mac, id, want)
+		switch {
+		case err == nil:
+			return lease, mac, nil, nil
+		case errors.Is(err, dhcpapi.ErrNAK):
+			refused = fmt.Errorf("remembered address %s: %w", want, err)
+			want = netip.Addr{}
+		case ctx.Err() != nil:
+			return nil, mac, nil, noAnswer(ctx, err)
+		}
+	}
+	withRefused := func(err error) error {
+		if refused != nil {
+			return fmt.Errorf("%w (before that, %v)", err, refused)
+		}
+		return err
+	}
 	disc := id.modifiers()
 	if want.IsValid() {
 		disc = append(disc, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(want.AsSlice())))
 	}
 	offer, err := c.DiscoverOffer(ctx, disc...)
 	if err != nil {
-		return nil, mac, noAnswer(ctx, err)
+		return nil, mac, refused, withRefused(noAnswer(ctx, err))
+	}
+	if hookAfterOffer != nil {
+		hookAfterOffer(offer)
 	}
 	lease, err := c.RequestFromOffer(ctx, offer, id.modifiers()...)
 	if err != nil {
-		return nil, mac, exchangeErr(ctx, offer.ServerIdentifier(), err)
+		return nil, mac, refused, withRefused(exchangeErr(ctx, offer.ServerIdentifier(), err))
 	}
-	return lease, mac, nil
+	return lease, mac, refused, nil
+}
+
+// hookAfterOffer, when set (tests only), runs between the OFFER and the
+// REQUEST of acquire.
+var hookAfterOffer func(offer *dhcpv4.DHCPv4)
+
+// rebootWait bounds an INIT-REBOOT: two transmissions (1 s, then 2 s),
+// as systemd-networkd's client tries before it falls back to DISCOVER; a
+// server that does not know the client stays silent unless it is
+// authoritative (RFC 2131 4.3.2).
+const rebootWait = 3 * retransmit
+
+// reboot asks for want in INIT-REBOOT (RFC 2131 4.3.2, 4.4.2): a
+// broadcast REQUEST with option 50 and no server identifier. It returns
+// the lease on ACK, an ErrNAK naming the server on NAK, and ErrNoAnswer
+// after rebootWait (at most half of what ctx leaves) of silence. The ACK
+// stands for the OFFER too (its server identifier is the lease's server).
+func reboot(ctx context.Context, c *nclient4.Client, mac net.HardwareAddr, id identity, want netip.Addr) (*nclient4.Lease, error) {
+	wait := rebootWait
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl)/2)
+	}
+	rctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	req, err := dhcpv4.New(dhcpv4.PrependModifiers(id.modifiers(), dhcpv4.WithHwAddr(mac),
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(want.AsSlice())),
+		dhcpv4.WithOption(dhcpv4.OptMaxMessageSize(nclient4.MaxMessageSize)))...)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.SendAndRead(rctx, nclient4.DefaultServers, req, nclient4.IsMessageType(dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak))
+	if err != nil {
+		return nil, noAnswer(rctx, err)
+	}
+	if resp.MessageType() == dhcpv4.MessageTypeNak {
+		return nil, exchangeErr(ctx, resp.ServerIdentifier(), &nclient4.ErrNak{Nak: resp})
+	}
+	return &nclient4.Lease{Offer: resp, ACK: resp, CreationTime: time.Now()}, nil
+}
+
+// regain asks for want again in INIT-REBOOT from link lk in netns (a
+// lease that expired; its address is off the link).
+func regain(ctx context.Context, netnsPath string, lk linkRef, id identity, want netip.Addr) (*nclient4.Lease, error) {
+	c, mac, err := packetClient(netnsPath, lk)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return reboot(ctx, c, mac, id, want)
 }
 
 // renew sends REQUEST for lease: unicast from the leased address to the
@@ -229,21 +313,91 @@ func unicastClient(ifname string, lease *nclient4.Lease, opts ...nclient4.Client
 	return c, nil
 }
 
-// removeAddr takes addr off link ifname in netns (the lease expired);
-// an address or link already gone is success.
-func removeAddr(netnsPath string, lk linkRef, addr netip.Prefix) error {
-	return inNetns(netnsPath, func() error {
+// takeOff takes addr off link lk in netns (the lease expired) and
+// returns the link's routes as they were (every table but local, not the
+// kernel's own: they go and come with the address); an address or link
+// already gone is success.
+func takeOff(netnsPath string, lk linkRef, addr netip.Prefix) ([]KeptRoute, error) {
+	var kept []KeptRoute
+	err := inNetns(netnsPath, func() error {
 		link, err := lk.find()
 		if err != nil {
 			return nil
 		}
 		ifname := link.Attrs().Name
+		rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: link.Attrs().Index, Table: unix.RT_TABLE_UNSPEC},
+			netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return fmt.Errorf("routes of %q in %s: %w", ifname, netnsPath, err)
+		}
+		for _, r := range rs {
+			if r.Protocol == unix.RTPROT_KERNEL || r.Table == unix.RT_TABLE_LOCAL {
+				continue
+			}
+			k := KeptRoute{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Scope: uint8(r.Scope), Priority: r.Priority, Table: r.Table}
+			if r.Dst != nil {
+				ones, _ := r.Dst.Mask.Size()
+				if a, ok := netip.AddrFromSlice(r.Dst.IP.To4()); ok {
+					k.Dst = netip.PrefixFrom(a, ones)
+				}
+			}
+			k.Gw, _ = netip.AddrFromSlice(r.Gw.To4())
+			k.Src, _ = netip.AddrFromSlice(r.Src.To4())
+			kept = append(kept, k)
+		}
 		a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), 32)}}
 		if err := netlink.AddrDel(link, a); err != nil && !errors.Is(err, errAddrNotAvail) {
 			return fmt.Errorf("remove %s from %q in %s: %w", addr, ifname, netnsPath, err)
 		}
 		return nil
 	})
+	return kept, err
+}
+
+// putBack puts addr and routes back on link lk in netns (a regained
+// lease): what takeOff removed.
+func putBack(netnsPath string, lk linkRef, addr netip.Prefix, routes []KeptRoute) error {
+	return inNetns(netnsPath, func() error {
+		link, err := lk.find()
+		if err != nil {
+			return fmt.Errorf("link %s in %s: %w: %w", lk, netnsPath, errLinkGone, err)
+		}
+		ifname := link.Attrs().Name
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), 32)}}
+		if err := netlink.AddrReplace(link, a); err != nil {
+			return fmt.Errorf("put %s back on %q in %s: %w", addr, ifname, netnsPath, err)
+		}
+		// Routes without a gateway first: another's gateway may be
+		// reachable only through one of them.
+		ordered := slices.Clone(routes)
+		slices.SortStableFunc(ordered, func(a, b KeptRoute) int { return cmpBool(a.Gw.IsValid(), b.Gw.IsValid()) })
+		for _, k := range ordered {
+			r := &netlink.Route{LinkIndex: link.Attrs().Index, Scope: netlink.Scope(k.Scope), Priority: k.Priority, Table: k.Table}
+			if k.Dst.Bits() > 0 {
+				r.Dst = &net.IPNet{IP: k.Dst.Addr().AsSlice(), Mask: net.CIDRMask(k.Dst.Bits(), 32)}
+			}
+			if k.Gw.IsValid() {
+				r.Gw = k.Gw.AsSlice()
+			}
+			if k.Src.IsValid() {
+				r.Src = k.Src.AsSlice()
+			}
+			if err := netlink.RouteReplace(r); err != nil {
+				return fmt.Errorf("put route to %s via %s back on %q in %s: %w", k.Dst, k.Gw, ifname, netnsPath, err)
+			}
+		}
+		return nil
+	})
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
 }
 
 // noAnswer is the error of an exchange no server answered.

@@ -3,18 +3,20 @@ package dhcp
 import (
 	"context"
 	"errors"
+	"syscall"
 	"time"
 
 	"github.com/medianet/medianet/dhcp/dhcpapi"
 )
 
-// keep renews k's lease until ctx ends: at T1 unicast to its server, from
-// T2 broadcast (rebinding), each attempt bounded by the time left in its
+// keep renews k's lease until ctx ends: at T1 (or at once when soon: a
+// new hostname to tell the server) unicast to its server, from T2
+// broadcast (rebinding), each attempt bounded by the time left in its
 // phase and retried after half of it (at least minRetry, RFC 2131
 // 4.4.5). A NAK, or the expiry without an ACK, ends the lease: its
 // address is taken off the link and the record marked expired, for
 // CHECK and medianetctl to report.
-func (m *Manager) keep(ctx context.Context, k dhcpapi.Key) {
+func (m *Manager) keep(ctx context.Context, k dhcpapi.Key, soon bool) {
 	quiet := false // a local failure was logged
 	for {
 		r := m.record(k)
@@ -30,7 +32,7 @@ func (m *Manager) keep(ctx context.Context, k dhcpapi.Key) {
 		now := m.now()
 		var next time.Time
 		switch {
-		case now.Before(t.t1):
+		case now.Before(t.t1) && !soon:
 			next = t.t1
 		case now.Before(t.expiry):
 			rebinding := !now.Before(t.t2)
@@ -39,6 +41,9 @@ func (m *Manager) keep(ctx context.Context, k dhcpapi.Key) {
 				phaseEnd = t.expiry
 			}
 			done, err := m.renewOnce(ctx, r, rebinding, phaseEnd, quiet)
+			if done || !local(err) {
+				soon = false // else the link is not there yet: soon again
+			}
 			if done {
 				quiet = false
 				continue
@@ -64,6 +69,9 @@ func (m *Manager) keep(ctx context.Context, k dhcpapi.Key) {
 			if !rebinding && next.After(t.t2) {
 				next = t.t2
 			}
+			if now.Before(t.t1) && next.After(t.t1) && !soon {
+				next = t.t1 // an early renewal failed: T1's still comes
+			}
 		default:
 			m.expire(r, errors.New("no ACK before the lease's end"))
 			return
@@ -84,9 +92,12 @@ func (m *Manager) keep(ctx context.Context, k dhcpapi.Key) {
 const localRetry = time.Second
 
 // local reports a renewal that failed on this side: namespace or link
-// missing.
+// missing, or the link not configured yet (no address or route to the
+// server: Docker configures the container's link after Join, and a
+// loaded host can take longer than T1), so nothing was sent.
 func local(err error) bool {
-	return errors.Is(err, dhcpapi.ErrBadRequest) || errors.Is(err, errLinkGone)
+	return errors.Is(err, dhcpapi.ErrBadRequest) || errors.Is(err, errLinkGone) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, errAddrNotAvail)
 }
 
 // renewOnce sends one REQUEST (with its retransmissions) and records the
@@ -126,15 +137,18 @@ func (m *Manager) renewOnce(ctx context.Context, r *Record, rebinding bool, phas
 
 // expire ends r's lease on our side: the address comes off the link
 // (nothing squats on an address without a lease) and the record stays,
-// marked expired, until DEL or GC.
+// marked expired, with the link's routes (they go with the address) to
+// put back if the address is regained (regain.go), until DEL or GC.
 func (m *Manager) expire(r *Record, why error) {
 	nr := *r
 	nr.State = dhcpapi.StateExpired
 	if l, err := r.lease(); err == nil {
 		if p, err := address(l.ACK); err == nil {
-			if err := removeAddr(r.Netns, r.link(), p); err != nil {
+			routes, err := takeOff(r.Netns, r.link(), p)
+			if err != nil {
 				m.log.Error("dhcp expired address not removed", "container", r.Key.ContainerID, "address", p, "err", err)
 			}
+			nr.Routes = routes
 		}
 	}
 	if err := m.st.Put(&nr); err != nil {

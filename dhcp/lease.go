@@ -40,6 +40,20 @@ type Record struct {
 	LinkByMAC bool   `json:"linkByMAC,omitempty"`
 	Parent    string `json:"parent,omitempty"`
 	Mode      string `json:"macvlanMode,omitempty"`
+	// Routes are the link's routes when its address was taken off at
+	// expiry, put back with it when the address is regained.
+	Routes []KeptRoute `json:"routes,omitempty"`
+}
+
+// KeptRoute is a route of a lease's link (main table or another), as the
+// plugin or the runtime set it.
+type KeptRoute struct {
+	Dst      netip.Prefix `json:"dst"`
+	Gw       netip.Addr   `json:"gw,omitzero"`
+	Src      netip.Addr   `json:"src,omitzero"`
+	Scope    uint8        `json:"scope,omitempty"`
+	Priority int          `json:"priority,omitempty"`
+	Table    int          `json:"table,omitempty"`
 }
 
 func (r *Record) identity() identity { return identity{clientID: r.ClientID, hostname: r.Hostname} }

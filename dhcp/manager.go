@@ -74,7 +74,7 @@ func NewManager(o Options) (*Manager, error) {
 		return nil, err
 	}
 	for _, r := range recs {
-		m.hold(r)
+		m.hold(r, false)
 	}
 	return m, nil
 }
@@ -110,14 +110,16 @@ func (m *Manager) lock(ctx context.Context, k dhcpapi.Key) (func(), error) {
 	}
 }
 
-// hold puts r in the map and, when bound, starts its keeper.
-func (m *Manager) hold(r *Record) {
+// hold puts r in the map and starts its keeper: one that renews a bound
+// lease (at once when soon), or tries to regain an expired one whose
+// link is known.
+func (m *Manager) hold(r *Record, soon bool) {
 	ctx, stop := context.WithCancel(m.ctx)
 	e := &entry{rec: r, stop: stop, done: make(chan struct{})}
 	m.mu.Lock()
 	m.leases[r.Key] = e
 	m.mu.Unlock()
-	if r.State != dhcpapi.StateBound {
+	if r.State != dhcpapi.StateBound && (r.State != dhcpapi.StateExpired || r.Netns == "") {
 		close(e.done)
 		return
 	}
@@ -125,8 +127,32 @@ func (m *Manager) hold(r *Record) {
 	go func() {
 		defer m.wg.Done()
 		defer close(e.done)
-		m.keep(ctx, r.Key)
+		m.run(ctx, r.Key, soon)
 	}()
+}
+
+// run keeps k's lease until ctx ends: renewals while it is bound, and
+// after it expired, attempts to regain its address (regain.go).
+func (m *Manager) run(ctx context.Context, k dhcpapi.Key, soon bool) {
+	for ctx.Err() == nil {
+		r := m.record(k)
+		switch {
+		case r == nil:
+			return
+		case r.State == dhcpapi.StateBound:
+			m.keep(ctx, k, soon)
+			soon = false
+			if r := m.record(k); r == nil || r.State == dhcpapi.StateBound {
+				return // stopped, or the lease is unreadable
+			}
+		case r.State == dhcpapi.StateExpired && r.Netns != "":
+			if !m.regainLoop(ctx, k) {
+				return
+			}
+		default:
+			return
+		}
+	}
 }
 
 // unhold stops k's keeper and takes it out of the map; it returns the
@@ -188,31 +214,36 @@ func (m *Manager) Acquire(ctx context.Context, req dhcpapi.AcquireRequest) (dhcp
 	}
 	defer unlock()
 	id := identity{clientID: clientID(req.ClientID), hostname: req.Hostname}
+	// want is the address to ask for again; held says the server should
+	// still have the client's lease of it (never released), so the
+	// client asks in INIT-REBOOT; after a RELEASE only with option 50.
 	var want netip.Addr
+	held := false
 	old := m.unhold(req.Key)
 	if old != nil {
 		if l, err := old.lease(); err == nil {
 			want, _ = netip.AddrFromSlice(l.ACK.YourIPAddr.To4())
+			held = old.State == dhcpapi.StateBound
 		}
-	} else if prev, err := m.st.Previous(id.clientID); err == nil && len(prev) == 4 {
-		want = netip.AddrFrom4([4]byte(prev))
+	} else if prev, released, err := m.st.Previous(id.clientID); err == nil && prev.IsValid() {
+		want, held = prev, !released
 	}
 	netnsPath, lk := req.Netns, linkRef{name: req.IfName}
 	if onParent != nil {
 		sc, err := newScratch(req.Parent, onParent, req.Mode)
 		if err != nil {
 			if old != nil {
-				m.hold(old)
+				m.hold(old, false)
 			}
 			return dhcpapi.Lease{}, fmt.Errorf("lease for %s/%s on %q: %w", req.ContainerID, req.IfName, req.Network, err)
 		}
 		defer sc.close()
 		netnsPath, lk = sc.path, linkRef{name: scratchLink}
 	}
-	lease, mac, err := acquire(ctx, netnsPath, lk, id, want)
+	lease, mac, refused, err := acquire(ctx, netnsPath, lk, id, want, held)
 	if err != nil {
 		if old != nil {
-			m.hold(old) // the attachment keeps what it had
+			m.hold(old, false) // the attachment keeps what it had
 		}
 		if errors.Is(err, dhcpapi.ErrNoAnswer) {
 			err = fmt.Errorf("%w%s", err, m.serversHint(req.Network))
@@ -230,7 +261,10 @@ func (m *Manager) Acquire(ctx context.Context, req dhcpapi.AcquireRequest) (dhcp
 		_ = release(netnsPath, lk, id, lease)
 		return dhcpapi.Lease{}, err
 	}
-	m.hold(r)
+	m.hold(r, false)
+	if refused != nil {
+		m.log.Info("dhcp remembered address refused; a new lease taken", "network", req.Network, "container", req.ContainerID, "ifname", req.IfName, "refused", refused)
+	}
 	m.log.Info("dhcp lease bound", "network", req.Network, "container", req.ContainerID, "ifname", req.IfName, "address", lease.ACK.YourIPAddr, "server", lease.ACK.ServerIdentifier())
 	return r.view()
 }
@@ -275,7 +309,7 @@ func (m *Manager) Release(ctx context.Context, k dhcpapi.Key) error {
 	}
 	m.unhold(k)
 	if err := m.st.Delete(k); err != nil {
-		m.hold(r) // still recorded: keep keeping it
+		m.hold(r, false) // still recorded: keep keeping it
 		return err
 	}
 	m.sendRelease(r)
@@ -293,6 +327,9 @@ func (m *Manager) sendRelease(r *Record) {
 	if err != nil {
 		m.log.Warn("dhcp release not sent; the server ends the lease at its expiry", "network", r.Key.Network, "container", r.Key.ContainerID, "ifname", r.Key.IfName, "err", err)
 		return
+	}
+	if err := m.st.Released(r.ClientID); err != nil {
+		m.log.Warn("dhcp release not recorded; the next lease of the workload asks for the address in INIT-REBOOT", "container", r.Key.ContainerID, "err", err)
 	}
 	m.log.Info("dhcp lease released", "network", r.Key.Network, "container", r.Key.ContainerID, "ifname", r.Key.IfName, "address", l.ACK.YourIPAddr, "server", l.ACK.ServerIdentifier())
 }
@@ -353,11 +390,56 @@ func (m *Manager) Attach(ctx context.Context, k dhcpapi.Key, netns string) error
 	nr.Netns, nr.LinkByMAC = netns, true
 	m.unhold(k)
 	if err := m.st.Put(&nr); err != nil {
-		m.hold(r)
+		m.hold(r, false)
 		return err
 	}
-	m.hold(&nr)
+	m.hold(&nr, false)
 	return nil
+}
+
+// SetHostname makes name k's hostname (option 12), persisted, and has
+// the keeper renew the lease at once so that the server's table shows
+// it: Docker names a container only after its lease is taken, and
+// medianetd learns the name later from the engine. name must be a
+// hostname label (RFC 1123: letters, digits, hyphens, at most 63).
+func (m *Manager) SetHostname(ctx context.Context, k dhcpapi.Key, name string) error {
+	if !validHostname(name) {
+		return fmt.Errorf("hostname %q for %s/%s: %w: give letters, digits and hyphens, at most 63, no hyphen at either end", name, k.ContainerID, k.IfName, dhcpapi.ErrBadRequest)
+	}
+	unlock, err := m.lock(ctx, k)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	r := m.record(k)
+	if r == nil {
+		return fmt.Errorf("no lease for %s/%s on %q: %w", k.ContainerID, k.IfName, k.Network, dhcpapi.ErrNotFound)
+	}
+	if r.Hostname == name {
+		return nil
+	}
+	nr := *r
+	nr.Hostname = name
+	m.unhold(k)
+	if err := m.st.Put(&nr); err != nil {
+		m.hold(r, false)
+		return err
+	}
+	m.hold(&nr, nr.State == dhcpapi.StateBound)
+	return nil
+}
+
+// validHostname reports whether s is one RFC 1123 label.
+func validHostname(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Get returns k's lease.

@@ -22,17 +22,8 @@ type lab struct {
 	srv *dhcptest.Server
 }
 
-// config gives each server a short lease: kea takes any; dnsmasq's
-// shortest is two minutes, with T1 and T2 given as options.
-func config(kind string, base byte) dhcptest.Config {
-	p := func(s string) netip.Addr { return netip.MustParseAddr(fmt.Sprintf("10.%d.0.%s", base, s)) }
-	c := dhcptest.Config{Subnet: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/24", base)), Server: p("2"), Gateway: p("1"),
-		PoolFirst: p("100"), PoolLast: p("140"), Lease: 8 * time.Second, T1: 2 * time.Second, T2: 6 * time.Second}
-	if kind == dhcptest.Dnsmasq {
-		c.Lease, c.T1, c.T2 = 120*time.Second, 4*time.Second, 100*time.Second
-	}
-	return c
-}
+// config is dhcptest.TestConfig: short leases on 10.<base>.0.0/24.
+var config = dhcptest.TestConfig
 
 func newLab(t *testing.T, kind string, cfg dhcptest.Config) *lab {
 	t.Helper()

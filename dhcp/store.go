@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -19,7 +20,7 @@ const FileName = "dhcp.db"
 // Buckets and the schema version.
 var (
 	bucketLeases   = []byte("leases")
-	bucketPrevious = []byte("previous") // client identifier -> last address, for option 50
+	bucketPrevious = []byte("previous") // client identifier -> last address (and 1 once released), for INIT-REBOOT or option 50
 	bucketMeta     = []byte("meta")
 	keyVersion     = []byte("version")
 )
@@ -101,16 +102,32 @@ func (s *Store) Delete(k dhcpapi.Key) error {
 	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketLeases).Delete(recordKey(k)) })
 }
 
-// Previous returns the last address leased to clientID on this node, if any.
-func (s *Store) Previous(clientID []byte) ([]byte, error) {
-	var out []byte
-	err := s.view(func(tx *bolt.Tx) error {
+// Previous returns the last address leased to clientID on this node, if
+// any, and whether it was released (RELEASE sent) since.
+func (s *Store) Previous(clientID []byte) (addr netip.Addr, released bool, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketPrevious); b != nil {
-			out = append([]byte(nil), b.Get(clientID)...)
+			v := b.Get(clientID)
+			if len(v) >= 4 {
+				addr, released = netip.AddrFrom4([4]byte(v[:4])), len(v) == 5 && v[4] == 1
+			}
 		}
 		return nil
 	})
-	return out, err
+	return addr, released, err
+}
+
+// Released records that clientID's last address was given back
+// (RELEASE sent): the server may have forgotten it.
+func (s *Store) Released(clientID []byte) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPrevious)
+		v := b.Get(clientID)
+		if len(v) < 4 {
+			return nil
+		}
+		return b.Put(clientID, append(append([]byte(nil), v[:4]...), 1))
+	})
 }
 
 // List returns every record.

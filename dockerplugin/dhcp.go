@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -35,6 +36,11 @@ import (
 //   - Leave sends RELEASE from the container's link (still in the
 //     container, with its address) and forgets the lease; DeleteEndpoint
 //     and ReleaseAddress do the same when Leave did not.
+//   - Reconcile names every lease after its container: Docker tells a
+//     driver no container name, so the reconcile loop reads it from the
+//     engine (GET /networks/ID, outside any call of Docker's) and the
+//     keeper sends it as the hostname (option 12) in a renewal at once,
+//     so the server's lease table shows it within one reconcile period.
 //   - Reconcile releases every Docker lease no endpoint record names
 //     (staleGrace after it was obtained): endpoints Docker forgot are
 //     dropped by the reconcile (reconcile.go), and their leases follow. A
@@ -51,6 +57,8 @@ type LeaseKeeper interface {
 	Release(ctx context.Context, k dhcpapi.Key) error
 	Get(k dhcpapi.Key) (dhcpapi.Lease, error)
 	List(network string) ([]dhcpapi.Lease, error)
+	// SetHostname makes name the lease's option 12 and renews it soon.
+	SetHostname(ctx context.Context, k dhcpapi.Key, name string) error
 }
 
 // dhcpTimeout bounds one lease's exchange, DISCOVER to ACK: well inside
@@ -292,4 +300,67 @@ func (d *Driver) releaseOrphanLeases(ctx context.Context, now time.Time) ([]stri
 	}
 	slices.Sort(out)
 	return out, errors.Join(errs...)
+}
+
+// nameLeases gives every endpoint's lease its container's name as the
+// hostname (option 12), from listed (the engine's endpoints of each
+// network with their containers' names, asked without d.mu). Without
+// d.mu: the keeper renews at once, a network exchange.
+func (d *Driver) nameLeases(ctx context.Context, listed map[string]map[string]string) ([]string, error) {
+	if d.leases == nil {
+		return nil, nil
+	}
+	want := map[dhcpapi.Key]string{}
+	d.mu.Lock()
+	err := d.st.db.View(func(tx *bolt.Tx) error {
+		return each(tx, bucketEndpoints, func(e endpoint) error {
+			if e.Lease == nil {
+				return nil
+			}
+			if h := containerHostname(listed[e.NetworkID][e.ID]); h != "" {
+				want[*e.Lease] = h
+			}
+			return nil
+		})
+	})
+	d.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	var errs []error
+	for k, h := range want {
+		l, err := d.leases.Get(k)
+		if err != nil || l.Host == h {
+			continue
+		}
+		if err := d.leases.SetHostname(ctx, k, h); err != nil {
+			errs = append(errs, fmt.Errorf("medianet: lease of %s: hostname %q: %w", k.ContainerID, h, err))
+			continue
+		}
+		out = append(out, k.ContainerID+"="+h)
+	}
+	slices.Sort(out)
+	return out, errors.Join(errs...)
+}
+
+// containerHostname makes a hostname label (RFC 1123: letters, digits
+// and hyphens, at most 63, no hyphen at either end) of a Docker
+// container's name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, a leading "/" in some
+// API answers): lower case, every other character a hyphen. "" when
+// nothing is left.
+func containerHostname(name string) string {
+	name = strings.TrimPrefix(name, "/")
+	b := make([]byte, 0, len(name))
+	for _, c := range []byte(strings.ToLower(name)) {
+		if (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') {
+			b = append(b, c)
+		} else {
+			b = append(b, '-')
+		}
+	}
+	if len(b) > 63 {
+		b = b[:63]
+	}
+	return strings.Trim(string(b), "-")
 }

@@ -61,6 +61,18 @@ func (f *fakeLeases) Release(_ context.Context, k dhcpapi.Key) error {
 	return nil
 }
 
+func (f *fakeLeases) SetHostname(_ context.Context, k dhcpapi.Key, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l, ok := f.leases[k]
+	if !ok {
+		return dhcpapi.ErrNotFound
+	}
+	l.Host = name
+	f.leases[k] = l
+	return nil
+}
+
 func (f *fakeLeases) Get(k dhcpapi.Key) (dhcpapi.Lease, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -207,5 +219,45 @@ func TestDHCPRefusals(t *testing.T) {
 	f.fail = nil
 	if _, err := h.addr(p2, ""); err != nil || f.reqs[len(f.reqs)-1].Key.Network != "n2" {
 		t.Errorf("lease on the second network: %v, request %+v", err, f.reqs[len(f.reqs)-1])
+	}
+}
+
+// TestDHCPLeaseNames: the reconcile loop gives an endpoint's lease its
+// container's name, as the engine lists it, as the hostname; a second
+// pass with the same name changes nothing.
+func TestDHCPLeaseNames(t *testing.T) {
+	f := newFakeLeases()
+	h := newHarness(t, Config{Leases: f}, newFakeLinks("lan0"))
+	poolID := dhcpNetwork(h, "n1")
+	const mac = "02:42:00:00:00:01"
+	got := h.mustAddr(poolID, "")
+	h.must("NetworkDriver.CreateEndpoint", createEndpointRequest{NetworkID: "n1", EndpointID: "e1", Interface: &endpointInterface{Address: got, MacAddress: mac}}, nil)
+	eng := newFakeEngine("n1")
+	h.withEngine(eng)
+	eng.nameEndpoint("n1", "e1", "Janus_Media.0")
+	res, err := h.d.Reconcile(t.Context())
+	if err != nil || len(res.Named) != 1 || res.Named[0] != mac+"=janus-media-0" {
+		t.Fatalf("Reconcile = %+v, %v; want the lease of %s named janus-media-0", res, err, mac)
+	}
+	if l, _ := f.Get(leaseKey("n1", mustMAC(t, mac))); l.Host != "janus-media-0" {
+		t.Errorf("lease hostname %q, want janus-media-0", l.Host)
+	}
+	if res, err := h.d.Reconcile(t.Context()); err != nil || len(res.Named) != 0 {
+		t.Errorf("second Reconcile = %+v, %v; want nothing named again", res, err)
+	}
+}
+
+func TestContainerHostname(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"janus-0", "janus-0"},
+		{"/Janus_Media.0", "janus-media-0"},
+		{"_x_", "x"},
+		{"___", ""},
+		{strings.Repeat("a", 70), strings.Repeat("a", 63)},
+		{strings.Repeat("a", 62) + "_b", strings.Repeat("a", 62)},
+	} {
+		if got := containerHostname(c.in); got != c.want {
+			t.Errorf("containerHostname(%q) = %q, want %q", c.in, got, c.want)
+		}
 	}
 }

@@ -21,11 +21,12 @@ import (
 type engine interface {
 	// Networks lists the engine's networks.
 	Networks(ctx context.Context) (engineView, error)
-	// Endpoints lists the IDs of the endpoints this host has on network
-	// id, and whether the engine has the network at all: a Swarm
-	// manager's GET /networks leaves Swarm networks out while the Swarm
-	// has no leader, even those the host has; GET /networks/ID finds them.
-	Endpoints(ctx context.Context, id string) (eps map[string]bool, found bool, err error)
+	// Endpoints lists the endpoints this host has on network id (their
+	// IDs, each with its container's name), and whether the engine has
+	// the network at all: a Swarm manager's GET /networks leaves Swarm
+	// networks out while the Swarm has no leader, even those the host
+	// has; GET /networks/ID finds them.
+	Endpoints(ctx context.Context, id string) (eps map[string]string, found bool, err error)
 	// Leader reports whether this engine's node leads its Swarm (false
 	// outside a Swarm and on a worker); an error when it cannot tell.
 	Leader(ctx context.Context) (bool, error)
@@ -161,19 +162,20 @@ func (e *dockerEngine) Networks(ctx context.Context) (engineView, error) {
 	return v, nil
 }
 
-// Endpoints lists the endpoints of network id on this host (GET
-// /networks/ID: for a Swarm network the host has, the host's instance).
-func (e *dockerEngine) Endpoints(ctx context.Context, id string) (map[string]bool, bool, error) {
+// Endpoints lists the endpoints of network id on this host with their
+// containers' names (GET /networks/ID: for a Swarm network the host has,
+// the host's instance).
+func (e *dockerEngine) Endpoints(ctx context.Context, id string) (map[string]string, bool, error) {
 	var n struct {
-		Containers map[string]struct{ EndpointID string }
+		Containers map[string]struct{ Name, EndpointID string }
 	}
-	out := map[string]bool{}
+	out := map[string]string{}
 	found, err := e.get(ctx, "/networks/"+url.PathEscape(id), &n)
 	if err != nil || !found {
 		return out, false, err
 	}
 	for _, c := range n.Containers {
-		out[c.EndpointID] = true
+		out[c.EndpointID] = c.Name
 	}
 	return out, true, nil
 }

@@ -242,7 +242,7 @@ type fakeEngine struct {
 	mu      sync.Mutex
 	ids     map[string]bool
 	subnets map[netip.Prefix]bool
-	eps     map[string]map[string]bool // network -> endpoints
+	eps     map[string]map[string]string // network -> endpoint -> container name
 	err     error
 	// leader: this node leads the Swarm (Leader's answer).
 	leader bool
@@ -322,7 +322,7 @@ func (h *harness) termChange(f *fakeEngine, c *clock) {
 
 // Endpoints lists the endpoints set for id with setEndpoints (none by
 // default); the network is found when listed, or hidden.
-func (f *fakeEngine) Endpoints(ctx context.Context, id string) (map[string]bool, bool, error) {
+func (f *fakeEngine) Endpoints(ctx context.Context, id string) (map[string]string, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -335,12 +335,25 @@ func (f *fakeEngine) setEndpoints(id string, eps ...string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.eps == nil {
-		f.eps = map[string]map[string]bool{}
+		f.eps = map[string]map[string]string{}
 	}
-	f.eps[id] = map[string]bool{}
+	f.eps[id] = map[string]string{}
 	for _, e := range eps {
-		f.eps[id][e] = true
+		f.eps[id][e] = ""
 	}
+}
+
+// nameEndpoint lists endpoint ep of network id with its container's name.
+func (f *fakeEngine) nameEndpoint(id, ep, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.eps == nil {
+		f.eps = map[string]map[string]string{}
+	}
+	if f.eps[id] == nil {
+		f.eps[id] = map[string]string{}
+	}
+	f.eps[id][ep] = name
 }
 
 // addNet makes the engine list network id of subnet too; with subnet ""

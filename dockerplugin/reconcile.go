@@ -116,6 +116,9 @@ type ReconcileResult struct {
 	// Leases are the DHCP leases released because no endpoint names them
 	// ("network/MAC@address"; dhcp.go).
 	Leases []string
+	// Named are the DHCP leases given their container's name as hostname
+	// ("MAC=name"; dhcp.go).
+	Named []string
 }
 
 // Reconcile compares the host's state with what the engine lists and
@@ -145,11 +148,21 @@ func (d *Driver) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		return res, err
 	}
 	res.Leases, err = d.releaseOrphanLeases(ctx, asked)
+	if err != nil {
+		return res, err
+	}
+	res.Named, err = d.nameLeases(ctx, listed)
 	return res, err
 }
 
+// has reports whether endpoint id is listed in eps.
+func has(eps map[string]string, id string) bool {
+	_, ok := eps[id]
+	return ok
+}
+
 // reconcileLocked is Reconcile's work under d.mu.
-func (d *Driver) reconcileLocked(ctx context.Context, v engineView, listed map[string]map[string]bool) (ReconcileResult, error) {
+func (d *Driver) reconcileLocked(ctx context.Context, v engineView, listed map[string]map[string]string) (ReconcileResult, error) {
 	var res ReconcileResult
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -200,7 +213,7 @@ func (d *Driver) reconcileLocked(ctx context.Context, v engineView, listed map[s
 // the network out (a Swarm manager's listing does while the Swarm has no
 // leader); a network it could not be asked about is added too, its
 // endpoints left out: nothing of it is judged.
-func (d *Driver) listedEndpoints(ctx context.Context, v engineView) (map[string]map[string]bool, error) {
+func (d *Driver) listedEndpoints(ctx context.Context, v engineView) (map[string]map[string]string, error) {
 	nets := map[string]bool{}
 	d.mu.Lock()
 	err := d.st.db.View(func(tx *bolt.Tx) error {
@@ -222,7 +235,7 @@ func (d *Driver) listedEndpoints(ctx context.Context, v engineView) (map[string]
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]map[string]bool{}
+	out := map[string]map[string]string{}
 	for id, ask := range nets {
 		if !ask {
 			continue
@@ -271,11 +284,11 @@ func (d *Driver) dropGoneNetworks(v engineView, res *ReconcileResult) ([]string,
 // dropGoneEndpoints forgets, with their addresses and links, the
 // endpoints created staleGrace before asked that the engine does not list
 // on a network it was asked about (after asked).
-func (d *Driver) dropGoneEndpoints(ctx context.Context, listed map[string]map[string]bool, asked time.Time, res *ReconcileResult) ([]string, error) {
+func (d *Driver) dropGoneEndpoints(ctx context.Context, listed map[string]map[string]string, asked time.Time, res *ReconcileResult) ([]string, error) {
 	var stale []endpoint
 	err := d.st.db.View(func(tx *bolt.Tx) error {
 		return each(tx, bucketEndpoints, func(e endpoint) error {
-			if eps, ok := listed[e.NetworkID]; ok && !eps[e.ID] && asked.Sub(e.Created) >= staleGrace {
+			if eps, ok := listed[e.NetworkID]; ok && !has(eps, e.ID) && asked.Sub(e.Created) >= staleGrace {
 				if d.alive(e) {
 					res.Alive = append(res.Alive, e.ID)
 				} else {

@@ -179,6 +179,9 @@ func (d *Driver) reconcileOnce(ctx context.Context) {
 	default:
 		d.log.Debug("reconcile: engine asked, nothing to drop", "node", d.node)
 	}
+	if len(res.Named) > 0 {
+		d.log.Info("reconcile: DHCP leases named after their containers (option 12 at the next renewal, now)", "leases", res.Named, "node", d.node)
+	}
 	if len(res.Alive) > 0 {
 		d.log.Warn("reconcile: Docker does not list endpoints whose links are in containers: kept", "endpoints", res.Alive, "node", d.node)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 func (s *Server) keaArgs() ([]string, error) {
@@ -139,4 +140,19 @@ func (s *Server) dnsmasqLeases() ([]Lease, error) {
 		out = append(out, Lease{Address: a, MAC: f[1], ClientID: f[4], Hostname: f[3], Active: true, Expires: unixTime(f[0])})
 	}
 	return out, nil
+}
+
+// TestConfig is the subnet 10.<base>.0.0/24 of one test's LAN: the
+// server at .2, the gateway (option 3) .1, the pool .100 to .160, and the
+// shortest leases each kind allows, for renewal tests: kea 8 s (T1 2 s,
+// T2 6 s); dnsmasq's shortest is two minutes, with T1 4 s and T2 100 s
+// given as options. Tests give each LAN its own base.
+func TestConfig(kind string, base byte) Config {
+	p := func(last byte) netip.Addr { return netip.AddrFrom4([4]byte{10, base, 0, last}) }
+	c := Config{Subnet: netip.PrefixFrom(p(0), 24), Server: p(2), Gateway: p(1),
+		PoolFirst: p(100), PoolLast: p(160), Lease: 8 * time.Second, T1: 2 * time.Second, T2: 6 * time.Second}
+	if kind == Dnsmasq {
+		c.Lease, c.T1, c.T2 = 120*time.Second, 4*time.Second, 100*time.Second
+	}
+	return c
 }

@@ -26,13 +26,7 @@ type dhcpLab struct {
 }
 
 func dhcpConfig(kind string, base int) dhcptest.Config {
-	p := func(s string) netip.Addr { return netip.MustParseAddr(fmt.Sprintf("10.%d.0.%s", base, s)) }
-	c := dhcptest.Config{Subnet: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/24", base)), Server: p("2"), Gateway: p("1"),
-		PoolFirst: p("100"), PoolLast: p("160"), Lease: 8 * time.Second, T1: 2 * time.Second, T2: 6 * time.Second}
-	if kind == dhcptest.Dnsmasq {
-		c.Lease, c.T1, c.T2 = 120*time.Second, 4*time.Second, 100*time.Second
-	}
-	return c
+	return dhcptest.TestConfig(kind, byte(base))
 }
 
 func newDHCPLab(t *testing.T, kind string, cfg dhcptest.Config) *dhcpLab {
@@ -207,7 +201,10 @@ func TestDHCPNoServer(t *testing.T) {
 }
 
 // TestDHCPExpiredCheck: the server goes away; renewal and rebinding fail;
-// at expiry the address leaves the container and CHECK says so.
+// at expiry the address leaves the container and CHECK says so. The
+// server comes back: the agent regains the same address (INIT-REBOOT,
+// same client identifier), puts it back on eth0 with the default route
+// it had, and CHECK passes again.
 func TestDHCPExpiredCheck(t *testing.T) {
 	cfg := dhcpConfig(dhcptest.Kea, 74)
 	cfg.Lease, cfg.T1, cfg.T2 = 4*time.Second, 1*time.Second, 3*time.Second
@@ -236,6 +233,28 @@ func TestDHCPExpiredCheck(t *testing.T) {
 	rows := ctlLeases(t, l.dataDir)
 	if len(rows) != 1 || rows[0]["leaseState"] != "expired" {
 		t.Errorf("medianetctl after expiry: %v, want the lease with state expired", rows)
+	}
+
+	addr := parseResult(t, out).prefixes(t)[0]
+	must(t, l.srv.Start())
+	back := time.Now()
+	deadline = time.Now().Add(40 * time.Second)
+	for {
+		if got, _ := linkAddrs(t, ctr, "eth0"); containsAll(got, []netip.Prefix{addr}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not back on eth0 40s after the server came back", addr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("address back on eth0 %s after the server's start", time.Since(back).Round(100*time.Millisecond))
+	if r, err := ctr.Exec("ip", "-4", "route", "show", "default"); err != nil || !strings.Contains(string(r), "via "+cfg.Gateway.String()) {
+		t.Errorf("default route after the lease was regained: %q (%v), want via %s", r, err, cfg.Gateway)
+	}
+	check.mustRun(t)
+	if rows := ctlLeases(t, l.dataDir); len(rows) != 1 || rows[0]["leaseState"] != "bound" {
+		t.Errorf("medianetctl after the lease was regained: %v, want it bound", rows)
 	}
 }
 
