@@ -65,13 +65,6 @@ func (h *Host) StartMedianetd(t testing.TB, bin string, args ...string) *Mediane
 	})
 }
 
-// StartMedianetdInHost is StartMedianetd, which now always runs in h's
-// mount namespace; it remains for the callers that asked for it by name.
-func (h *Host) StartMedianetdInHost(t testing.TB, bin string, args ...string) *Medianetd {
-	t.Helper()
-	return h.StartMedianetd(t, bin, args...)
-}
-
 func startMedianetd(t testing.TB, d *Medianetd) *Medianetd {
 	t.Helper()
 	log, err := os.Create(filepath.Join(t.TempDir(), "medianetd.log"))

@@ -59,7 +59,7 @@ func newLab(t *testing.T, kind string) *lab {
 	hs := dockertest.NewHosts(t, 1)
 	l := &lab{host: hs.Hosts[0], cfg: serverConfig(), net: nstest.UniqueName("mndh")}
 	l.srv = dhcptest.Start(t, kind, hs.LAN, l.cfg)
-	l.md = l.host.StartMedianetdInHost(t, filepath.Join(binDir, "medianetd"))
+	l.md = l.host.StartMedianetd(t, filepath.Join(binDir, "medianetd"))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server log (tail):\n%s", tail(l.srv.Log(), 40))
