@@ -65,6 +65,37 @@ func TestKube(t *testing.T) {
 			t.Errorf("drain with an IPAMBlock of node n7 left: violation %v, want drain-kube", w.violation)
 		}
 	})
+	t.Run("StampSeesEveryWrite", func(t *testing.T) {
+		w, err := r.newWorld(3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.close()
+		empty := w.be.stamp()
+		if empty == "" || w.be.stamp() != empty {
+			t.Fatalf("stamp of an unchanged world: %q then %q, want one non-empty value", empty, w.be.stamp())
+		}
+		plantBlock(t, r, "10.0.0.16/28", "n0")
+		created := w.be.stamp()
+		name := kubestore.BlockName(Network, netip.MustParsePrefix("10.0.0.16/28"))
+		o, err := r.admin.Resource(blocksGVR).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unstructured.SetNestedField(o.Object, int64(3), "status", "inUse"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.admin.Resource(blocksGVR).UpdateStatus(context.Background(), o, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		marked := w.be.stamp()
+		if err := r.admin.Resource(blocksGVR).Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if deleted := w.be.stamp(); created == empty || marked == created || deleted == marked {
+			t.Errorf("stamps empty %q, created %q, marked %q, deleted %q: want each write to change it", empty, created, marked, deleted)
+		}
+	})
 	t.Run("RunIsDeterministic", func(t *testing.T) { testDeterministic(t, r) })
 	t.Run("Regressions", func(t *testing.T) { testRegressions(t, r, "kube") })
 }
