@@ -144,6 +144,15 @@ func (b Block) SetUsed(i int, used bool) {
 	}
 }
 
+// InUse returns the number of used addresses.
+func (b Block) InUse() int {
+	n := 0
+	for _, w := range b.Used {
+		n += bits.OnesCount64(w)
+	}
+	return n
+}
+
 // Free returns the number of free addresses.
 func (b Block) Free() int {
 	n := b.Len()

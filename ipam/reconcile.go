@@ -18,6 +18,10 @@ const metaConfig = "config"
 // (etcd) do not.
 const lostConfigPrefix = "config: "
 
+// LostToConfig reports whether a Lost reason comes from the node's
+// configuration (reconcile), which a cluster source must not override.
+func LostToConfig(reason string) bool { return strings.HasPrefix(reason, lostConfigPrefix) }
+
 // blockState is what decides the state of held blocks: the reserved
 // addresses of each subnet and, for a static source, the node's ranges.
 type blockState struct {
@@ -84,7 +88,7 @@ func (a *Allocator) current(b Block) Block {
 	switch {
 	case reason != "" && b.Lost == "":
 		b.Lost = reason
-	case reason == "" && strings.HasPrefix(b.Lost, lostConfigPrefix):
+	case reason == "" && LostToConfig(b.Lost):
 		b.Lost = ""
 	}
 	return b

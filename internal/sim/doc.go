@@ -17,6 +17,18 @@
 // dead process's flocks are released), or a node is lost for good and
 // reclaimed.
 //
+// A world runs against etcd (etcd.go, the default) or, with Runner.Kube,
+// against a real kube-apiserver (kube.go): the nodes then use the
+// kubernetes source (kubestore.Source, its SyncIdle, Reclaim and
+// ReclaimGone) as medianet-ipam-kube does, with a yield point before
+// every API request (kubestore.Config.Hook), and the invariants read the
+// IPAMBlocks as they read etcd's claims (backend.go holds what the two
+// share). The generator draws only what the world's source supports
+// (caps): the kube world has no sticky period and no blockSize change
+// (both refused by that source); a lost node's Node object is deleted,
+// and its blocks are reclaimed by name (with or without force) or as
+// gone (ReclaimGone). A replay of a kube world says "source kube".
+//
 // A run is a list of Steps. After every step the invariants are checked
 // (invariants.go): no address live on two containers, no address usable
 // by two nodes, every live address accounted for in etcd as its node's,

@@ -50,17 +50,18 @@ func (w *World) runToEnd(s Step) {
 }
 
 // drain ends a run the way an operator empties a cluster: every
-// operation finishes, etcd is reachable, the runtimes delete every
+// operation finishes, the source is reachable, the runtimes delete every
 // container they know, the sticky and idle periods pass while the node
 // agents sync, and lost nodes are reclaimed (and the reservations other
-// nodes keep for them released). Then every store and etcd,
-// below the network's config key, must be empty; what still names a lost
-// node is left out (a forced reclaim keeps a dead node's tombstones).
+// nodes keep for them released). Then every store and the source's
+// records, but for the network's configuration (etcd's config key, the
+// IPAMNetwork), must be empty; what still names a lost node is left out
+// (a forced reclaim in etcd keeps a dead node's tombstones).
 func (w *World) drain() {
 	w.finishAll()
 	w.downAll = false
 	for _, n := range w.nodes {
-		n.etcdDown = false
+		n.down = false
 	}
 	for _, n := range w.nodes {
 		for _, cid := range sortedKeys(n.known) {
@@ -75,7 +76,7 @@ func (w *World) drain() {
 	// Having checked they are gone, the operator ends the reservations
 	// other nodes keep for them (taken over with their tombstones).
 	for _, d := range w.nodes {
-		if !d.dead {
+		if !d.dead || !w.be.caps().Foreign {
 			continue
 		}
 		for _, n := range w.nodes {
@@ -105,8 +106,9 @@ func (w *World) drain() {
 // drainRounds bounds the sync rounds of a drain.
 const drainRounds = 8
 
-// drained reports whether every live node's store and etcd (below the
-// network's config, but for what names a lost node) are empty.
+// drained reports whether every live node's store and the source's
+// records (but the network's configuration and what names a lost node)
+// are empty.
 func (w *World) drained() bool {
 	for _, n := range w.nodes {
 		if n.dead {
@@ -117,11 +119,11 @@ func (w *World) drained() bool {
 			return false
 		}
 	}
-	es, err := w.readEtcd()
+	cs, err := w.be.read()
 	if err != nil {
 		return false
 	}
-	for _, r := range es.residue {
+	for _, r := range cs.residue {
 		if !w.namesDead(r) {
 			return false
 		}
@@ -152,23 +154,24 @@ func (w *World) checkDrained() {
 			return
 		}
 	}
-	es, err := w.readEtcd()
+	cs, err := w.be.read()
 	if err != nil {
 		w.violate("sim", err.Error())
 		return
 	}
 	var left []string
-	for _, r := range es.residue {
+	for _, r := range cs.residue {
 		if !w.namesDead(r) {
 			left = append(left, r)
 		}
 	}
 	if len(left) > 0 {
-		w.violate("drain-etcd", "etcd keeps after the drain: "+strings.Join(left, "; "))
+		w.violate("drain-"+w.be.name(), w.be.name()+" keeps after the drain: "+strings.Join(left, "; "))
 	}
 }
 
-// namesDead reports whether an etcd residue line names a lost node.
+// namesDead reports whether a residue line of the source names a lost
+// node (as a JSON string, or as the last element of an etcd key).
 func (w *World) namesDead(r string) bool {
 	for _, n := range w.nodes {
 		if n.dead && (strings.Contains(r, `"`+n.name+`"`) || strings.Contains(r, "/"+n.name+" ")) {

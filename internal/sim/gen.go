@@ -17,6 +17,8 @@ type gen struct {
 	lost    bool
 	// blockSize, when set, is the only block size of the run.
 	blockSize int
+	// caps are what the world's source supports (backend.caps).
+	caps caps
 }
 
 func newGen(seed int64) *gen {
@@ -66,7 +68,8 @@ func (g *gen) next(w *World) Step {
 		return Step{Kind: "clock", Dur: jumps[g.rng.IntN(len(jumps))]}
 	case r < 0.585:
 		c := cfgChanges[g.rng.IntN(len(cfgChanges))]
-		if g.blockSize != 0 && strings.HasPrefix(c, "blockSize=") {
+		if (g.blockSize != 0 || !g.caps.BlockSizeChange) && strings.HasPrefix(c, "blockSize=") ||
+			!g.caps.Sticky && strings.HasPrefix(c, "sticky=") {
 			c = "exclude="
 		}
 		return Step{Kind: "cfg", Node: g.rng.IntN(len(w.nodes)), Cfg: c}
@@ -78,7 +81,10 @@ func (g *gen) next(w *World) Step {
 	}
 	for _, n := range w.nodes {
 		if n.dead && !n.reclaimed && g.rng.IntN(10) == 0 {
-			return g.op(Step{Kind: "reclaim", Node: n.idx, Force: g.rng.IntN(2) == 0})
+			s := Step{Kind: "reclaim", Node: n.idx, Force: g.rng.IntN(2) == 0}
+			s.Gone = g.caps.ReclaimGone && g.rng.IntN(3) == 0
+			s.Force = s.Force && !s.Gone
+			return g.op(s)
 		}
 	}
 	return g.newOp(w)

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/medianet/medianet/ipam"
-	"github.com/medianet/medianet/ipam/etcdstore"
 )
 
 // aborter is the rollback of a failed ADD where the allocator has it
@@ -16,12 +15,12 @@ type aborter interface {
 }
 
 // session is what one CNI process (or agent pass) of node n builds: the
-// allocator and etcd source over the node's store, with n's current
-// configuration.
-func (w *World) session(o *op) (*ipam.Allocator, *etcdstore.Source, ipam.Store, error) {
+// allocator and block source (and its sync) over the node's store, with
+// n's current configuration.
+func (w *World) session(o *op) (*ipam.Allocator, syncFunc, ipam.Store, error) {
 	cfg := o.node.cfg
 	st := &simStore{inner: o.node.bolt, o: o}
-	src, err := etcdstore.NewSource(w.cli, &cfg, st)
+	src, sync, err := w.be.source(&cfg, st)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -30,7 +29,7 @@ func (w *World) session(o *op) (*ipam.Allocator, *etcdstore.Source, ipam.Store, 
 		return nil, nil, nil, err
 	}
 	al.Now = func() time.Time { return w.now }
-	return al, src, st, nil
+	return al, sync, st, nil
 }
 
 // startOp starts the operation s asks for, on a live node.
@@ -44,7 +43,7 @@ func (w *World) startOp(s Step) {
 	}
 	if s.Kind == "reclaim" {
 		if n.dead {
-			w.start(s, nil, func(o *op) error { return w.reclaim(o, n, s.Force) }, nil)
+			w.start(s, nil, func(o *op) error { return w.reclaim(o, n) }, nil)
 		}
 		return
 	}
@@ -127,15 +126,14 @@ func (w *World) del(o *op) error {
 // gc is CNI GC as the plugin's Collect runs it: the allocator's GC, then
 // the source's sync.
 func (w *World) gc(o *op, valid []ipam.Attachment) error {
-	al, src, st, err := w.session(o)
+	al, sync, st, err := w.session(o)
 	if err != nil {
 		return err
 	}
 	if _, err := al.GC(o.ctx, valid); err != nil {
 		return err
 	}
-	_, err = src.SyncIdle(o.ctx, st, w.now)
-	return err
+	return sync(o.ctx, st, w.now)
 }
 
 func (w *World) status(o *op) error {
@@ -161,21 +159,20 @@ func (w *World) check(o *op) error {
 	return err
 }
 
-// sync is the node agent's pass (etcdstore.Source.SyncIdle).
+// sync is the node agent's pass (the source's SyncIdle).
 func (w *World) sync(o *op) error {
-	_, src, st, err := w.session(o)
+	_, sync, st, err := w.session(o)
 	if err != nil {
 		return err
 	}
-	_, err = src.SyncIdle(o.ctx, st, w.now)
-	return err
+	return sync(o.ctx, st, w.now)
 }
 
-// reclaim is `medianetctl ipam reclaim --node NAME [--force]` for a node
-// lost for good.
-func (w *World) reclaim(o *op, n *node, force bool) error {
-	_, err := w.cli.Reclaim(o.ctx, n.name, etcdstore.ReclaimOptions{Network: Network, Force: force})
-	if err == nil {
+// reclaim is `medianetctl ipam reclaim` (--node NAME [--force], or
+// --gone) for a node lost for good.
+func (w *World) reclaim(o *op, n *node) error {
+	done, err := w.be.reclaim(o.ctx, n.name, o.step)
+	if done {
 		n.reclaimed = true
 	}
 	return err
@@ -231,10 +228,10 @@ func (w *World) apply(s Step) {
 		if s.Node < 0 {
 			w.downAll = s.Kind == "down"
 			for _, n := range w.nodes {
-				n.etcdDown = false
+				n.down = false
 			}
 		} else if n := w.node(s.Node); n != nil {
-			n.etcdDown = s.Kind == "down"
+			n.down = s.Kind == "down"
 		}
 	case s.Kind == "lose":
 		w.lose(w.node(s.Node))
@@ -254,7 +251,7 @@ func (w *World) targets(i int) []*node {
 }
 
 // lose kills every operation of n: the node is gone for good, its
-// containers with it.
+// containers with it (and, in the Kubernetes API, its Node object).
 func (w *World) lose(n *node) {
 	if n == nil || n.dead {
 		return
@@ -267,4 +264,7 @@ func (w *World) lose(n *node) {
 	n.dead = true
 	n.known = map[string]*container{}
 	w.snap = nil
+	if err := w.be.lose(n.name); err != nil {
+		w.violate("sim", fmt.Sprintf("lose %s: %v", n.name, err))
+	}
 }

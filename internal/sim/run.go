@@ -8,15 +8,20 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"k8s.io/client-go/dynamic"
 )
 
-// Runner runs simulations against one etcd server.
+// Runner runs simulations against one etcd server, or one Kubernetes API
+// server.
 type Runner struct {
 	// Endpoints of the etcd server; Dir holds the runs' stores (tmpfs is
 	// best); Nodes per run (default DefaultNodes).
 	Endpoints []string
 	Dir       string
 	Nodes     int
+	// Kube, when set, runs every world against this Kubernetes API
+	// server (kubestore) instead of etcd; Endpoints is then unused.
+	Kube *Kube
 	// BlockSize, when set, is every node's block size for the whole run
 	// (no blockSize change): to hunt the races of one size alone.
 	BlockSize int
@@ -24,13 +29,23 @@ type Runner struct {
 	// the operation it moved is parked now.
 	Trace io.Writer
 
-	raw *clientv3.Client
+	raw   *clientv3.Client
+	admin dynamic.Interface
 }
 
-// Open connects the runner's own (unhooked) etcd client.
+// Open connects the runner's own (unhooked) client of etcd or of the
+// API server.
 func (r *Runner) Open() error {
 	if r.Nodes <= 0 {
 		r.Nodes = DefaultNodes
+	}
+	if r.Kube != nil {
+		admin, err := r.Kube.adminClient()
+		if err != nil {
+			return err
+		}
+		r.admin = admin
+		return nil
 	}
 	cli, err := clientv3.New(clientv3.Config{Endpoints: r.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -41,7 +56,20 @@ func (r *Runner) Open() error {
 }
 
 // Close closes the runner's etcd client.
-func (r *Runner) Close() error { return r.raw.Close() }
+func (r *Runner) Close() error {
+	if r.raw == nil {
+		return nil
+	}
+	return r.raw.Close()
+}
+
+// source is the Replay.Source of the runner's worlds.
+func (r *Runner) source() string {
+	if r.Kube != nil {
+		return "kube"
+	}
+	return ""
+}
 
 // Result is one run's outcome.
 type Result struct {
@@ -53,14 +81,14 @@ type Result struct {
 // Run generates and applies up to steps steps from seed, checking the
 // invariants after each, then drains. It stops at the first violation.
 func (r *Runner) Run(seed int64, steps int) (Result, error) {
-	w, err := newWorld(r.Endpoints, r.raw, r.Dir, r.Nodes)
+	w, err := r.newWorld(r.Nodes)
 	if err != nil {
 		return Result{}, err
 	}
 	defer w.close()
 	g := newGen(seed)
-	g.blockSize = r.BlockSize
-	res := Result{Replay: Replay{Seed: seed, Nodes: r.Nodes}}
+	g.blockSize, g.caps = r.BlockSize, w.be.caps()
+	res := Result{Replay: Replay{Seed: seed, Nodes: r.Nodes, Source: r.source()}}
 	do := func(s Step) bool {
 		res.Replay.Steps = append(res.Replay.Steps, s)
 		w.apply(s)
@@ -91,7 +119,10 @@ func (r *Runner) replay(rp Replay) (*Violation, []bool, error) {
 	if nodes <= 0 {
 		nodes = r.Nodes
 	}
-	w, err := newWorld(r.Endpoints, r.raw, r.Dir, nodes)
+	if rp.Source != r.source() {
+		return nil, nil, fmt.Errorf("sim: replay of seed %d is for source %q, this runner's is %q", rp.Seed, rp.Source, r.source())
+	}
+	w, err := r.newWorld(nodes)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -8,8 +8,8 @@ import (
 	"github.com/medianet/medianet/ipam"
 )
 
-// opKey carries the operation in the context of its calls, for the etcd
-// hook.
+// opKey carries the operation in the context of its calls, for the
+// source's hook.
 type opKey struct{}
 
 // killed is the panic that stops an operation at a yield point: its
@@ -82,17 +82,17 @@ func (w *World) start(s Step, n *node, body func(o *op) error, after func(o *op)
 func (o *op) runnable() bool { return !o.done && (o.blocked == nil || !o.blocked()) }
 
 // advance moves o to its next yield point or its end (or kills it). A
-// STATUS operation's steps must leave etcd's revision as it was.
+// STATUS operation's steps must leave the source's records as they were.
 func (w *World) advance(o *op, goOn bool) {
-	var rev int64
+	var before string
 	if o.step.Kind == "status" && goOn {
-		rev = w.revision()
+		before = w.be.stamp()
 	}
 	o.resume <- goOn
 	<-o.park
 	if o.step.Kind == "status" && goOn {
-		if now := w.revision(); now != rev && rev != 0 {
-			w.violate("status-wrote", fmt.Sprintf("op %d (%s) changed etcd (revision %d to %d) at %q", o.id, o.step, rev, now, o.where))
+		if now := w.be.stamp(); now != before && before != "" {
+			w.violate("status-wrote", fmt.Sprintf("op %d (%s) changed %s (%s to %s) at %q", o.id, o.step, w.be.name(), before, now, o.where))
 		}
 	}
 }

@@ -15,7 +15,7 @@ func (r *Runner) Shrink(rp Replay, kind string, budget int) (Replay, int, error)
 			return nil, false
 		}
 		tries++
-		v, noop, err := r.replay(Replay{Seed: rp.Seed, Nodes: rp.Nodes, Steps: steps})
+		v, noop, err := r.replay(Replay{Seed: rp.Seed, Nodes: rp.Nodes, Source: rp.Source, Steps: steps})
 		if err != nil {
 			ferr = err
 			return nil, false

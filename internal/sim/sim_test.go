@@ -51,12 +51,20 @@ func plant(t *testing.T, n *node, block string, key ipam.Key, addr string) {
 // in the real stores and etcd, and nothing for a sound one.
 func TestInvariantsCatchPlantedStates(t *testing.T) {
 	r := testRunner(t)
-	claim := func(w *World, block, node string) {
+	testPlantedStates(t, r, func(w *World, block, node string) {
 		name := block[:len(block)-3] + "-" + block[len(block)-2:]
-		if _, err := r.raw.Put(context.Background(), w.netPrefix()+"blocks/"+name, `{"node":"`+node+`"}`); err != nil {
+		if _, err := r.raw.Put(context.Background(), w.be.(*etcdBackend).netPrefix()+"blocks/"+name, `{"node":"`+node+`"}`); err != nil {
 			t.Fatal(err)
 		}
-		w.etcdDirty = true
+	})
+}
+
+// testPlantedStates plants states in r's worlds, block claims through
+// claim, and checks that the invariants report each as they must.
+func testPlantedStates(t *testing.T, r *Runner, plantClaim func(w *World, block, node string)) {
+	claim := func(w *World, block, node string) {
+		plantClaim(w, block, node)
+		w.srcDirty = true
 	}
 	for _, tc := range []struct {
 		name  string
@@ -89,7 +97,7 @@ func TestInvariantsCatchPlantedStates(t *testing.T) {
 		}, "unaccounted"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w, err := newWorld(r.Endpoints, r.raw, r.Dir, 3)
+			w, err := r.newWorld(3)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +117,10 @@ func TestInvariantsCatchPlantedStates(t *testing.T) {
 
 // TestRunIsDeterministic: a seed gives the same steps and outcome twice.
 func TestRunIsDeterministic(t *testing.T) {
-	r := testRunner(t)
+	testDeterministic(t, testRunner(t))
+}
+
+func testDeterministic(t *testing.T, r *Runner) {
 	a, err := r.Run(7, 120)
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ type Step struct {
 	Workload string        // add: its workload ("" for none)
 	Fail     bool          // add: fails after the allocation; the plugin rolls back
 	Force    bool          // reclaim: --force
+	Gone     bool          // reclaim: --gone (the nodes whose Node object is gone), kube worlds only
 	Dur      time.Duration // clock: how far the clock jumps
 	Cfg      string        // cfg: "blockSize=32", "exclude=10.0.0.16/30", "gateway=10.0.0.254", "sticky=0s"
 }
@@ -53,10 +54,14 @@ func (s Step) String() string {
 	case "del", "release":
 		return fmt.Sprintf("%d %s %s %s", s.Op, s.Kind, n, s.CID)
 	case "reclaim":
+		out := fmt.Sprintf("%d reclaim %s", s.Op, n)
 		if s.Force {
-			return fmt.Sprintf("%d reclaim %s force", s.Op, n)
+			out += " force"
 		}
-		return fmt.Sprintf("%d reclaim %s", s.Op, n)
+		if s.Gone {
+			out += " gone"
+		}
+		return out
 	case "gc", "status", "check", "sync":
 		return fmt.Sprintf("%d %s %s", s.Op, s.Kind, n)
 	case "run", "kill":
@@ -111,6 +116,8 @@ func ParseStep(line string) (Step, error) {
 				s.Fail = true
 			case a == "force" && s.Kind == "reclaim":
 				s.Force = true
+			case a == "gone" && s.Kind == "reclaim":
+				s.Gone = true
 			default:
 				return bad("unknown argument " + a)
 			}
@@ -156,18 +163,25 @@ func ParseStep(line string) (Step, error) {
 	return s, nil
 }
 
-// Replay is what reproduces a run: its seed (for the record) and steps.
+// Replay is what reproduces a run: its seed (for the record), the source
+// it ran against and its steps.
 type Replay struct {
 	Seed  int64
 	Nodes int
-	Steps []Step
+	// Source is "kube" for a world against the Kubernetes API, "" for
+	// etcd.
+	Source string
+	Steps  []Step
 }
 
 // Write writes r in the text form ReadReplay reads: "seed N", "nodes N",
-// then one step a line.
+// "source kube" for a kube world, then one step a line.
 func (r Replay) Write(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "seed %d\nnodes %d\n", r.Seed, r.Nodes)
+	if r.Source != "" {
+		fmt.Fprintf(bw, "source %s\n", r.Source)
+	}
 	for _, s := range r.Steps {
 		fmt.Fprintln(bw, s)
 	}
@@ -195,6 +209,13 @@ func ReadReplay(rd io.Reader) (Replay, error) {
 				return r, fmt.Errorf("seed %q: %w", v, err)
 			}
 			r.Seed = n
+			continue
+		}
+		if v, ok := strings.CutPrefix(line, "source "); ok {
+			if v != "kube" {
+				return r, fmt.Errorf("source %q: want kube (etcd is the default, not written)", v)
+			}
+			r.Source = v
 			continue
 		}
 		if v, ok := strings.CutPrefix(line, "nodes "); ok {

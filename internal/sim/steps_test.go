@@ -18,6 +18,7 @@ func TestStepRoundTrip(t *testing.T) {
 		{Kind: "check", Op: 8, Node: 1},
 		{Kind: "sync", Op: 9, Node: 2},
 		{Kind: "reclaim", Op: 10, Node: 2, Force: true},
+		{Kind: "reclaim", Op: 11, Node: 1, Gone: true},
 		{Kind: "run", Op: 3},
 		{Kind: "kill", Op: 4},
 		{Kind: "clock", Dur: 6 * time.Minute},
@@ -28,18 +29,23 @@ func TestStepRoundTrip(t *testing.T) {
 		{Kind: "lose", Node: 1},
 		{Kind: "drain"},
 	}
-	rp := Replay{Seed: 42, Nodes: 3, Steps: steps}
-	got, err := ReadReplay(strings.NewReader("# a comment\n" + rp.String()))
-	if err != nil {
-		t.Fatal(err)
+	for _, src := range []string{"", "kube"} {
+		rp := Replay{Seed: 42, Nodes: 3, Source: src, Steps: steps}
+		got, err := ReadReplay(strings.NewReader("# a comment\n" + rp.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Seed != 42 || got.Nodes != 3 || got.Source != src || !slices.Equal(got.Steps, steps) {
+			t.Errorf("round trip:\n%v\nwant\n%v", got, rp)
+		}
 	}
-	if got.Seed != 42 || got.Nodes != 3 || !slices.Equal(got.Steps, steps) {
-		t.Errorf("round trip:\n%v\nwant\n%v", got, rp)
+	if _, err := ReadReplay(strings.NewReader("seed 1\nsource consul\n")); err == nil {
+		t.Error("ReadReplay accepted source consul")
 	}
 }
 
 func TestParseStepErrors(t *testing.T) {
-	for _, line := range []string{"", "3 add n1", "3 fly n1", "run x", "clock soon", "cfg n1", "down m1", "3 del n1 c1 fail", "jump"} {
+	for _, line := range []string{"", "3 add n1", "3 fly n1", "run x", "clock soon", "cfg n1", "down m1", "3 del n1 c1 fail", "3 del n1 c1 gone", "jump"} {
 		if s, err := ParseStep(line); err == nil {
 			t.Errorf("ParseStep(%q) = %v, want an error", line, s)
 		}

@@ -15,8 +15,6 @@ import (
 
 	"github.com/medianet/medianet/ipam"
 	"github.com/medianet/medianet/ipam/boltstore"
-	"github.com/medianet/medianet/ipam/etcdstore"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // The simulated network: one /24, small blocks, sticky workloads.
@@ -36,9 +34,9 @@ var (
 	subnet = netip.MustParsePrefix("10.0.0.0/24")
 	// epoch is where the fake clock starts.
 	epoch = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	// errUnreachable is what the etcd hook returns while etcd is down for
-	// the calling node.
-	errUnreachable = errors.New("etcd unreachable (simulated)")
+	// errUnreachable is what the hook returns while the source (etcd,
+	// the API server) is down for the calling node.
+	errUnreachable = errors.New("unreachable (simulated)")
 	worldSeq       atomic.Int64
 )
 
@@ -51,7 +49,7 @@ type node struct {
 	cfg       ipam.Config
 	dead      bool // lost for good
 	reclaimed bool
-	etcdDown  bool
+	down      bool // the source is unreachable from the node
 	claimBusy bool // the claim lock is held (by an operation parked with it)
 	storeGen  int  // bumped by every committed Update
 	known     map[string]*container
@@ -63,21 +61,20 @@ type container struct {
 	state    string // adding, live, failed (the runtime still owes a DEL), deleting
 }
 
-// World is one run's cluster: nodes, etcd (under a prefix of its own),
-// the fake clock and the operations in flight.
+// World is one run's cluster: nodes, the source they claim blocks in
+// (etcd under a prefix of its own, or the Kubernetes API), the fake clock
+// and the operations in flight.
 type World struct {
-	raw    *clientv3.Client // unhooked, for the invariants
-	cli    *etcdstore.Client
-	prefix string
-	dir    string
-	nodes  []*node
-	ops    map[int]*op
-	now    time.Time
-	// downAll: etcd unreachable for every node.
+	be    backend
+	dir   string
+	nodes []*node
+	ops   map[int]*op
+	now   time.Time
+	// downAll: the source unreachable for every node.
 	downAll bool
 
-	etcdDirty bool
-	snap      *etcdState
+	srcDirty  bool // a request was made since snap was read
+	snap      *clusterState
 	stores    map[int]*storeState
 	violation *Violation
 	steps     int // steps applied
@@ -87,37 +84,43 @@ type World struct {
 	drainOp int
 }
 
-// newWorld makes a world of n nodes with stores under base (a fresh
-// directory of its own) and etcd keys under a fresh prefix.
-func newWorld(endpoints []string, raw *clientv3.Client, base string, n int) (*World, error) {
-	seq := worldSeq.Add(1)
-	dir, err := os.MkdirTemp(base, "world-")
+// newWorld makes a world of n nodes with stores under r.Dir (a fresh
+// directory of its own) and records in r's source (etcd keys under a
+// fresh prefix, or the Kubernetes API emptied of the network's objects).
+func (r *Runner) newWorld(n int) (*World, error) {
+	dir, err := os.MkdirTemp(r.Dir, "world-")
 	if err != nil {
 		return nil, err
 	}
-	w := &World{raw: raw, dir: dir, ops: map[int]*op{}, now: epoch, stores: map[int]*storeState{}, drainOp: 1 << 30,
-		prefix: fmt.Sprintf("/sim/%d-%d", os.Getpid(), seq), etcdDirty: true}
-	w.cli, err = etcdstore.New(etcdstore.Config{
-		Endpoints: endpoints, Prefix: w.prefix, RequestTimeout: time.Hour, IdleRelease: IdleRelease,
-		Now: func() time.Time { return w.now }, Hook: w.hook,
-	})
+	w := &World{dir: dir, ops: map[int]*op{}, now: epoch, stores: map[int]*storeState{}, drainOp: 1 << 30, srcDirty: true}
+	if r.Kube != nil {
+		w.be, err = newKubeBackend(r.Kube, r.admin, w, n)
+	} else {
+		w.be, err = newEtcdBackend(r.Endpoints, r.raw, w)
+	}
 	if err != nil {
+		os.RemoveAll(dir)
 		return nil, err
+	}
+	sticky := time.Duration(0)
+	if w.be.caps().Sticky {
+		sticky = Sticky
 	}
 	for i := range n {
 		name := nodeName(i)
 		st, err := boltstore.Open(context.Background(), filepath.Join(dir, name), boltstore.Options{NoSync: true})
 		if err != nil {
+			w.close()
 			return nil, err
 		}
 		w.nodes = append(w.nodes, &node{idx: i, name: name, bolt: st, known: map[string]*container{},
-			cfg: ipam.Config{Network: Network, Subnets: []ipam.Subnet{{Prefix: subnet}}, BlockSize: 28, Node: name, Sticky: Sticky}})
+			cfg: ipam.Config{Network: Network, Subnets: []ipam.Subnet{{Prefix: subnet}}, BlockSize: 28, Node: name, Sticky: sticky}})
 	}
 	return w, nil
 }
 
 // close ends every operation still parked (as killed processes), and
-// removes the world's stores and etcd keys.
+// removes the world's stores and its records in the source.
 func (w *World) close() {
 	for _, id := range w.opIDs() {
 		if o := w.ops[id]; !o.done {
@@ -125,10 +128,7 @@ func (w *World) close() {
 			<-o.park
 		}
 	}
-	w.cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, _ = w.raw.Delete(ctx, w.prefix+"/", clientv3.WithPrefix())
+	w.be.close()
 	os.RemoveAll(w.dir)
 }
 
@@ -149,16 +149,17 @@ func (w *World) opIDs() []int {
 	return ids
 }
 
-// hook is etcdstore.Config.Hook: a yield point before every etcd
-// request of an operation, then etcd reachable or not for its node.
+// hook is etcdstore.Config.Hook and kubestore.Config.Hook: a yield point
+// before every request of an operation to the source, then the source
+// reachable or not for its node.
 func (w *World) hook(ctx context.Context, what string) error {
 	o, _ := ctx.Value(opKey{}).(*op)
 	if o == nil {
 		return nil
 	}
-	o.yield("etcd " + what)
-	w.etcdDirty = true
-	if w.downAll || (o.node != nil && o.node.etcdDown) {
+	o.yield(w.be.name() + " " + what)
+	w.srcDirty = true
+	if w.downAll || (o.node != nil && o.node.down) {
 		return errUnreachable
 	}
 	return nil

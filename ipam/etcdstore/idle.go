@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/medianet/medianet/ipam"
@@ -30,12 +29,6 @@ type SyncResult struct {
 	// Foreign are foreign reservations released because the node they
 	// were kept for said it no longer uses them.
 	Foreign []netip.Addr
-}
-
-// heldBlock is what SyncIdle needs of a held block.
-type heldBlock struct {
-	used []uint64
-	lost string
 }
 
 // SyncIdle brings the node's claims in etcd in line with its store, for
@@ -70,7 +63,7 @@ func (s *Source) SyncIdle(ctx context.Context, st ipam.Store, now time.Time) (Sy
 	if err := s.adoptOrphans(ctx, st); err != nil {
 		return res, err
 	}
-	held, err := heldBlocks(ctx, st, s.net.Name)
+	held, err := ipam.HeldBlocks(ctx, st, s.net.Name)
 	if err != nil {
 		return res, err
 	}
@@ -79,10 +72,10 @@ func (s *Source) SyncIdle(ctx context.Context, st ipam.Store, now time.Time) (Sy
 	marks := map[netip.Prefix]string{} // new Lost reason ("" = usable again)
 	for p, hb := range held {
 		if err := s.syncBlock(ctx, st, p, hb, now, marks, &res); err != nil {
-			return res, errors.Join(err, s.applyMarks(ctx, st, marks))
+			return res, errors.Join(err, ipam.ApplyLostMarks(ctx, st, s.net.Name, marks))
 		}
 	}
-	if err := s.applyMarks(ctx, st, marks); err != nil {
+	if err := ipam.ApplyLostMarks(ctx, st, s.net.Name, marks); err != nil {
 		return res, err
 	}
 	freed, err := s.syncForeign(ctx, st)
@@ -90,7 +83,7 @@ func (s *Source) SyncIdle(ctx context.Context, st ipam.Store, now time.Time) (Sy
 	return res, err
 }
 
-func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, hb heldBlock, now time.Time, marks map[netip.Prefix]string, res *SyncResult) error {
+func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, hb ipam.Block, now time.Time, marks map[netip.Prefix]string, res *SyncResult) error {
 	bc, ok, err := s.c.getClaim(ctx, s.net.Name, p)
 	if err != nil {
 		return err
@@ -115,22 +108,22 @@ func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, h
 			return err
 		}
 		res.Reclaimed = append(res.Reclaimed, p)
-		if hb.lost != "" && !lostToConfig(hb.lost) {
+		if hb.Lost != "" && !ipam.LostToConfig(hb.Lost) {
 			marks[p] = ""
 		}
 		return nil
 	}
 	if bc.Claim.Node != s.node {
 		res.Lost = append(res.Lost, p)
-		if !lostToConfig(hb.lost) {
+		if !ipam.LostToConfig(hb.Lost) {
 			marks[p] = lostReason(p, bc.Claim)
 		}
-		return s.ack(ctx, p, hb.used)
+		return s.ack(ctx, p, hb.Used)
 	}
-	if hb.lost != "" && !lostToConfig(hb.lost) {
+	if hb.Lost != "" && !ipam.LostToConfig(hb.Lost) {
 		marks[p] = ""
 	}
-	used := usedBytes(hb.used)
+	used := usedBytes(hb.Used)
 	if !bytes.Equal(used, bc.Claim.Used) || bc.Claim.Empty != (used == nil) {
 		if err := s.c.MarkUsage(ctx, s.net.Name, s.node, p, used); err != nil {
 			return err
@@ -145,8 +138,8 @@ func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, h
 	// claims must not read the claim before it goes and record the block
 	// after it went (found by the simulator: an ADD then allocated from
 	// a block nobody claimed).
-	return s.withClaimLock(ctx, st, func() error {
-		removed, err := removeIfEmpty(ctx, st, s.net.Name, p)
+	return ipam.WithClaimLock(ctx, st, s.net.Name, func() error {
+		removed, err := ipam.RemoveIfEmpty(ctx, st, s.net.Name, p)
 		if err != nil || !removed {
 			return err
 		}
@@ -156,74 +149,6 @@ func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, h
 		res.Released = append(res.Released, p)
 		return nil
 	})
-}
-
-// lostToConfig reports whether a Lost reason comes from the node's
-// configuration (ipam's reconcile), which etcd must not override.
-func lostToConfig(reason string) bool { return strings.HasPrefix(reason, "config: ") }
-
-// applyMarks writes the Lost marks found by a sync, in one transaction
-// after the etcd calls, and drops lost blocks with nothing left in them.
-func (s *Source) applyMarks(ctx context.Context, st ipam.Store, marks map[netip.Prefix]string) error {
-	if len(marks) == 0 {
-		return nil
-	}
-	return st.Update(ctx, func(tx ipam.Tx) error {
-		for p, reason := range marks {
-			b, ok, err := tx.BlockContaining(s.net.Name, p.Addr())
-			if err != nil {
-				return err
-			}
-			if !ok || b.Prefix != p || lostToConfig(b.Lost) {
-				continue
-			}
-			if reason != "" && blockEmpty(b) {
-				if err := tx.DeleteBlock(s.net.Name, p); err != nil {
-					return err
-				}
-				continue
-			}
-			b.Lost = reason
-			if err := tx.PutBlock(s.net.Name, b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// heldBlocks maps every held block of network to its used bitmap and
-// lost mark.
-func heldBlocks(ctx context.Context, st ipam.Store, network string) (map[netip.Prefix]heldBlock, error) {
-	held := map[netip.Prefix]heldBlock{}
-	err := st.View(ctx, func(tx ipam.Tx) error {
-		return tx.ForEachBlock(network, func(b ipam.Block) error {
-			if !b.IsBound() { // a bound address is no claim: its record decides (sticky.go)
-				held[b.Prefix] = heldBlock{used: b.Used, lost: b.Lost}
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("network %q: read held blocks: %w", network, err)
-	}
-	return held, nil
-}
-
-func blockEmpty(b ipam.Block) bool { return usedBytes(b.Used) == nil }
-
-// removeIfEmpty deletes p from the store if it is still held and empty.
-func removeIfEmpty(ctx context.Context, st ipam.Store, network string, p netip.Prefix) (bool, error) {
-	removed := false
-	err := st.Update(ctx, func(tx ipam.Tx) error {
-		b, ok, err := tx.BlockContaining(network, p.Addr())
-		if err != nil || !ok || b.Prefix != p || !blockEmpty(b) {
-			return err
-		}
-		removed = true
-		return tx.DeleteBlock(network, p)
-	})
-	return removed, err
 }
 
 // adoptOrphans records in the store the blocks etcd says this node claims
@@ -262,7 +187,7 @@ func (s *Source) adoptOrphans(ctx context.Context, st ipam.Store) error {
 	if err != nil || len(candidates) == 0 {
 		return err
 	}
-	return s.withClaimLock(ctx, st, func() error {
+	return ipam.WithClaimLock(ctx, st, s.net.Name, func() error {
 		var fresh []BlockClaim
 		var blocks []netip.Prefix
 		for _, bc := range candidates {
@@ -284,19 +209,6 @@ func (s *Source) adoptOrphans(ctx context.Context, st ipam.Store) error {
 		}
 		return st.Update(ctx, func(tx ipam.Tx) error { return s.adopt(tx, fresh, bound) })
 	})
-}
-
-// withClaimLock runs fn under st's claim lock for the network, when st
-// has one.
-func (s *Source) withClaimLock(ctx context.Context, st ipam.Store, fn func() error) error {
-	if cl, ok := st.(ipam.ClaimLocker); ok {
-		unlock, err := cl.ClaimLock(ctx, s.net.Name)
-		if err != nil {
-			return fmt.Errorf("network %q: wait for this node's claims: %w", s.net.Name, err)
-		}
-		defer unlock()
-	}
-	return fn()
 }
 
 // orphan reports whether bc is this node's claim of a block the store

@@ -32,6 +32,7 @@ const (
 const (
 	DefaultRequestTimeout = 2 * time.Second
 	DefaultIdleRelease    = 10 * time.Minute
+	DefaultQPS            = 50
 )
 
 var (
@@ -51,6 +52,16 @@ type Config struct {
 	// IdleRelease is how long a block stays empty before SyncIdle gives
 	// it back (default DefaultIdleRelease; negative: never).
 	IdleRelease time.Duration
+	// QPS is how many requests a second the client may send, with bursts
+	// of twice as many (default DefaultQPS).
+	QPS float32
+	// Hook, when set, is called before every API request with the
+	// request's context and a description ("create ipamblocks"); an error
+	// it returns is that request's error, reported as ErrUnavailable (as
+	// from a server that cannot be reached). For the deterministic
+	// simulator (internal/sim): a yield point per request, as
+	// etcdstore.Config.Hook.
+	Hook func(ctx context.Context, op string) error
 }
 
 // Client talks to the API server; it connects lazily, on first use.
@@ -87,12 +98,19 @@ func New(cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("kubernetes.kubeconfig %s: %v: %w", cfg.Kubeconfig, err, ErrConfig)
 		}
 	}
+	if cfg.QPS <= 0 {
+		cfg.QPS = DefaultQPS
+	}
 	rc.Timeout = cfg.RequestTimeout
-	rc.QPS, rc.Burst = 50, 100
+	rc.QPS, rc.Burst = cfg.QPS, int(2*cfg.QPS)
 	rc.UserAgent = "medianet-ipam"
-	dyn, err := dynamic.NewForConfig(rc)
+	dc, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes.kubeconfig %s: %v: %w", cfg.Kubeconfig, err, ErrConfig)
+	}
+	var dyn dynamic.Interface = dc
+	if cfg.Hook != nil {
+		dyn = hookedClient{dc, cfg.Hook}
 	}
 	return &Client{cfg: cfg, rc: rc, dyn: dyn, now: time.Now}, nil
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/bits"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/medianet/medianet/ipam"
@@ -27,11 +25,6 @@ type SyncResult struct {
 	// Lost are held blocks now claimed by another node, marked lost in
 	// the store: no address comes from them any more.
 	Lost []netip.Prefix
-}
-
-type heldBlock struct {
-	used []uint64
-	lost string
 }
 
 // SyncIdle brings the node's IPAMBlocks in line with its store, for the
@@ -62,7 +55,7 @@ func (s *Source) SyncIdle(ctx context.Context, st ipam.Store, now time.Time) (Sy
 	if err := s.adoptOrphans(ctx, st, claims, &res); err != nil {
 		return res, err
 	}
-	held, err := heldBlocks(ctx, st, s.net.Name)
+	held, err := ipam.HeldBlocks(ctx, st, s.net.Name)
 	if err != nil {
 		return res, err
 	}
@@ -74,13 +67,13 @@ func (s *Source) SyncIdle(ctx context.Context, st ipam.Store, now time.Time) (Sy
 	for p, hb := range held {
 		b, ok := byCIDR[p]
 		if err := s.syncBlock(ctx, st, p, hb, b, ok, now, marks, &res); err != nil {
-			return res, errors.Join(err, s.applyMarks(ctx, st, marks))
+			return res, errors.Join(err, ipam.ApplyLostMarks(ctx, st, s.net.Name, marks))
 		}
 	}
-	return res, s.applyMarks(ctx, st, marks)
+	return res, ipam.ApplyLostMarks(ctx, st, s.net.Name, marks)
 }
 
-func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, hb heldBlock, b Block, exists bool, now time.Time, marks map[netip.Prefix]string, res *SyncResult) error {
+func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, hb ipam.Block, b Block, exists bool, now time.Time, marks map[netip.Prefix]string, res *SyncResult) error {
 	ctx, cancel := s.c.bound(ctx)
 	defer cancel()
 	if !exists {
@@ -100,18 +93,15 @@ func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, h
 	}
 	if b.Node != s.node {
 		res.Lost = append(res.Lost, p)
-		if !lostToConfig(hb.lost) {
+		if !ipam.LostToConfig(hb.Lost) {
 			marks[p] = lostReason(b)
 		}
 		return nil
 	}
-	if hb.lost != "" && !lostToConfig(hb.lost) {
+	if hb.Lost != "" && !ipam.LostToConfig(hb.Lost) {
 		marks[p] = ""
 	}
-	inUse := 0
-	for _, w := range hb.used {
-		inUse += bits.OnesCount64(w)
-	}
+	inUse := hb.InUse()
 	if b.InUse != inUse || b.Empty() != (inUse == 0) {
 		b.InUse, b.EmptySince = inUse, time.Time{}
 		if inUse == 0 {
@@ -128,8 +118,8 @@ func (s *Source) syncBlock(ctx context.Context, st ipam.Store, p netip.Prefix, h
 	}
 	// Under the claim lock: an adoption of this node's orphans must not
 	// read the object before it goes and record the block after.
-	return s.withClaimLock(ctx, st, func() error {
-		removed, err := removeIfEmpty(ctx, st, s.net.Name, p)
+	return ipam.WithClaimLock(ctx, st, s.net.Name, func() error {
+		removed, err := ipam.RemoveIfEmpty(ctx, st, s.net.Name, p)
 		if err != nil || !removed {
 			return err
 		}
@@ -161,7 +151,7 @@ func (s *Source) adoptOrphans(ctx context.Context, st ipam.Store, claims []Block
 	if err != nil || len(candidates) == 0 {
 		return err
 	}
-	return s.withClaimLock(ctx, st, func() error {
+	return ipam.WithClaimLock(ctx, st, s.net.Name, func() error {
 		var fresh []Block
 		for _, b := range candidates {
 			cctx, cancel := s.c.bound(ctx)
@@ -221,87 +211,4 @@ func (s *Source) orphan(tx ipam.Tx, b Block) (bool, error) {
 		return nil
 	})
 	return !overlaps, err
-}
-
-func (s *Source) withClaimLock(ctx context.Context, st ipam.Store, fn func() error) error {
-	if cl, ok := st.(ipam.ClaimLocker); ok {
-		unlock, err := cl.ClaimLock(ctx, s.net.Name)
-		if err != nil {
-			return fmt.Errorf("network %q: wait for this node's claims: %w", s.net.Name, err)
-		}
-		defer unlock()
-	}
-	return fn()
-}
-
-// lostToConfig reports whether a Lost reason comes from the node's
-// configuration (ipam's reconcile), which the API must not override.
-func lostToConfig(reason string) bool { return strings.HasPrefix(reason, "config: ") }
-
-// applyMarks writes the Lost marks found by a sync in one transaction,
-// and drops lost blocks with nothing left in them.
-func (s *Source) applyMarks(ctx context.Context, st ipam.Store, marks map[netip.Prefix]string) error {
-	if len(marks) == 0 {
-		return nil
-	}
-	return st.Update(ctx, func(tx ipam.Tx) error {
-		for p, reason := range marks {
-			b, ok, err := tx.BlockContaining(s.net.Name, p.Addr())
-			if err != nil {
-				return err
-			}
-			if !ok || b.Prefix != p || lostToConfig(b.Lost) {
-				continue
-			}
-			if reason != "" && blockEmpty(b) {
-				if err := tx.DeleteBlock(s.net.Name, p); err != nil {
-					return err
-				}
-				continue
-			}
-			b.Lost = reason
-			if err := tx.PutBlock(s.net.Name, b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-func heldBlocks(ctx context.Context, st ipam.Store, network string) (map[netip.Prefix]heldBlock, error) {
-	held := map[netip.Prefix]heldBlock{}
-	err := st.View(ctx, func(tx ipam.Tx) error {
-		return tx.ForEachBlock(network, func(b ipam.Block) error {
-			if !b.IsBound() {
-				held[b.Prefix] = heldBlock{used: b.Used, lost: b.Lost}
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("network %q: read held blocks: %w", network, err)
-	}
-	return held, nil
-}
-
-func blockEmpty(b ipam.Block) bool {
-	for _, w := range b.Used {
-		if w != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func removeIfEmpty(ctx context.Context, st ipam.Store, network string, p netip.Prefix) (bool, error) {
-	removed := false
-	err := st.Update(ctx, func(tx ipam.Tx) error {
-		b, ok, err := tx.BlockContaining(network, p.Addr())
-		if err != nil || !ok || b.Prefix != p || !blockEmpty(b) {
-			return err
-		}
-		removed = true
-		return tx.DeleteBlock(network, p)
-	})
-	return removed, err
 }

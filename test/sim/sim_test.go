@@ -1,5 +1,6 @@
 // Package sim runs the deterministic simulator of internal/sim against a
-// real etcd: fresh seeds for a bounded time in make test (about 60 s,
+// real etcd (TestSim) and against a real kube-apiserver (TestSimKube):
+// fresh seeds for a bounded time in make test (about 60 s each,
 // MEDIANET_SIM_DURATION), longer and with given seeds in make sim.
 package sim
 
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/medianet/medianet/internal/etcdtest"
+	"github.com/medianet/medianet/internal/kubetest"
 	"github.com/medianet/medianet/internal/sim"
 )
 
@@ -45,15 +47,22 @@ func envInt(t *testing.T, name string, def int) int {
 	return v
 }
 
-// runner starts etcd with its data on tmpfs when there is one (no fsync
-// cost) and returns a runner whose stores live there too.
-func runner(t *testing.T) *sim.Runner {
+// runner starts etcd (or, with kube, a kube-apiserver on its own etcd)
+// with its data on tmpfs when there is one (no fsync cost) and returns a
+// runner whose stores live there too.
+func runner(t *testing.T, kube bool) *sim.Runner {
 	t.Helper()
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		t.Setenv("TMPDIR", "/dev/shm")
 	}
-	srv := etcdtest.Start(t, etcdtest.Options{})
-	r := &sim.Runner{Endpoints: srv.Endpoints(), Dir: t.TempDir()}
+	r := &sim.Runner{Dir: t.TempDir()}
+	if kube {
+		// Skips only when there is no kube-apiserver binary, saying why.
+		srv := kubetest.Start(t)
+		r.Kube = &sim.Kube{AgentKubeconfig: srv.AgentKubeconfig, AdminKubeconfig: srv.AdminKubeconfig}
+	} else {
+		r.Endpoints = etcdtest.Start(t, etcdtest.Options{}).Endpoints()
+	}
 	if v := os.Getenv("MEDIANET_SIM_BLOCKSIZE"); v != "" {
 		bs, err := strconv.Atoi(v)
 		if err != nil {
@@ -68,8 +77,14 @@ func runner(t *testing.T) *sim.Runner {
 	return r
 }
 
-func TestSim(t *testing.T) {
-	r := runner(t)
+// TestSim runs the simulator's etcd world.
+func TestSim(t *testing.T) { simulate(t, runner(t, false)) }
+
+// TestSimKube runs its Kubernetes API world: the nodes claim blocks as
+// IPAMBlocks (kubestore) in a real kube-apiserver.
+func TestSimKube(t *testing.T) { simulate(t, runner(t, true)) }
+
+func simulate(t *testing.T, r *sim.Runner) {
 	if path := os.Getenv("MEDIANET_SIM_REPLAY"); path != "" {
 		replay(t, r, path)
 		return
