@@ -36,9 +36,9 @@ func srcReport(p srcParams, phases []srcPhase, wb []wbResult) string {
 		"(and the DELs between) by %d workers, every node between %d and %d pods, /%d blocks; then one sync per node. "+
 		"etcd: three members on loopback, requests are the KV requests all members served; kubernetes: a real kube-apiserver "+
 		"(one etcd behind it), requests are apiserver_request_total for ipam.medianet.io and nodes. "+
-		"Client requests: what the nodes' clients counted. Each simulated ADD opens its store and a fresh client, as a CNI process does "+
+		"Request timeout: %s. Client requests: what the nodes' clients counted. Each simulated ADD opens its store and a fresh client, as a CNI process does "+
 		"(in one process, client-go reuses TLS connections that separate processes would open anew).\n",
-		p.coldPods, p.adds, p.workers, srcMinPods, srcMaxPods, srcBlockBits)
+		p.coldPods, p.adds, p.workers, srcMinPods, srcMaxPods, srcBlockBits, timeoutName(p.timeout))
 	for i := 0; i < len(phases); {
 		n := phases[i].n
 		fmt.Fprintf(&b, "\n### %d nodes\n\n| %s |\n|%s\n", n, strings.Join(srcColumns, " | "), strings.Repeat("---|", len(srcColumns)))
@@ -74,4 +74,11 @@ func srcReport(p srcParams, phases []srcPhase, wb []wbResult) string {
 		fmt.Fprintf(&b, "\n%s\n", strings.Join(facts, "\n"))
 	}
 	return b.String()
+}
+
+func timeoutName(d time.Duration) string {
+	if d == 0 {
+		return "2s (the default)"
+	}
+	return d.String()
 }
