@@ -79,12 +79,26 @@ bench: build
 
 # scale: the cluster simulation against a three-member etcd (not part of
 # make test; about 10 minutes). MEDIANET_SCALE_NODES, _CHURN, _ETCD
-# (plain, password, cert) tune it; the report goes to bin/scale.md.
-scale: build
+# (plain, password, cert) tune it; the report goes to bin/scale.md. Then
+# the block sources side by side (TestScaleSources: the etcd source, the
+# kubernetes source on a real kube-apiserver, and Whereabouts' ADDs on
+# the same API server, built by scripts/whereabouts.sh;
+# MEDIANET_SCALE_SOURCES_NODES, _ADDS, _TIMEOUT (10s: 500 nodes starting at
+# once pass the 2 s default on this machine), MEDIANET_WHEREABOUTS_LIMIT),
+# reported in bin/scale-sources.md.
+scale: build kube-apiserver
 	ulimit -n 65536 2>/dev/null || true; \
 	MEDIANET_BIN=$(CURDIR)/$(BIN) MEDIANET_SCALE_NODES=$${MEDIANET_SCALE_NODES:-100,500,1000} \
 	MEDIANET_SCALE_CHURN=$${MEDIANET_SCALE_CHURN:-60s} MEDIANET_SCALE_OUT=$(CURDIR)/$(BIN)/scale.md \
 		$(GO) test -count=1 -v -timeout 60m -run '^TestScale$$' ./test/scale
+	ulimit -n 65536 2>/dev/null || true; \
+	wb=$$(GO=$(GO) scripts/whereabouts.sh) && wbcrds=$$(GO=$(GO) scripts/whereabouts.sh crds) || \
+		{ echo "make scale: Whereabouts did not build; the sources run without it"; wb=; wbcrds=; }; \
+	MEDIANET_BIN=$(CURDIR)/$(BIN) MEDIANET_SCALE_SOURCES_NODES=$${MEDIANET_SCALE_SOURCES_NODES:-100,500} \
+	MEDIANET_SCALE_SOURCES_ADDS=$${MEDIANET_SCALE_SOURCES_ADDS:-1000} MEDIANET_SCALE_SOURCES_TIMEOUT=$${MEDIANET_SCALE_SOURCES_TIMEOUT:-10s} \
+	MEDIANET_SCALE_SOURCES_OUT=$(CURDIR)/$(BIN)/scale-sources.md \
+	MEDIANET_WHEREABOUTS=$$wb MEDIANET_WHEREABOUTS_CRDS=$$wbcrds \
+		$(GO) test -count=1 -v -timeout 90m -run '^TestScaleSources$$' ./test/scale
 
 # soak: issue 10's soak, random CNI operations and faults on three nodes
 # and a real etcd with the invariants checked after every step (root; make

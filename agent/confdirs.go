@@ -95,8 +95,8 @@ func (c ConfDirs) Networks(context.Context) ([]metrics.Network, error) {
 	return nets, errors.Join(err, nerr)
 }
 
-// Recorded reads the etcd networks the plugin recorded in DataDir
-// (etcdsource.Record).
+// Recorded reads the cluster networks (ipam.etcd, ipam.kubernetes) the
+// plugin recorded in DataDir (cni.Record).
 type Recorded struct {
 	DataDir string
 	// Node is the node name for records without one.
@@ -108,10 +108,10 @@ var _ metrics.NetworkSource = Recorded{}
 // Configs returns the recorded networks; records that do not parse are
 // skipped and named in the error.
 func (r Recorded) Configs() ([]*cni.Config, error) {
-	confs, err := etcdsource.Recorded(r.DataDir)
+	confs, err := cni.Recorded(r.DataDir)
 	var out []*cni.Config
 	for _, c := range confs {
-		if filepath.Clean(c.DataDir) != filepath.Clean(r.DataDir) || !c.UsesEtcd() {
+		if filepath.Clean(c.DataDir) != filepath.Clean(r.DataDir) || !c.UsesEtcd() && !c.UsesKubernetes() {
 			continue // copied from another data directory
 		}
 		if c.IPAM.Node == "" {

@@ -27,8 +27,9 @@ const (
 	DefaultKickInterval = 2 * time.Second
 )
 
-// Syncer is the node agent's etcd sync for the CNI plugins' networks
-// (etcdstore.Source.SyncIdle through etcdsource.Sync): usage published,
+// Syncer is the node agent's sync for the CNI plugins' cluster networks
+// (etcdstore.Source.SyncIdle through etcdsource.Sync, and
+// kubestore.Source.SyncIdle through kubesource.Sync): usage published,
 // idle blocks given back, lost blocks recorded, foreign and sticky
 // reservations brought in line. The plugins never wait for etcd on DEL;
 // this is where what a DEL emptied goes back, on a timer and soon after
@@ -98,27 +99,26 @@ func (s *Syncer) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// SyncAll syncs every etcd network of the conf dirs whose store is this
-// agent's, every recorded one with state in the store, and every network
-// of the conf dirs with ipam.kubernetes (the sync GC runs on runtimes that
-// send it). The conf dirs are read once.
+// SyncAll syncs every cluster network (ipam.etcd or ipam.kubernetes) of
+// the conf dirs whose store is this agent's, and every recorded one with
+// state in the store: a network defined only in a Multus
+// NetworkAttachmentDefinition is known from the plugin's record. The
+// conf dirs are read once.
 func (s *Syncer) SyncAll(ctx context.Context) {
 	confs, _ := s.Confs.Configs() // the metrics source logs broken files
-	for _, conf := range s.etcdConfs(ctx, confs) {
+	for _, conf := range s.clusterConfs(ctx, confs) {
+		if conf.UsesKubernetes() {
+			s.syncOne(ctx, conf, func(st ipam.Store) (syncOutcome, error) {
+				res, err := kubesource.Sync(ctx, conf, st, time.Now())
+				return syncOutcome{lost: res.Lost, changed: len(res.Released)+len(res.Reclaimed)+len(res.Adopted) > 0,
+					attrs: []any{"given back", res.Released, "taken back", res.Reclaimed, "adopted", res.Adopted}}, err
+			})
+			continue
+		}
 		s.syncOne(ctx, conf, func(st ipam.Store) (syncOutcome, error) {
 			res, err := etcdsource.Sync(ctx, conf, st, time.Now())
 			return syncOutcome{lost: res.Lost, changed: len(res.Released)+len(res.Reclaimed)+len(res.Foreign) > 0,
 				attrs: []any{"given back", res.Released, "taken back", res.Reclaimed, "foreign released", res.Foreign}}, err
-		})
-	}
-	for _, conf := range confs {
-		if !conf.UsesKubernetes() {
-			continue
-		}
-		s.syncOne(ctx, conf, func(st ipam.Store) (syncOutcome, error) {
-			res, err := kubesource.Sync(ctx, conf, st, time.Now())
-			return syncOutcome{lost: res.Lost, changed: len(res.Released)+len(res.Reclaimed)+len(res.Adopted) > 0,
-				attrs: []any{"given back", res.Released, "taken back", res.Reclaimed, "adopted", res.Adopted}}, err
 		})
 	}
 }
@@ -152,14 +152,14 @@ func (s *Syncer) syncOne(ctx context.Context, conf *cni.Config, sync func(ipam.S
 	}
 }
 
-// etcdConfs returns the etcd networks to sync: the conf dirs' (the first
-// file naming a network wins), then the recorded ones that no conf file
-// names and that have state in the store.
-func (s *Syncer) etcdConfs(ctx context.Context, confs []*cni.Config) []*cni.Config {
+// clusterConfs returns the cluster networks to sync: the conf dirs'
+// (the first file naming a network wins), then the recorded ones that no
+// conf file names and that have state in the store.
+func (s *Syncer) clusterConfs(ctx context.Context, confs []*cni.Config) []*cni.Config {
 	var out []*cni.Config
 	seen := map[string]bool{}
 	for _, c := range confs {
-		if c.UsesEtcd() && !seen[c.IPAM.Network] {
+		if (c.UsesEtcd() || c.UsesKubernetes()) && !seen[c.IPAM.Network] {
 			seen[c.IPAM.Network] = true
 			out = append(out, c)
 		}

@@ -167,6 +167,12 @@ func (p *Plugin) open(ctx context.Context, c *Config, missingOK bool) (*session,
 
 func (p *Plugin) source(ctx context.Context, c *Config, st ipam.Store) (ipam.BlockSource, func(), error) {
 	if p.Source != nil {
+		if c.UsesEtcd() || c.UsesKubernetes() {
+			// For the node agent's sync (Record), etcd and Kubernetes
+			// networks alike; a record that cannot be written costs this
+			// verb nothing: the agent syncs what it knows.
+			_ = Record(c)
+		}
 		return p.Source(ctx, c, st)
 	}
 	if c.UsesEtcd() {

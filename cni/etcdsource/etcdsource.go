@@ -20,8 +20,6 @@ import (
 
 // Source is a cni.Plugin Source: the etcd block source over the node's
 // store st when c uses etcd (cni.Config.UsesEtcd), else the static one.
-// For an etcd network it first records the network's ipam configuration
-// for the node agent (Record).
 // The etcd client connects lazily, so an ADD served from held blocks never
 // contacts etcd.
 func Source(_ context.Context, c *cni.Config, st ipam.Store) (ipam.BlockSource, func(), error) {
@@ -32,9 +30,6 @@ func Source(_ context.Context, c *cni.Config, st ipam.Store) (ipam.BlockSource, 
 	if err != nil {
 		return nil, nil, err
 	}
-	// For the node agent's sync (Record); a record that cannot be
-	// written costs this verb nothing: the agent syncs what it knows.
-	_ = Record(c)
 	cli, err := etcdstore.New(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ipam.etcd: %w", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/medianet/medianet/internal/etcdtest"
 	"github.com/medianet/medianet/internal/etcdtest/simnode"
 	"github.com/medianet/medianet/ipam/etcdstore"
+	"github.com/medianet/medianet/ipam/kubestore"
 )
 
 type opKind int
@@ -110,10 +111,22 @@ func errKind(err error) string {
 	case errors.Is(err, etcdstore.ErrUnavailable):
 		_, cause, _ := strings.Cut(err.Error(), etcdstore.ErrUnavailable.Error()+": ")
 		return "etcd unavailable (CNI 11): " + cause
+	case errors.Is(err, kubestore.ErrUnavailable):
+		cause, _, _ := strings.Cut(err.Error(), ": "+kubestore.ErrUnavailable.Error())
+		return "kubernetes API server unavailable (CNI 11): " + lastCause(cause)
 	case retryable(err):
 		return "busy (CNI 11)"
 	}
 	return "other: " + err.Error()
+}
+
+// lastCause is the last part of a wrapped error's text, where the
+// transport says what went wrong (a timeout, a refused connection).
+func lastCause(s string) string {
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		return s[i+2:]
+	}
+	return s
 }
 
 func pct(ds []time.Duration, p int) time.Duration {

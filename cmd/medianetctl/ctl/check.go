@@ -24,10 +24,13 @@ type checkReport struct {
 // addresses that became reserved while in use, lost blocks and the
 // attachments in them. With CONFIG files (the node's .conf/.conflist),
 // reserved addresses and ranges are taken from them, as they are now,
-// rather than from what the store recorded at its last ADD.
+// rather than from what the store recorded at its last ADD. With
+// --kubeconfig, the store is also compared with the Kubernetes API for
+// its ipam.kubernetes networks (kubeFindings), writing neither.
 func (c *cmd) check(args []string) error {
 	fs := c.flags("ipam check")
 	asJSON := fs.Bool("json", false, "print JSON")
+	kubeconfig := fs.String("kubeconfig", "", "also compare the store with the Kubernetes API (ipam.kubernetes networks of CONFIG or recorded in --data-dir), read-only")
 	if fs.Parse(args) != nil {
 		return errUsage
 	}
@@ -38,6 +41,13 @@ func (c *cmd) check(args []string) error {
 		findings, err := c.findings(ctx, st, fs.Args())
 		if err != nil {
 			return err
+		}
+		if *kubeconfig != "" {
+			kf, err := c.kubeFindings(ctx, st, fs.Args(), *kubeconfig)
+			if err != nil {
+				return err
+			}
+			findings = append(findings, kf...)
 		}
 		if *asJSON {
 			enc := json.NewEncoder(c.out)
@@ -89,20 +99,28 @@ func (c *cmd) findings(ctx context.Context, st ipam.Store, files []string) ([]ip
 	return out, err
 }
 
-// sync brings etcd and the store in line for the networks of CONFIG
-// (etcdstore.Source.SyncIdle): usage published, idle blocks given back,
-// lost blocks recorded, foreign reservations released. What GC and the
-// node agent do on their own; for an operator, or a node without either.
+// sync brings the cluster store (etcd, or the Kubernetes API) and the
+// node's store in line for the networks of CONFIG
+// (etcdstore.Source.SyncIdle, kubestore.Source.SyncIdle): usage
+// published, idle blocks given back, lost blocks recorded, foreign
+// reservations released, orphan claims adopted. What GC and the node
+// agent do on their own; for an operator, or a node without either.
+// --kubeconfig replaces ipam.kubernetes.kubeconfig (the operator's
+// credentials, or a file where the configuration says in-cluster).
 func (c *cmd) sync(args []string) error {
-	fs := c.flags("ipam sync") // no flags: -h prints them so
+	fs := c.flags("ipam sync")
+	kubeconfig := fs.String("kubeconfig", "", "reach the Kubernetes API with this kubeconfig instead of the one ipam.kubernetes names")
 	if fs.Parse(args) != nil || fs.NArg() == 0 {
 		return errUsage
 	}
 	files := fs.Args()
 	return c.withStore(func(ctx context.Context, st *boltstore.Store) error {
 		return forEachConfig(files, func(conf *cni.Config) error {
+			if conf.UsesKubernetes() {
+				return c.syncKube(ctx, conf, st, *kubeconfig)
+			}
 			if !conf.UsesEtcd() {
-				fmt.Fprintf(c.out, "%s: no ipam.etcd, nothing to sync\n", conf.IPAM.Network)
+				fmt.Fprintf(c.out, "%s: no ipam.etcd nor ipam.kubernetes, nothing to sync\n", conf.IPAM.Network)
 				return nil
 			}
 			res, err := etcdsource.Sync(ctx, conf, st, time.Now())
@@ -146,7 +164,9 @@ func forEachConfig(files []string, fn func(*cni.Config) error) error {
 }
 
 // allocatorFor returns the allocator of conf over st, with its block
-// source (etcd's connects lazily: Check makes no call).
+// source (etcd's connects lazily: Check makes no call). A kubernetes
+// network gets the static whole-subnet source here: its ranges are the
+// same (kubestore.Source.Ranges), and Check needs no client.
 func allocatorFor(ctx context.Context, conf *cni.Config, st ipam.Store) (*ipam.Allocator, func(), error) {
 	src, done, err := etcdsource.Source(ctx, conf, st)
 	if err != nil {

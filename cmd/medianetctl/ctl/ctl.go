@@ -31,11 +31,12 @@ const (
 const usage = `usage:
   medianetctl [--data-dir DIR] [--timeout D] ipam ...   (D: how long to wait for a busy store, default 10s)
   medianetctl [--data-dir DIR] ipam list [--network NAME] [--json]
+  medianetctl ipam list --kubeconfig F [--network NAME] [--json]      (the block claims in the Kubernetes API)
   medianetctl [--data-dir DIR] ipam verify CONFIG...
   medianetctl [--data-dir DIR] ipam release --network NAME --container ID [--ifname IF]
   medianetctl [--data-dir DIR] ipam gc --network NAME --valid ID:IF[,ID:IF...]
-  medianetctl [--data-dir DIR] ipam check [--json] [CONFIG...]
-  medianetctl [--data-dir DIR] ipam sync CONFIG...
+  medianetctl [--data-dir DIR] ipam check [--json] [--kubeconfig F] [CONFIG...]
+  medianetctl [--data-dir DIR] ipam sync [--kubeconfig F] CONFIG...
   medianetctl ipam reclaim --node NAME --etcd-endpoints URLS [--network NAME] [--force] [--dry-run]
               [--etcd-prefix P] [--etcd-ca F --etcd-cert F --etcd-key F] [--etcd-user U]
   medianetctl ipam reclaim --kubeconfig F (--node NAME | --gone) [--network NAME] [--force] [--dry-run]
@@ -150,8 +151,12 @@ func (c *cmd) list(args []string) error {
 	fs := c.flags("ipam list")
 	network := fs.String("network", "", "only this network")
 	asJSON := fs.Bool("json", false, "print JSON")
+	kubeconfig := fs.String("kubeconfig", "", "list the block claims kept in the Kubernetes API (ipam.kubernetes), every node's, instead of this node's allocations")
 	if fs.Parse(args) != nil || fs.NArg() != 0 {
 		return errUsage
+	}
+	if *kubeconfig != "" {
+		return c.listKube(*kubeconfig, *network, *asJSON)
 	}
 	return c.withStore(func(ctx context.Context, st *boltstore.Store) error {
 		allocs, err := ipam.List(ctx, st, *network)

@@ -1,17 +1,15 @@
-package etcdsource
+package cni
 
 import (
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/medianet/medianet/cni"
 )
 
-func parse(t *testing.T, conf string) *cni.Config {
+func parse(t *testing.T, conf string) *Config {
 	t.Helper()
-	c, err := cni.ParseConfig([]byte(conf))
+	c, err := ParseConfig([]byte(conf))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +84,7 @@ func TestRecord(t *testing.T) {
 // for its record (marshal, read, compare).
 func BenchmarkRecordUnchanged(b *testing.B) {
 	dir := b.TempDir()
-	c, err := cni.ParseConfig([]byte(`{"cniVersion":"1.1.0","name":"media","ipam":{"type":"medianet-ipam","subnet":"10.9.0.0/24",
+	c, err := ParseConfig([]byte(`{"cniVersion":"1.1.0","name":"media","ipam":{"type":"medianet-ipam","subnet":"10.9.0.0/24",
 		"dataDir":"` + dir + `","etcd":{"endpoints":["http://127.0.0.1:2379"]}}}`))
 	if err != nil {
 		b.Fatal(err)

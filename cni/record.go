@@ -1,4 +1,4 @@
-package etcdsource
+package cni
 
 import (
 	"bytes"
@@ -10,20 +10,21 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/medianet/medianet/cni"
 )
 
 // RecordDir is the directory of the data directory where the plugin
-// records the ipam configuration of each etcd network it served, one file
-// per network (<name>.json, the name path-escaped), so that the node agent
-// syncs every etcd network with state in the store, also one no CNI
+// records the ipam configuration of each cluster network it served (one
+// whose blocks are claimed in etcd or in the Kubernetes API: Plugin.source
+// records it before it opens the source), one file per network
+// (<name>.json, the name path-escaped), so that the node agent syncs every
+// cluster network with state in the store, also one no CNI
 // configuration file names (a Multus NetworkAttachmentDefinition) and
 // one whose runtime never sends GC (containerd 1.6, 1.7).
 //
 // A record holds the network's ipam object as the plugin read it, with
 // the node resolved and the data directory made absolute; never the
-// runtime's per-call keys. The etcd password is in it when the
+// runtime's per-call keys (a kubeconfig is named by its path, never
+// copied). The etcd password is in it when the
 // configuration has it inline (ipam.etcd.password): records are mode 0600
 // in the data directory (0700), as readable as the store itself; prefer
 // ipam.etcd.passwordFile, whose path alone is recorded.
@@ -31,10 +32,10 @@ const RecordDir = "networks"
 
 // record is the content of a record file.
 type record struct {
-	CNIVersion string       `json:"cniVersion,omitempty"`
-	Name       string       `json:"name"`
-	Type       string       `json:"type"`
-	IPAM       cni.IPAMConf `json:"ipam"`
+	CNIVersion string   `json:"cniVersion,omitempty"`
+	Name       string   `json:"name"`
+	Type       string   `json:"type"`
+	IPAM       IPAMConf `json:"ipam"`
 }
 
 // recordPath returns the record file of network in dataDir.
@@ -46,8 +47,8 @@ func recordPath(dataDir, network string) string {
 // unchanged verb costs a read and a compare. The write is atomic (a
 // temporary file renamed over the record), mode 0600. It makes no network
 // call and takes no store lock.
-func Record(c *cni.Config) error {
-	r := record{CNIVersion: c.Net.CNIVersion, Name: c.Net.Name, Type: cni.IPAMType, IPAM: c.Net.IPAM}
+func Record(c *Config) error {
+	r := record{CNIVersion: c.Net.CNIVersion, Name: c.Net.Name, Type: IPAMType, IPAM: c.Net.IPAM}
 	r.IPAM.Node = c.IPAM.Node
 	dir, err := filepath.Abs(c.DataDir)
 	if err != nil {
@@ -84,9 +85,9 @@ func Record(c *cni.Config) error {
 }
 
 // Recorded returns the configurations recorded in dataDir, parsed as the
-// plugin parses them (cni.ParseConfig); files that do not parse are
+// plugin parses them (ParseConfig); files that do not parse are
 // skipped and named in the error. A missing directory is none.
-func Recorded(dataDir string) ([]*cni.Config, error) {
+func Recorded(dataDir string) ([]*Config, error) {
 	es, err := os.ReadDir(filepath.Join(dataDir, RecordDir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -94,7 +95,7 @@ func Recorded(dataDir string) ([]*cni.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("recorded networks: %w", err)
 	}
-	var out []*cni.Config
+	var out []*Config
 	var errs []error
 	for _, e := range es {
 		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || filepath.Ext(e.Name()) != ".json" {
@@ -103,8 +104,8 @@ func Recorded(dataDir string) ([]*cni.Config, error) {
 		path := filepath.Join(dataDir, RecordDir, e.Name())
 		b, err := os.ReadFile(path)
 		if err == nil {
-			var c *cni.Config
-			if c, err = cni.ParseConfig(b); err == nil {
+			var c *Config
+			if c, err = ParseConfig(b); err == nil {
 				out = append(out, c)
 				continue
 			}
