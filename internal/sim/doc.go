@@ -22,10 +22,11 @@
 // kubernetes source (kubestore.Source, its SyncIdle, Reclaim and
 // ReclaimGone) as medianet-ipam-kube does, with a yield point before
 // every API request (kubestore.Config.Hook), and the invariants read the
-// IPAMBlocks as they read etcd's claims (backend.go holds what the two
-// share). The generator draws only what the world's source supports
-// (caps): the kube world has no sticky period and no blockSize change
-// (both refused by that source); a lost node's Node object is deleted,
+// IPAMBlocks and IPAMStickies as they read etcd's claims and sticky
+// records (backend.go holds what the two share). The generator draws only
+// what the world's source supports (caps): the kube world has sticky
+// periods as the etcd world does, but no blockSize change (refused by
+// that source); a lost node's Node object is deleted,
 // and its blocks are reclaimed by name (with or without force) or as
 // gone (ReclaimGone). A replay of a kube world says "source kube".
 //

@@ -37,6 +37,7 @@ const simQPS = 100000
 var (
 	blocksGVR   = schema.GroupVersionResource{Group: kubestore.Group, Version: kubestore.Version, Resource: "ipamblocks"}
 	networksGVR = schema.GroupVersionResource{Group: kubestore.Group, Version: kubestore.Version, Resource: "ipamnetworks"}
+	stickiesGVR = schema.GroupVersionResource{Group: kubestore.Group, Version: kubestore.Version, Resource: "ipamstickies"}
 	nodesGVR    = schema.GroupVersionResource{Version: "v1", Resource: "nodes"}
 )
 
@@ -80,6 +81,9 @@ func (b *kubeBackend) reset(nodes bool) error {
 	if err := b.admin.Resource(blocksGVR).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
 		return fmt.Errorf("sim: delete the IPAMBlocks: %w", err)
 	}
+	if err := b.admin.Resource(stickiesGVR).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		return fmt.Errorf("sim: delete the IPAMStickies: %w", err)
+	}
 	if err := b.admin.Resource(networksGVR).Delete(ctx, kubestore.NetworkName(Network), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("sim: delete IPAMNetwork %s: %w", Network, err)
 	}
@@ -109,10 +113,10 @@ func (b *kubeBackend) deleteNode(ctx context.Context, name string) error {
 
 func (b *kubeBackend) name() string { return "kube" }
 
-// caps: the kubernetes source refuses sticky networks and a block length
-// other than the one its IPAMNetwork records; a forced reclaim deletes
-// the blocks and reserves nothing.
-func (b *kubeBackend) caps() caps { return caps{ReclaimGone: true} }
+// caps: the kubernetes source refuses a block length other than the one
+// its IPAMNetwork records; a forced reclaim deletes the blocks and
+// reserves nothing. Sticky networks are drawn as in the etcd world.
+func (b *kubeBackend) caps() caps { return caps{ReclaimGone: true, Sticky: true} }
 
 func (b *kubeBackend) source(cfg *ipam.Config, st ipam.Store) (ipam.BlockSource, syncFunc, error) {
 	src, err := kubestore.NewSource(b.kc, cfg, st)
@@ -178,7 +182,36 @@ func (b *kubeBackend) read() (*clusterState, error) {
 		}
 		cs.claims[p] = kb.Node
 	}
-	return cs, nil
+	return cs, b.readSticky(ctx, cs)
+}
+
+// readSticky adds every IPAMSticky of the network to cs, decoded here
+// rather than by kubestore, as the blocks are.
+func (b *kubeBackend) readSticky(ctx context.Context, cs *clusterState) error {
+	l, err := b.admin.Resource(stickiesGVR).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, o := range l.Items {
+		spec, _, _ := unstructured.NestedMap(o.Object, "spec")
+		js, _ := json.Marshal(spec)
+		cs.residue = append(cs.residue, "IPAMSticky "+o.GetName()+" = "+string(js))
+		str := func(k string) string { v, _ := spec[k].(string); return v }
+		if str("network") != Network {
+			continue
+		}
+		r := stickyRec{Node: str("node"), Hold: str("state") == "held"}
+		ips, _, _ := unstructured.NestedStringSlice(o.Object, "spec", "ips")
+		for _, s := range ips {
+			ip, err := netip.ParseAddr(s)
+			if err != nil {
+				return fmt.Errorf("sim: IPAMSticky %s: address %q: %w", o.GetName(), s, err)
+			}
+			r.IPs = append(r.IPs, ip)
+		}
+		cs.addSticky(str("workload")+"/"+str("ifname"), r)
+	}
+	return nil
 }
 
 // stamp names every IPAMBlock and IPAMNetwork with its resourceVersion
@@ -188,7 +221,7 @@ func (b *kubeBackend) stamp() string {
 	defer cancel()
 	var sb strings.Builder
 	sb.WriteString("objects:")
-	for _, gvr := range []schema.GroupVersionResource{blocksGVR, networksGVR} {
+	for _, gvr := range []schema.GroupVersionResource{blocksGVR, networksGVR, stickiesGVR} {
 		l, err := b.admin.Resource(gvr).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return ""
